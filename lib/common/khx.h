@@ -110,6 +110,14 @@ int khx_read_file(const char *path, size_t max, uint8_t **data, size_t *len);
 /* Writes a file atomically: a temporary file in the same directory, fsync, rename. */
 int khx_write_file_atomic(const char *path, const void *data, size_t len);
 
+/* One-shot digests (OpenSSL). Return 0 or KH_ENOMEM. */
+int khx_md5(const void *data, size_t len, uint8_t out[16]);
+int khx_sha1(const void *data, size_t len, uint8_t out[20]);
+int khx_sha256(const void *data, size_t len, uint8_t out[32]);
+
+/* Milliseconds on CLOCK_MONOTONIC. */
+uint64_t khx_now_ms(void);
+
 /* Diagnostics: a printf-style helper that formats into a caller's buffer. */
 void khx_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

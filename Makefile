@@ -1,0 +1,57 @@
+# Khiên: a thin driver over CMake + CTest. The two commands a new user needs:
+#   make run    build everything, make a demo folder with planted detections, scan it
+#   make test   unit, compatibility and fuzz-smoke tests, then the same tests under ASan+UBSan
+# Both install the Debian packages they need first (scripts/install-deps).
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+FUZZ_SECONDS ?= 10
+CMAKE_FLAGS ?=
+
+.PHONY: all build deps run test test-fast test-asan fuzz-smoke format clean help
+
+all: build
+
+help:
+	@echo "make run        build, generate a demo folder and scan it"
+	@echo "make test       all tests (normal build, ASan+UBSan build, fuzz smoke)"
+	@echo "make test-fast  unit and case tests on the normal build only"
+	@echo "make fuzz-smoke run every libFuzzer target for $(FUZZ_SECONDS) s"
+	@echo "make format     clang-format every C file"
+
+deps:
+	@scripts/install-deps
+
+$(BUILD)/CMakeCache.txt: | deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	@scripts/run-demo $(BUILD)
+
+test-fast: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+test-asan: deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DKHIEN_SANITIZE=ON $(CMAKE_FLAGS)
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS)
+
+fuzz-smoke: deps
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKHIEN_FUZZ=ON $(CMAKE_FLAGS)
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	@scripts/fuzz-smoke $(FUZZ_BUILD)/fuzz $(FUZZ_SECONDS)
+
+# Everything, with one summary line at the end (CI reads it).
+test: deps
+	@scripts/run-tests "$(BUILD)" "$(ASAN_BUILD)" "$(FUZZ_BUILD)" "$(JOBS)" "$(FUZZ_SECONDS)"
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

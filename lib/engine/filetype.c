@@ -1,0 +1,387 @@
+/*
+ * File typing from magic bytes.
+ *
+ * khx_filetype() looks only at the bytes it is given and decides what the
+ * rest of the engine should do with them: run the executable parsers, unpack
+ * a container, normalise text or HTML, or match the bytes as they are. The
+ * checks run from the most specific to the least: executables first (so a
+ * self-extracting archive is scanned as the program it is), then archive and
+ * compression magics at offset 0, then the formats whose magic sits further
+ * in (tar at 257, ISO 9660 at 32769), and only then the text heuristics.
+ *
+ * Every check tests the length before it reads; no input can make this file
+ * read outside buf[0..len).
+ */
+#include "container.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "khx.h"
+
+/* How much of the start of a file the text and HTML heuristics look at. */
+#define TEXT_WINDOW 4096
+
+static int has_prefix(const uint8_t *buf, size_t len, size_t off, const void *magic, size_t n)
+{
+    return len >= off && len - off >= n && memcmp(buf + off, magic, n) == 0;
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* A PE image: "MZ", then e_lfanew at 0x3C pointing at "PE\0\0" inside the
+ * buffer. A bare "MZ" (a DOS program, or a text file that starts with those
+ * two letters) is not enough. */
+static int is_pe(const uint8_t *buf, size_t len)
+{
+    if (!has_prefix(buf, len, 0, "MZ", 2) || len < 0x40)
+        return 0;
+    uint32_t lfanew = le32(buf + 0x3C);
+    if (lfanew < 0x40 || lfanew > len || len - lfanew < 4)
+        return 0;
+    return memcmp(buf + lfanew, "PE\0\0", 4) == 0;
+}
+
+/* A .lzma ("LZMA alone") stream has no magic: a properties byte, a 32-bit
+ * dictionary size and a 64-bit uncompressed size. We accept only the values
+ * real encoders write, so that random binary data is not mistaken for it:
+ * lc/lp/pb within range, a dictionary size that is 2^n or 2^n + 2^(n-1) from
+ * 4 KiB upwards, and an uncompressed size that is either "unknown" (all ones)
+ * or below 2^48. */
+static int is_lzma_alone(const uint8_t *buf, size_t len)
+{
+    if (len < 13 || buf[0] >= 9 * 5 * 5)
+        return 0;
+    uint32_t dict = le32(buf + 1);
+    int dict_ok = 0;
+    for (int n = 12; n <= 31 && !dict_ok; n++) {
+        uint32_t p = (uint32_t)1 << n;
+        if (dict == p || (n > 12 && dict == p + (p >> 1)))
+            dict_ok = 1;
+    }
+    if (!dict_ok)
+        return 0;
+    int all_ones = 1;
+    for (int i = 5; i < 13; i++)
+        if (buf[i] != 0xFF)
+            all_ones = 0;
+    if (all_ones)
+        return 1;
+    /* Below 2^48: the two most significant bytes are zero. */
+    return buf[11] == 0 && buf[12] == 0;
+}
+
+static int is_octal_field(const uint8_t *p, size_t n)
+{
+    int digits = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] >= '0' && p[i] <= '7')
+            digits++;
+        else if (p[i] != ' ' && p[i] != 0)
+            return 0;
+    }
+    return digits > 0;
+}
+
+/* A tar header: the "ustar" magic at 257 (POSIX "ustar\0" and GNU
+ * "ustar  \0"), or a pre-POSIX (v7) header whose checksum at 148 matches the
+ * sum of its 512 bytes with the checksum field counted as spaces. The
+ * checksum test is what keeps arbitrary data from passing as an old tar. */
+static int is_tar(const uint8_t *buf, size_t len)
+{
+    if (len < 512)
+        return 0;
+    if (memcmp(buf + 257, "ustar", 5) == 0)
+        return 1;
+    if (buf[0] == 0 || !is_octal_field(buf + 148, 8) || !is_octal_field(buf + 124, 12))
+        return 0;
+    uint32_t want = 0;
+    for (size_t i = 148; i < 156 && buf[i] >= '0' && buf[i] <= '7'; i++)
+        want = want * 8 + (uint32_t)(buf[i] - '0');
+    uint32_t sum = 0;
+    for (size_t i = 0; i < 512; i++)
+        sum += (i >= 148 && i < 156) ? ' ' : buf[i];
+    return sum == want;
+}
+
+/* cpio: the ASCII variants by their six-digit magic, the old binary one by
+ * 070707 in either byte order plus a plausible name size (a name of at least
+ * one byte that fits in the first block). */
+static int is_cpio(const uint8_t *buf, size_t len)
+{
+    if (has_prefix(buf, len, 0, "070707", 6) || has_prefix(buf, len, 0, "070701", 6) ||
+        has_prefix(buf, len, 0, "070702", 6))
+        return 1;
+    if (len < 26)
+        return 0;
+    unsigned namesize;
+    if (buf[0] == 0xC7 && buf[1] == 0x71)
+        namesize = (unsigned)buf[20] | (unsigned)buf[21] << 8;
+    else if (buf[0] == 0x71 && buf[1] == 0xC7)
+        namesize = (unsigned)buf[20] << 8 | (unsigned)buf[21];
+    else
+        return 0;
+    return namesize >= 1 && namesize <= 1024;
+}
+
+/* LHA: the method id "-lh?-" or "-lz?-" at offset 2 and a header level of 0
+ * to 3 at offset 20. */
+static int is_lha(const uint8_t *buf, size_t len)
+{
+    if (len < 22 || buf[2] != '-' || buf[3] != 'l' || buf[6] != '-')
+        return 0;
+    if (buf[4] != 'h' && buf[4] != 'z')
+        return 0;
+    return buf[20] <= 3;
+}
+
+/* zstd frames, including a leading skippable frame (magic 0x184D2A5?). */
+static int is_zstd(const uint8_t *buf, size_t len)
+{
+    if (has_prefix(buf, len, 0, "\x28\xB5\x2F\xFD", 4))
+        return 1;
+    return len >= 8 && (buf[0] & 0xF0) == 0x50 && buf[1] == 0x2A && buf[2] == 0x4D &&
+           buf[3] == 0x18;
+}
+
+static int is_bzip2(const uint8_t *buf, size_t len)
+{
+    return len >= 10 && buf[0] == 'B' && buf[1] == 'Z' && buf[2] == 'h' && buf[3] >= '1' &&
+           buf[3] <= '9' &&
+           (memcmp(buf + 4, "1AY&SY", 6) == 0 ||
+            memcmp(buf + 4, "\x17\x72\x45\x38\x50\x90", 6) == 0);
+}
+
+/* Length of the valid UTF-8 sequence at p (2 to 4), or 0. A sequence cut off
+ * by the end of the window counts as valid: the file goes on past it. */
+static size_t utf8_seq(const uint8_t *p, size_t n)
+{
+    size_t need;
+    if (p[0] >= 0xC2 && p[0] <= 0xDF)
+        need = 2;
+    else if (p[0] >= 0xE0 && p[0] <= 0xEF)
+        need = 3;
+    else if (p[0] >= 0xF0 && p[0] <= 0xF4)
+        need = 4;
+    else
+        return 0;
+    for (size_t i = 1; i < need; i++) {
+        if (i >= n)
+            return n;
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+    }
+    return need;
+}
+
+/* Mostly printable: no NUL byte, and at most one byte in 16 that is neither
+ * printable ASCII, common white space, nor part of valid UTF-8. The margin
+ * lets Latin-1 or Windows-1258 text through. */
+static int looks_like_text(const uint8_t *buf, size_t len, size_t *start)
+{
+    size_t n = KHX_MIN(len, (size_t)TEXT_WINDOW);
+    size_t bad = 0, i = 0;
+    if (n >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0)
+        i = 3;
+    *start = i;
+    while (i < n) {
+        uint8_t c = buf[i];
+        if (c == 0)
+            return 0;
+        if ((c >= 0x20 && c < 0x7F) || c == '\t' || c == '\n' || c == '\r' || c == '\f' ||
+            c == '\v' || c == 0x1B) {
+            i++;
+            continue;
+        }
+        size_t s = c >= 0x80 ? utf8_seq(buf + i, n - i) : 0;
+        if (s > 0) {
+            i += s;
+            continue;
+        }
+        bad++;
+        i++;
+    }
+    return n > 0 && bad * 16 <= n;
+}
+
+/* Case-insensitive search for `needle` (lowercase) in hay[0..n). */
+static int contains_nocase(const uint8_t *hay, size_t n, const char *needle)
+{
+    size_t m = strlen(needle);
+    for (size_t i = 0; i + m <= n; i++) {
+        size_t j = 0;
+        while (j < m) {
+            uint8_t c = hay[i + j];
+            if (c >= 'A' && c <= 'Z')
+                c = (uint8_t)(c + 32);
+            if (c != (uint8_t)needle[j])
+                break;
+            j++;
+        }
+        if (j == m)
+            return 1;
+    }
+    return 0;
+}
+
+/* HTML: text that carries one of the tags a browser-rendered page starts
+ * with, within the text window. A text file that merely mentions "<b>" stays
+ * text; one with "<script" or "<iframe" is treated as HTML because those are
+ * what HTML signatures are written against. */
+static int looks_like_html(const uint8_t *buf, size_t len, size_t start)
+{
+    static const char *const tags[] = {
+        "<!doctype html", "<html",  "<head",     "<body",   "<script", "<iframe",
+        "<meta",          "<title", "<frameset", "<object", "<embed",  "<svg",
+    };
+    size_t n = KHX_MIN(len, (size_t)TEXT_WINDOW);
+    for (size_t i = 0; i < KHX_ARRAY_LEN(tags); i++)
+        if (contains_nocase(buf + start, n - start, tags[i]))
+            return 1;
+    return 0;
+}
+
+enum khx_ftype khx_filetype(const uint8_t *buf, size_t len)
+{
+    if (buf == NULL || len == 0)
+        return KHX_FT_BINARY;
+
+    if (is_pe(buf, len))
+        return KHX_FT_PE;
+    if (has_prefix(buf, len, 0,
+                   "\x7F"
+                   "ELF",
+                   4))
+        return KHX_FT_ELF;
+
+    if (has_prefix(buf, len, 0, "PK\x03\x04", 4) || has_prefix(buf, len, 0, "PK\x05\x06", 4) ||
+        has_prefix(buf, len, 0, "PK\x07\x08", 4))
+        return KHX_FT_ZIP;
+    if (has_prefix(buf, len, 0, "7z\xBC\xAF\x27\x1C", 6))
+        return KHX_FT_7Z;
+    if (has_prefix(buf, len, 0, "Rar!\x1A\x07\x00", 7) ||
+        has_prefix(buf, len, 0, "Rar!\x1A\x07\x01\x00", 8))
+        return KHX_FT_RAR;
+    if (has_prefix(buf, len, 0, "MSCF\0\0\0\0", 8))
+        return KHX_FT_CAB;
+    if (has_prefix(buf, len, 0, "\x1F\x8B\x08", 3))
+        return KHX_FT_GZ;
+    if (is_bzip2(buf, len))
+        return KHX_FT_BZ2;
+    if (has_prefix(buf, len, 0,
+                   "\xFD"
+                   "7zXZ\0",
+                   6))
+        return KHX_FT_XZ;
+    if (is_zstd(buf, len))
+        return KHX_FT_ZSTD;
+    if (has_prefix(buf, len, 0, "!<arch>\n", 8))
+        return KHX_FT_AR;
+    if (is_cpio(buf, len))
+        return KHX_FT_CPIO;
+    if (is_lha(buf, len))
+        return KHX_FT_LHA;
+    if (is_tar(buf, len))
+        return KHX_FT_TAR;
+    if (has_prefix(buf, len, 32769, "CD001", 5))
+        return KHX_FT_ISO;
+
+    size_t start;
+    if (looks_like_text(buf, len, &start))
+        return looks_like_html(buf, len, start) ? KHX_FT_HTML : KHX_FT_TEXT;
+
+    /* Last, because it has no real magic: only data that is neither text nor
+     * anything above gets this guess. */
+    if (is_lzma_alone(buf, len))
+        return KHX_FT_LZMA;
+    return KHX_FT_BINARY;
+}
+
+struct ftype_names {
+    const char *name;   /* short name for messages */
+    const char *cltype; /* ClamAV's CL_TYPE_* */
+    const char *heur;   /* the <Type> in Heuristics.Encrypted.<Type> */
+};
+
+/* ClamAV has one name per cpio variant and tells old tar from POSIX tar; we
+ * use the most common of each (the .ldb matcher is told about the others).
+ * ar and LZMA-alone have no ClamAV type: ClamAV does not unpack them, so the
+ * names below cannot collide with a real ClamAV signature. */
+static const struct ftype_names names[KHX_FT_COUNT] = {
+    [KHX_FT_BINARY] = {"binary", "CL_TYPE_BINARY_DATA", "Binary"},
+    [KHX_FT_TEXT] = {"text", "CL_TYPE_TEXT_ASCII", "Text"},
+    [KHX_FT_HTML] = {"html", "CL_TYPE_HTML", "HTML"},
+    [KHX_FT_PE] = {"pe", "CL_TYPE_MSEXE", "Executable"},
+    [KHX_FT_ELF] = {"elf", "CL_TYPE_ELF", "Executable"},
+    [KHX_FT_ZIP] = {"zip", "CL_TYPE_ZIP", "Zip"},
+    [KHX_FT_7Z] = {"7z", "CL_TYPE_7Z", "7Zip"},
+    [KHX_FT_RAR] = {"rar", "CL_TYPE_RAR", "RAR"},
+    [KHX_FT_TAR] = {"tar", "CL_TYPE_POSIX_TAR", "Tar"},
+    [KHX_FT_GZ] = {"gzip", "CL_TYPE_GZ", "GZip"},
+    [KHX_FT_BZ2] = {"bzip2", "CL_TYPE_BZ", "BZip2"},
+    [KHX_FT_XZ] = {"xz", "CL_TYPE_XZ", "XZ"},
+    [KHX_FT_CAB] = {"cab", "CL_TYPE_MSCAB", "CAB"},
+    [KHX_FT_ISO] = {"iso", "CL_TYPE_ISO9660", "ISO9660"},
+    [KHX_FT_CPIO] = {"cpio", "CL_TYPE_CPIO_NEWC", "CPIO"},
+    [KHX_FT_LHA] = {"lha", "CL_TYPE_LHA_LZH", "LHA"},
+    [KHX_FT_AR] = {"ar", "CL_TYPE_AR", "AR"},
+    [KHX_FT_ZSTD] = {"zstd", "CL_TYPE_ZSTD", "Zstd"},
+    [KHX_FT_LZMA] = {"lzma", "CL_TYPE_LZMA", "LZMA"},
+};
+
+static const struct ftype_names *lookup(enum khx_ftype t)
+{
+    if ((int)t < 0 || t >= KHX_FT_COUNT)
+        return &names[KHX_FT_BINARY];
+    return &names[t];
+}
+
+const char *khx_ftype_cltype(enum khx_ftype t)
+{
+    return lookup(t)->cltype;
+}
+
+const char *khx_ftype_name(enum khx_ftype t)
+{
+    return lookup(t)->name;
+}
+
+int khx_ftype_is_container(enum khx_ftype t)
+{
+    return t >= KHX_FT_ZIP && t <= KHX_FT_LZMA;
+}
+
+void khx_walk_issue_name(int issue, enum khx_ftype t, char *out, size_t outlen)
+{
+    if (out == NULL || outlen == 0)
+        return;
+    switch (issue) {
+    case KHX_WALK_ENCRYPTED:
+        snprintf(out, outlen, "Heuristics.Encrypted.%s", lookup(t)->heur);
+        break;
+    case KHX_WALK_CORRUPT:
+        snprintf(out, outlen, "Heuristics.Broken.%s", lookup(t)->heur);
+        break;
+    case KHX_WALK_MAX_FILESIZE:
+        snprintf(out, outlen, "Heuristics.Limits.Exceeded.MaxFileSize");
+        break;
+    case KHX_WALK_MAX_SCANSIZE:
+        snprintf(out, outlen, "Heuristics.Limits.Exceeded.MaxScanSize");
+        break;
+    case KHX_WALK_MAX_FILES:
+        snprintf(out, outlen, "Heuristics.Limits.Exceeded.MaxFiles");
+        break;
+    case KHX_WALK_MAX_RATIO:
+        snprintf(out, outlen, "Heuristics.Limits.Exceeded.MaxCompressionRatio");
+        break;
+    case KHX_WALK_MAX_TIME:
+        snprintf(out, outlen, "Heuristics.Limits.Exceeded.MaxScanTime");
+        break;
+    default:
+        snprintf(out, outlen, "Heuristics.Unknown.%s", lookup(t)->heur);
+        break;
+    }
+}

@@ -1,0 +1,94 @@
+/*
+ * libFuzzer target for file typing, both normalisers and the container walk
+ * (lib/engine/filetype.c, normalize.c, container.c).
+ *
+ * The input is typed and normalised as a whole; containers are walked with
+ * small limits, and every extracted member is typed, normalised and (two
+ * levels deep at most) walked again, as the scanner does. The first byte
+ * also picks a container reader to force onto the rest of the input, so each
+ * libarchive reader sees malformed data even without a matching magic.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "container.h"
+
+struct fuzz_ctx {
+    const struct khx_walk_limits *lim;
+    uint64_t *total;
+    int depth;
+};
+
+static void exercise(const uint8_t *data, size_t len)
+{
+    uint8_t *out = malloc(len ? len : 1);
+    if (out == NULL)
+        return;
+    khx_normalize_ascii(data, len, out);
+    khx_normalize_html(data, len, out);
+    free(out);
+}
+
+static void on_issue(void *ud, const char *name, int issue, const char *detail)
+{
+    (void)ud;
+    char heur[96];
+    khx_walk_issue_name(issue, KHX_FT_ZIP, heur, sizeof(heur));
+    /* Touch the strings so a dangling pointer would be noticed. */
+    if (strlen(name) + strlen(detail) + strlen(heur) == (size_t)-1)
+        abort();
+}
+
+static int on_member(void *ud, const char *name, const uint8_t *data, size_t len)
+{
+    struct fuzz_ctx *ctx = ud;
+    if (strlen(name) == (size_t)-1)
+        abort();
+    enum khx_ftype t = khx_filetype(data, len);
+    exercise(data, len);
+    if (khx_ftype_is_container(t) && ctx->depth < 2) {
+        struct khx_walk_cb cb = {on_member, on_issue, ctx};
+        ctx->depth++;
+        khx_container_walk(data, len, t, ctx->lim, ctx->total, &cb);
+        ctx->depth--;
+    }
+    return 0;
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct khx_walk_limits lim = {
+        .max_member_size = 1u << 20,
+        .max_total = 4u << 20,
+        .max_members = 32,
+        .max_ratio = 50,
+        .deadline_ms = now_ms() + 2000,
+    };
+    uint64_t total = 0;
+    struct fuzz_ctx ctx = {&lim, &total, 0};
+    struct khx_walk_cb cb = {on_member, on_issue, &ctx};
+
+    enum khx_ftype t = khx_filetype(data, size);
+    khx_ftype_name(t);
+    khx_ftype_cltype(t);
+    exercise(data, size);
+    if (khx_ftype_is_container(t))
+        khx_container_walk(data, size, t, &lim, &total, &cb);
+
+    if (size > 1) {
+        enum khx_ftype forced =
+            (enum khx_ftype)(KHX_FT_ZIP + data[0] % (KHX_FT_LZMA - KHX_FT_ZIP + 1));
+        total = 0;
+        khx_container_walk(data + 1, size - 1, forced, &lim, &total, &cb);
+    }
+    return 0;
+}
