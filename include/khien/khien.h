@@ -136,7 +136,8 @@ typedef struct kh_engine kh_engine;
 int kh_engine_open(const char *path, kh_engine **out, char *err, size_t errlen);
 
 /* Uses an image in memory (for example straight from kh_builder_compile). The
- * engine takes ownership of `image` (it is free()d with the engine). */
+ * engine takes ownership of `image` whether or not the call succeeds: it is
+ * free()d with the engine, or before returning an error. */
 int kh_engine_open_image(void *image, size_t len, kh_engine **out, char *err, size_t errlen);
 
 /* Engines are reference counted so that a scanner can keep using one while a

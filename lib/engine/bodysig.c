@@ -37,12 +37,13 @@
 #define BODY_MAX_REGEX     (16u << 20)
 #define BODY_GAP_INF       UINT32_MAX        /* a GAP with no upper bound */
 #define BODY_GAP_MAX       (UINT32_MAX - 1u) /* the largest finite gap */
-#define BODY_SPLIT_FIXED   128u /* ClamAV expands {n} below this into ?? bytes */
-#define BODY_BRACKET_MAX   32u  /* [x-y]: y may be at most this (ClamAV) */
-#define BODY_ALT_RANGE_MAX 127u /* ranges inside alternates stay below 128 */
-#define BODY_RE_REPEAT_MAX 1024u /* longer regex repeats are widened */
-#define BODY_NEG_RE_MAX    512u  /* member bytes up to which !(..) gets an exact regex */
+#define BODY_SPLIT_FIXED   128u              /* ClamAV expands {n} below this into ?? bytes */
+#define BODY_BRACKET_MAX   32u               /* [x-y]: y may be at most this (ClamAV) */
+#define BODY_ALT_RANGE_MAX 127u              /* ranges inside alternates stay below 128 */
+#define BODY_RE_REPEAT_MAX 1024u             /* longer regex repeats are widened */
+#define BODY_NEG_RE_MAX    512u /* member bytes up to which !(..) gets an exact regex */
 #define BODY_NEG_WIDTH_MAX 255u
+#define BODY_RE_HS_MAX     12000u /* Hyperscan refuses expressions of ~16k characters */
 
 /* Lengths are computed in 64 bits; anything at or above UINT32_MAX counts as
  * unbounded, which is what khx_body.maxlen reports. */
@@ -65,7 +66,7 @@ enum {
     OP_ASSERT,  /* zero-width (B) (L) (W) at the edge of a subpattern */
 };
 
-#define F_NOCASE 1u /* OP_STR, OP_NEG: ASCII letters match either case */
+#define F_NOCASE   1u /* OP_STR, OP_NEG: ASCII letters match either case */
 #define F_LINE_NEG 1u
 
 /* OP_ASSERT flags. */
@@ -312,8 +313,10 @@ int khx_offset_parse(const char *s, size_t len, struct khx_offset *out, char *er
         khx_errf(err, errlen, "offset '%.*s': macro group offsets ($n) are not supported", show, s);
         return KH_EFORMAT;
     } else {
-        khx_errf(err, errlen, "offset '%.*s' is not one of *, n, EOF-n, EP+n, EP-n, Sx+n, SEx, "
-                 "SL+n, VI", show, s);
+        khx_errf(err, errlen,
+                 "offset '%.*s' is not one of *, n, EOF-n, EP+n, EP-n, Sx+n, SEx, "
+                 "SL+n, VI",
+                 show, s);
         return KH_EFORMAT;
     }
     *out = o;
@@ -698,8 +701,10 @@ static int parse_byte(struct parser *p, struct tlist *out)
     int h1 = c1 == '?' ? -1 : khx_hexval((unsigned char)c1);
     int h2 = c2 == '?' ? -1 : khx_hexval((unsigned char)c2);
     if (c2 != '?' && h2 < 0)
-        return perr(p, at, "'%c' is not followed by a second hex digit or '?' (odd number of "
-                    "hex digits)", c1);
+        return perr(p, at,
+                    "'%c' is not followed by a second hex digit or '?' (odd number of "
+                    "hex digits)",
+                    c1);
     struct tok *t = tl_push(p->ar, out);
     if (t == NULL)
         return arena_fail(p->ar, p->err, p->errlen);
@@ -774,7 +779,8 @@ static int parse_paren(struct parser *p, unsigned depth, int in_group, struct tl
     if (neg) {
         for (uint32_t k = 0; k < g.nalts; k++) {
             if (!alt_is_plain(&g.alts[k]) || g.alts[k].n != g.alts[0].n)
-                return perr(p, at, "only alternates of plain bytes, all of one length, can be "
+                return perr(p, at,
+                            "only alternates of plain bytes, all of one length, can be "
                             "negated");
         }
         if (g.alts[0].n > BODY_NEG_WIDTH_MAX)
@@ -874,8 +880,7 @@ static int tl_widen(struct arena *a, const struct tlist *in, struct tlist *out)
 }
 
 /* ClamAV's fullword rewrite: (W) around the pattern, [x-y] turned to {x-y}. */
-static int tl_fullword(struct arena *a, const struct tlist *in, struct tlist *out,
-                       uint32_t lastcol)
+static int tl_fullword(struct arena *a, const struct tlist *in, struct tlist *out, uint32_t lastcol)
 {
     struct tok *t = tl_push(a, out);
     if (t == NULL)
@@ -912,8 +917,10 @@ static int check_parts(struct tlist *l, char *err, size_t errlen)
             continue;
         if (a == i) {
             uint32_t col = i < l->n ? l->v[i].col : l->v[i - 1].col;
-            khx_errf(err, errlen, "column %u: empty subpattern: '*' and '{...}' need two fixed "
-                     "bytes on each side", col);
+            khx_errf(err, errlen,
+                     "column %u: empty subpattern: '*' and '{...}' need two fixed "
+                     "bytes on each side",
+                     col);
             return KH_EFORMAT;
         }
         struct tok *v = l->v;
@@ -928,8 +935,10 @@ static int check_parts(struct tlist *l, char *err, size_t errlen)
                 ok = 1;
         }
         if (!ok) {
-            khx_errf(err, errlen, "column %u: subpattern has no two consecutive fixed bytes "
-                     "(ClamAV requires them in every part split by '*' or '{...}')", v[a].col);
+            khx_errf(err, errlen,
+                     "column %u: subpattern has no two consecutive fixed bytes "
+                     "(ClamAV requires them in every part split by '*' or '{...}')",
+                     v[a].col);
             return KH_EFORMAT;
         }
         for (size_t k = a; k < i; k++) {
@@ -940,8 +949,10 @@ static int check_parts(struct tlist *l, char *err, size_t errlen)
             int right = k + 1 < i && is_lit(&v[k + 1]) &&
                         (k + 1 == i - 1 || (k + 2 == i - 1 && v[i - 1].kind == TK_CLASS));
             if (!left && !right) {
-                khx_errf(err, errlen, "column %u: '[x-y]' must join a single byte to the rest of "
-                         "its subpattern (aa[x-y]bbcc... or ...bbcc[x-y]aa)", v[k].col);
+                khx_errf(err, errlen,
+                         "column %u: '[x-y]' must join a single byte to the rest of "
+                         "its subpattern (aa[x-y]bbcc... or ...bbcc[x-y]aa)",
+                         v[k].col);
                 return KH_EFORMAT;
             }
         }
@@ -960,6 +971,12 @@ struct emit {
     int nocase, wide;
     int exact;
     uint32_t level, maxlevel;
+    /* Relaxations that keep a long expression under Hyperscan's limit: only
+     * the first lit_cap bytes of a literal run are spelled out, and with
+     * relax_groups an alternation becomes .{min,max}. Both keep every match
+     * end of the pattern a match end of the expression. */
+    uint32_t lit_cap;
+    int relax_groups;
     char *err;
     size_t errlen;
 };
@@ -1214,7 +1231,20 @@ static int emit_neg(struct emit *e, const struct tok *g)
     return 0;
 }
 
+static int emit_group_exact(struct emit *e, const struct tok *g, uint64_t *mn, uint64_t *mx);
+
 static int emit_group(struct emit *e, const struct tok *g, uint64_t *mn, uint64_t *mx)
+{
+    size_t mark = e->re.len;
+    int r = emit_group_exact(e, g, mn, mx);
+    if (r != 0 || !e->relax_groups)
+        return r;
+    e->re.len = mark;
+    e->exact = 0;
+    return re_gap(e, (uint32_t)*mn, *mx == LEN_INF ? BODY_GAP_INF : (uint32_t)*mx);
+}
+
+static int emit_group_exact(struct emit *e, const struct tok *g, uint64_t *mn, uint64_t *mx)
 {
     int single = 1, fixed = 1, r;
     for (uint32_t k = 0; k < g->nalts; k++) {
@@ -1289,9 +1319,15 @@ static int emit_unit(struct emit *e, const struct tlist *l, size_t i, size_t j, 
             return r;
         for (size_t k = i; k < j; k++)
             if ((r = khx_buf_append_u8(&e->prog, l->v[k].value)) != 0 ||
-                (r = re_lit(e, l->v[k].value)) != 0)
+                (k - i < e->lit_cap && (r = re_lit(e, l->v[k].value)) != 0))
                 return r;
         node_end(e, at);
+        if (j - i > e->lit_cap) {
+            e->exact = 0;
+            if ((r = re_gap(e, (uint32_t)(j - i - e->lit_cap), (uint32_t)(j - i - e->lit_cap))) !=
+                0)
+                return r;
+        }
         *mn = *mx = j - i;
         return 0;
     }
@@ -1302,8 +1338,8 @@ static int emit_unit(struct emit *e, const struct tlist *l, size_t i, size_t j, 
             uint64_t a = g->kind == TK_BYTE ? 1 : g->min;
             uint64_t b = g->kind == TK_BYTE ? 1 : g->max == BODY_GAP_INF ? LEN_INF : g->max;
             gmin += a;
-            gmax = (gmax == LEN_INF || b == LEN_INF || gmax + b > BODY_GAP_MAX) ? LEN_INF
-                                                                                : gmax + b;
+            gmax =
+                (gmax == LEN_INF || b == LEN_INF || gmax + b > BODY_GAP_MAX) ? LEN_INF : gmax + b;
             if (gmin > BODY_GAP_MAX)
                 return eerr(e, t->col, "gap is too large");
         }
@@ -1397,6 +1433,45 @@ static int emit_list(struct emit *e, const struct tlist *l, uint64_t *mn, uint64
     return 0;
 }
 
+/* Writes the header placeholder and the root node into e (reset first), and
+ * the expression; *mn and *mx get the pattern's lengths. */
+static int emit_body(struct emit *e, struct tlist **variants, unsigned nvar, int wide, uint64_t *mn,
+                     uint64_t *mx)
+{
+    static const uint8_t hdr[PROG_HDR];
+    int r;
+    e->prog.len = 0;
+    e->re.len = 0;
+    e->level = e->maxlevel = 0;
+    e->exact = 1;
+    if ((r = khx_buf_append(&e->prog, hdr, sizeof(hdr))) != 0)
+        return r;
+    if (nvar == 1) {
+        e->wide = wide;
+        return emit_list(e, variants[0], mn, mx);
+    }
+    /* "wa": the ascii and the wide form as the two branches of one ALT. */
+    size_t at;
+    uint64_t amn, amx, wmn, wmx;
+    e->level = e->maxlevel = 1;
+    e->wide = 0;
+    if ((r = node_begin(e, OP_ALT, 0, &at)) != 0 || (r = emit_u32(e, 2)) != 0 ||
+        (r = emit_u32(e, NODE_HDR + 12)) != 0 || (r = emit_u32(e, 0)) != 0 ||
+        (r = re_str(e, "(?:")) != 0)
+        return r;
+    if ((r = emit_list(e, variants[0], &amn, &amx)) != 0)
+        return r;
+    wr32(e->prog.data + at + NODE_HDR + 8, (uint32_t)(e->prog.len - at));
+    e->wide = 1;
+    if ((r = re_str(e, "|")) != 0 || (r = emit_list(e, variants[1], &wmn, &wmx)) != 0 ||
+        (r = re_str(e, ")")) != 0)
+        return r;
+    node_end(e, at);
+    *mn = amn < wmn ? amn : wmn;
+    *mx = amx > wmx ? amx : wmx;
+    return 0;
+}
+
 static int buf_fail(int r, char *err, size_t errlen)
 {
     if (r == KH_ENOMEM) {
@@ -1420,7 +1495,6 @@ int khx_body_parse(const char *hex, size_t len, unsigned mods, struct khx_body *
     struct tlist *cur = &base, *variants[2];
     unsigned nvar = 0;
     uint64_t mn = 0, mx = 0;
-    uint8_t hdr[PROG_HDR] = {0};
 
     memset(&e, 0, sizeof(e));
     khx_buf_init(&e.prog, BODY_MAX_PROG);
@@ -1472,34 +1546,26 @@ int khx_body_parse(const char *hex, size_t len, unsigned mods, struct khx_body *
 
     e.ar = &ar;
     e.nocase = (mods & KHX_MOD_NOCASE) != 0;
-    e.exact = 1;
     e.err = err;
     e.errlen = errlen;
-    if ((r = khx_buf_append(&e.prog, hdr, sizeof(hdr))) != 0)
-        goto out_buf;
-    if (nvar == 1) {
-        e.wide = (mods & KHX_MOD_WIDE) != 0;
-        if ((r = emit_list(&e, variants[0], &mn, &mx)) != 0)
+    /* Spell the expression out in full if Hyperscan takes it, else relax it
+     * step by step; the program is the same every time. */
+    static const struct {
+        uint32_t lit_cap;
+        int relax_groups;
+    } steps[] = {{UINT32_MAX, 0}, {1024, 0}, {256, 1}, {32, 1}};
+    for (size_t k = 0;; k++) {
+        if (k == KHX_ARRAY_LEN(steps)) {
+            khx_errf(err, errlen, "pattern is too large for a Hyperscan expression");
+            r = KH_EFORMAT;
+            goto out;
+        }
+        e.lit_cap = steps[k].lit_cap;
+        e.relax_groups = steps[k].relax_groups;
+        if ((r = emit_body(&e, variants, nvar, (mods & KHX_MOD_WIDE) != 0, &mn, &mx)) != 0)
             goto out_buf;
-    } else {
-        /* "wa": the ascii and the wide form as the two branches of one ALT. */
-        size_t at;
-        uint64_t amn, amx, wmn, wmx;
-        e.level = e.maxlevel = 1;
-        if ((r = node_begin(&e, OP_ALT, 0, &at)) != 0 || (r = emit_u32(&e, 2)) != 0 ||
-            (r = emit_u32(&e, NODE_HDR + 12)) != 0 || (r = emit_u32(&e, 0)) != 0 ||
-            (r = re_str(&e, "(?:")) != 0)
-            goto out_buf;
-        if ((r = emit_list(&e, variants[0], &amn, &amx)) != 0)
-            goto out_buf;
-        wr32(e.prog.data + at + NODE_HDR + 8, (uint32_t)(e.prog.len - at));
-        e.wide = 1;
-        if ((r = re_str(&e, "|")) != 0 || (r = emit_list(&e, variants[1], &wmn, &wmx)) != 0 ||
-            (r = re_str(&e, ")")) != 0)
-            goto out_buf;
-        node_end(&e, at);
-        mn = amn < wmn ? amn : wmn;
-        mx = amx > wmx ? amx : wmx;
+        if (e.re.len <= BODY_RE_HS_MAX)
+            break;
     }
     if (mn == LEN_INF) {
         khx_errf(err, errlen, "pattern is too long");
@@ -1554,8 +1620,8 @@ void khx_body_clear(struct khx_body *b)
 /* Checks the node at `off` that must fit in `avail` bytes, and computes its
  * shortest and longest match. SEQ/ALT nesting may not exceed `maxlevel`,
  * which bounds the recursion. */
-static int check_node(const uint8_t *p, size_t off, size_t avail, uint32_t level,
-                      uint32_t maxlevel, uint64_t *mn, uint64_t *mx)
+static int check_node(const uint8_t *p, size_t off, size_t avail, uint32_t level, uint32_t maxlevel,
+                      uint64_t *mn, uint64_t *mx)
 {
     if (avail < NODE_HDR)
         return KH_EFORMAT;
@@ -1902,79 +1968,204 @@ static int neg_is_member(const uint8_t *win, const uint8_t *m, uint32_t w, uint3
     return 0;
 }
 
-/* The leaf nodes that consume bytes. Forward, a start bit i becomes end bit
- * i + width when the bytes at base + i fit; in reverse, an end bit i becomes
- * start bit i - width when the bytes before base + i fit. */
-static void eval_leaf(struct finder *f, const uint8_t *node, int rev, const struct bset *in,
-                      struct bset *out)
+/* The first set bit at or after i, or SIZE_MAX. */
+static size_t bs_next_set(const struct bset *b, size_t i)
+{
+    size_t wi = i >> 6;
+    if (bs_empty(b) || wi > b->last)
+        return SIZE_MAX;
+    if (wi < b->first) {
+        wi = b->first;
+        i = wi * 64;
+    }
+    uint64_t w = b->w[wi] & (~(uint64_t)0 << (i & 63));
+    for (;;) {
+        if (w != 0)
+            return wi * 64 + (size_t)__builtin_ctzll(w);
+        if (++wi > b->last)
+            return SIZE_MAX;
+        w = b->w[wi];
+    }
+}
+
+/* The first clear bit after i (a set bit), or nbits. */
+static size_t bs_next_clear(const struct finder *f, const struct bset *b, size_t i)
+{
+    size_t wi = i >> 6;
+    uint64_t w = ~b->w[wi] & (~(uint64_t)0 << (i & 63));
+    for (;;) {
+        if (w != 0) {
+            size_t z = wi * 64 + (size_t)__builtin_ctzll(w);
+            return z < f->nbits ? z : f->nbits;
+        }
+        if (++wi > b->last || wi >= f->nwords)
+            return wi * 64 < f->nbits ? wi * 64 : f->nbits;
+        w = ~b->w[wi];
+    }
+}
+
+/* Literal runs. Dense stretches of candidates (after a '*' or at the start
+ * of a large window) are searched with memmem instead of position by position. */
+static void leaf_str(struct finder *f, const uint8_t *node, int rev, const struct bset *in,
+                     struct bset *out)
+{
+    uint32_t n = rd32(node + NODE_HDR);
+    const uint8_t *str = node + NODE_HDR + 4;
+    int nocase = node[1] & F_NOCASE;
+    const uint8_t *buf = f->buf;
+
+    for (size_t a = bs_next_set(in, 0); a != SIZE_MAX;) {
+        size_t z = bs_next_clear(f, in, a); /* the run is bits a..z-1 */
+        /* Candidate starts as positions: [qa, qz). */
+        size_t qa, qz;
+        if (!rev) {
+            qa = f->base + a;
+            qz = f->base + z;
+            if (n > f->end - qa)
+                qz = qa; /* no room before end_max */
+            else if (f->end - n + 1 < qz)
+                qz = f->end - n + 1;
+        } else {
+            size_t lo = a > n ? a : n;
+            qa = f->base + lo - n;
+            qz = f->base + (z > n ? z - n : 0);
+        }
+        if (!nocase && qz > qa + 16) {
+            const uint8_t *from = buf + qa;
+            size_t avail = qz - qa + n - 1;
+            while (avail >= n) {
+                const uint8_t *hit = memmem(from, avail, str, n);
+                if (hit == NULL)
+                    break;
+                /* Repetitive data matches at many neighbouring places: test
+                 * those directly rather than calling memmem for each. */
+                const uint8_t *stop = from + avail - n;
+                do {
+                    bs_set(out, (size_t)(hit - buf) - f->base + (rev ? 0 : n));
+                    hit++;
+                } while (hit <= stop && memcmp(hit, str, n) == 0);
+                avail -= (size_t)(hit - from);
+                from = hit;
+            }
+        } else {
+            for (size_t q = qa; q < qz; q++)
+                if (fold(buf[q]) == fold(str[0]) && bytes_equal(buf + q, str, n, nocase))
+                    bs_set(out, q - f->base + (rev ? 0 : n));
+        }
+        a = z < f->nbits ? bs_next_set(in, z) : SIZE_MAX;
+    }
+}
+
+/* out |= the passing bits m of input word wi, moved by d positions. */
+static void bs_or_moved(const struct finder *f, struct bset *out, size_t wi, uint64_t m, size_t d,
+                        int down)
+{
+    size_t q = d >> 6;
+    unsigned r = (unsigned)(d & 63);
+    if (m == 0)
+        return;
+    if (!down) {
+        size_t t = wi + q;
+        if (t >= f->nwords)
+            return;
+        out->w[t] |= m << r;
+        bs_touch(out, t);
+        if (r != 0 && t + 1 < f->nwords && (m >> (64 - r)) != 0) {
+            out->w[t + 1] |= m >> (64 - r);
+            bs_touch(out, t + 1);
+        }
+    } else {
+        if (wi < q)
+            return;
+        size_t t = wi - q;
+        if ((m >> r) != 0) {
+            out->w[t] |= m >> r;
+            bs_touch(out, t);
+        }
+        if (r != 0 && t >= 1 && (m << (64 - r)) != 0) {
+            out->w[t - 1] |= m << (64 - r);
+            bs_touch(out, t - 1);
+        }
+    }
+}
+
+/* SET, NEG and ASSERT consume a fixed number of bytes (1, the width, 0), so
+ * the passing positions of each input word move together, a word at a time. */
+static void leaf_fixed_width(struct finder *f, const uint8_t *node, int rev, const struct bset *in,
+                             struct bset *out)
 {
     unsigned op = node[0], flags = node[1];
     const uint8_t *body = node + NODE_HDR;
+    const uint8_t *buf = f->buf;
+    uint32_t w = op == OP_SET ? 1 : op == OP_NEG ? rd32(body) : 0;
+    uint32_t count = op == OP_NEG ? rd32(body + 4) : 0;
+
+    for (size_t wi = in->first; wi <= in->last; wi++) {
+        uint64_t word = in->w[wi], pass = 0;
+        while (word != 0) {
+            unsigned t = (unsigned)__builtin_ctzll(word);
+            size_t i = wi * 64 + t, p = f->base + i;
+            int ok;
+            word &= word - 1;
+            if (op == OP_ASSERT)
+                ok = assert_holds(flags, buf, f->len, p);
+            else if (!rev && w > f->end - p)
+                ok = 0;
+            else if (rev && i < w)
+                ok = 0;
+            else if (op == OP_SET)
+                ok = set_has(body, rev ? buf[p - 1] : buf[p]);
+            else
+                ok = !neg_is_member(rev ? buf + p - w : buf + p, body + 8, w, count,
+                                    flags & F_NOCASE);
+            if (ok)
+                pass |= (uint64_t)1 << t;
+        }
+        bs_or_moved(f, out, wi, pass, w, rev);
+    }
+    if (!rev)
+        bs_trim(f, out);
+}
+
+/* The leaf nodes. Forward, a start bit i becomes end bit i + width when the
+ * bytes at base + i fit; in reverse, an end bit i becomes start bit i - width
+ * when the bytes before base + i fit. (L) inside a pattern is the one leaf
+ * whose width varies (CR LF, LF or CR), so it is handled bit by bit here. */
+static void eval_leaf(struct finder *f, const uint8_t *node, int rev, const struct bset *in,
+                      struct bset *out)
+{
+    unsigned op = node[0], neg = node[1] & F_LINE_NEG;
     const uint8_t *buf = f->buf;
 
     bs_clear(out);
     if (bs_empty(in))
         return;
+    if (op == OP_STR) {
+        leaf_str(f, node, rev, in, out);
+        return;
+    }
+    if (op != OP_LINE) {
+        leaf_fixed_width(f, node, rev, in, out);
+        return;
+    }
     for (size_t wi = in->first; wi <= in->last; wi++) {
         uint64_t word = in->w[wi];
         while (word != 0) {
             size_t i = wi * 64 + (size_t)__builtin_ctzll(word);
             size_t p = f->base + i;
             word &= word - 1;
-            switch (op) {
-            case OP_STR: {
-                uint32_t n = rd32(body);
-                if (!rev) {
-                    if (n <= f->end - p && bytes_equal(buf + p, body + 4, n, flags & F_NOCASE))
-                        bs_set(out, i + n);
-                } else if (i >= n && bytes_equal(buf + p - n, body + 4, n, flags & F_NOCASE)) {
-                    bs_set(out, i - n);
-                }
-                break;
-            }
-            case OP_SET:
-                if (!rev) {
-                    if (p < f->end && set_has(body, buf[p]))
-                        bs_set(out, i + 1);
-                } else if (i >= 1 && set_has(body, buf[p - 1])) {
+            if (!rev && p < f->end) {
+                uint8_t c = buf[p];
+                if ((c == '\n' || c == '\r') != (int)neg)
+                    bs_set(out, i + 1);
+                if (!neg && c == '\r' && p + 1 < f->end && buf[p + 1] == '\n')
+                    bs_set(out, i + 2);
+            } else if (rev && i >= 1) {
+                uint8_t c = buf[p - 1];
+                if ((c == '\n' || c == '\r') != (int)neg)
                     bs_set(out, i - 1);
-                }
-                break;
-            case OP_NEG: {
-                uint32_t w = rd32(body), count = rd32(body + 4);
-                if (!rev) {
-                    if (w <= f->end - p &&
-                        !neg_is_member(buf + p, body + 8, w, count, flags & F_NOCASE))
-                        bs_set(out, i + w);
-                } else if (i >= w &&
-                           !neg_is_member(buf + p - w, body + 8, w, count, flags & F_NOCASE)) {
-                    bs_set(out, i - w);
-                }
-                break;
-            }
-            case OP_LINE:
-                if (!rev && p < f->end) {
-                    uint8_t c = buf[p];
-                    int eol = c == '\n' || c == '\r';
-                    if (eol != (int)(flags & F_LINE_NEG))
-                        bs_set(out, i + 1);
-                    if (!(flags & F_LINE_NEG) && c == '\r' && p + 1 < f->end && buf[p + 1] == '\n')
-                        bs_set(out, i + 2);
-                } else if (rev && i >= 1) {
-                    uint8_t c = buf[p - 1];
-                    int eol = c == '\n' || c == '\r';
-                    if (eol != (int)(flags & F_LINE_NEG))
-                        bs_set(out, i - 1);
-                    if (!(flags & F_LINE_NEG) && c == '\n' && i >= 2 && buf[p - 2] == '\r')
-                        bs_set(out, i - 2);
-                }
-                break;
-            case OP_ASSERT:
-                if (assert_holds(flags, buf, f->len, p))
-                    bs_set(out, i);
-                break;
-            default:
-                break;
+                if (!neg && c == '\n' && i >= 2 && buf[p - 2] == '\r')
+                    bs_set(out, i - 2);
             }
         }
     }
@@ -2002,6 +2193,30 @@ static void eval_gap(struct finder *f, const uint8_t *node, int rev, const struc
     }
     bs_shift(f, in, out, lo, rev);
     bs_spread(f, out, (uint64_t)hi - lo, rev);
+}
+
+/* The width of a leaf that always consumes the same number of bytes, else 0. */
+static uint32_t fixed_width(const uint8_t *node)
+{
+    if (node[0] == OP_STR || node[0] == OP_NEG)
+        return rd32(node + NODE_HDR);
+    return node[0] == OP_SET ? 1 : 0;
+}
+
+/* Keeps the bits of b whose position, moved back by w (forward) or ahead by
+ * w (reverse), satisfies the assertion. */
+static void bs_filter_assert(struct finder *f, struct bset *b, unsigned flags, uint32_t w, int rev)
+{
+    for (size_t wi = b->first; wi <= b->last && !bs_empty(b); wi++) {
+        uint64_t word = b->w[wi];
+        while (word != 0) {
+            unsigned t = (unsigned)__builtin_ctzll(word);
+            size_t p = f->base + wi * 64 + t;
+            word &= word - 1;
+            if (!assert_holds(flags, f->buf, f->len, rev ? p + w : p - w))
+                b->w[wi] &= ~((uint64_t)1 << t);
+        }
+    }
 }
 
 static struct bset *tmp_get(struct finder *f, uint32_t level, unsigned k)
@@ -2053,8 +2268,30 @@ static void eval(struct finder *f, size_t off, int rev, const struct bset *in, s
     const struct bset *cur = in;
     for (uint32_t k = 0; k < n; k++) {
         uint32_t idx = rev ? n - 1 - k : k;
+        const uint8_t *child = f->prog + off + rd32(node + NODE_HDR + 4 + 4 * (size_t)idx);
+        uint32_t w = 0;
+        /* An edge check followed by bytes of fixed width (the leading (W) of
+         * a fullword pattern, say) is cheaper the other way round: match the
+         * bytes, then check the few survivors. */
+        if (child[0] == OP_ASSERT && k + 1 < n) {
+            uint32_t nidx = rev ? idx - 1 : idx + 1;
+            const uint8_t *next = f->prog + off + rd32(node + NODE_HDR + 4 + 4 * (size_t)nidx);
+            w = fixed_width(next);
+            if (w != 0) {
+                struct bset *dst = k + 1 == n - 1 ? out : cur == t0 ? t1 : t0;
+                eval_leaf(f, next, rev, cur, dst);
+                bs_filter_assert(f, dst, child[1], w, rev);
+                k++;
+                if (bs_first(dst) == SIZE_MAX) {
+                    bs_clear(out);
+                    return;
+                }
+                cur = dst;
+                continue;
+            }
+        }
         struct bset *dst = k == n - 1 ? out : cur == t0 ? t1 : t0;
-        eval(f, off + rd32(node + NODE_HDR + 4 + 4 * (size_t)idx), rev, cur, dst, level + 1);
+        eval(f, (size_t)(child - f->prog), rev, cur, dst, level + 1);
         if (bs_first(dst) == SIZE_MAX) {
             bs_clear(out);
             return;
@@ -2063,8 +2300,8 @@ static void eval(struct finder *f, size_t off, int rev, const struct bset *in, s
     }
 }
 
-int khx_body_find(const uint8_t *prog, size_t prog_len, const uint8_t *buf, size_t len,
-                  uint64_t lo, uint64_t hi, uint64_t end_max, size_t *start, size_t *end)
+int khx_body_find(const uint8_t *prog, size_t prog_len, const uint8_t *buf, size_t len, uint64_t lo,
+                  uint64_t hi, uint64_t end_max, size_t *start, size_t *end)
 {
     int r = 0;
     struct finder f;

@@ -16,6 +16,19 @@
  * external program. Registering one reader also keeps each layer of a nested
  * file a separate walk (a .tar.gz is a gzip stream holding a tar), which is
  * what ClamAV's Container and Intermediates checks expect.
+ *
+ * Two formats get more than one pass. A zip is read through its central
+ * directory with libarchive's seekable reader, after we have checked the
+ * directory ourselves and, where it names members that are not in this
+ * buffer (the last part of a split archive, a damaged file), handed
+ * libarchive a rewritten directory that lists only the members whose local
+ * headers are present; without a usable directory (a truncated zip) the
+ * streaming reader walks the local headers instead. An ISO 9660 image with
+ * a Joliet tree is read twice, Joliet first and then the primary tree, since
+ * the two trees need not list the same files; a file already delivered from
+ * the first tree (same SHA-256) is not delivered again.
+ *
+ * E-mail is not libarchive's: KHX_FT_MAIL is handed to khx_mail_walk().
  */
 #include "container.h"
 
@@ -73,7 +86,24 @@ struct walk {
     size_t cap;
     uint8_t *chunk; /* CHUNK_SIZE bytes */
     struct rar5_crypt rar5;
+    int open_failed;       /* the last pass could not open the input */
+    int record;            /* remember the SHA-256 of each delivered member */
+    int dedup;             /* skip members whose SHA-256 was remembered */
+    struct khx_vec seen;   /* uint8_t[32] digests, for record/dedup */
 };
+
+/* How a pass reads the input: which variant of the type's reader. */
+enum reader_variant {
+    READ_DEFAULT = 0,
+    READ_ZIP_SEEKABLE,  /* central directory first */
+    READ_ZIP_STREAMING, /* local headers in order */
+    READ_ISO_PRIMARY,   /* Joliet extensions off: the primary tree */
+};
+
+/* Central directory records kept when a zip's directory is rewritten. */
+#define ZIP_MAX_DROPPED_REPORTS 16
+/* Digests remembered for the ISO second pass. */
+#define SEEN_MAX 4096
 
 /* libarchive converts member names through the thread's locale; in the "C"
  * locale a name it cannot turn into ASCII makes some readers (LHA) give up on
@@ -272,13 +302,15 @@ static void rar5_free(struct walk *w)
  * format is used with the matching decompressor, and *filter is set to the
  * filter code that must be in force after opening. Returns 0, or -1 if this
  * libarchive cannot read the type in-process. */
-static int register_reader(struct archive *a, enum khx_ftype t, int *filter)
+static int register_reader(struct archive *a, enum khx_ftype t, enum reader_variant v,
+                           int *filter)
 {
     int r;
     *filter = -1;
     switch (t) {
     case KHX_FT_ZIP:
-        r = archive_read_support_format_zip(a);
+        r = v == READ_ZIP_SEEKABLE ? archive_read_support_format_zip_seekable(a)
+                                   : archive_read_support_format_zip_streamable(a);
         break;
     case KHX_FT_7Z:
         r = archive_read_support_format_7zip(a);
@@ -296,6 +328,9 @@ static int register_reader(struct archive *a, enum khx_ftype t, int *filter)
         break;
     case KHX_FT_ISO:
         r = archive_read_support_format_iso9660(a);
+        /* A NULL value switches an option off. */
+        if (r == ARCHIVE_OK && v == READ_ISO_PRIMARY)
+            r = archive_read_set_format_option(a, "iso9660", "joliet", NULL);
         break;
     case KHX_FT_CPIO:
         r = archive_read_support_format_cpio(a);
@@ -430,6 +465,8 @@ static int is_file_member(struct walk *w, struct archive_entry *e)
 /* Extracts the current member and hands it to the caller. Returns 0, KH_ENOMEM
  * or the member callback's non-zero value; sets w->stop when an issue ends
  * the whole walk. */
+static int seen_before(const struct walk *w, const uint8_t digest[32]);
+
 static int extract_member(struct walk *w, struct archive_entry *e)
 {
     const struct khx_walk_limits *lim = w->lim;
@@ -528,13 +565,407 @@ static int extract_member(struct walk *w, struct archive_entry *e)
         got = (size_t)now;
     }
 
-    *w->total_used += got;
     static const uint8_t empty[1];
+    const uint8_t *data = got ? w->data : empty;
+    if (w->record || w->dedup) {
+        uint8_t digest[32];
+        int r = khx_sha256(data, got, digest);
+        if (r != 0)
+            return r;
+        if (w->dedup && seen_before(w, digest)) {
+            /* Already delivered from the other tree: not a new member. */
+            w->members--;
+            return 0;
+        }
+        if (w->record) {
+            uint8_t *slot = khx_vec_push(&w->seen);
+            if (slot != NULL)
+                memcpy(slot, digest, sizeof(digest));
+        }
+    }
+    *w->total_used += got;
     /* The caller's callback runs in the caller's own locale. */
     locale_leave(w);
-    int rc = w->cb->member(w->cb->ud, name, got ? w->data : empty, got);
+    int rc = w->cb->member(w->cb->ud, name, data, got);
     locale_enter(w);
     return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reading from a list of byte ranges                                        */
+/* ------------------------------------------------------------------------ */
+
+/* libarchive reads a "file" through callbacks; this one is the
+ * concatenation of up to three byte ranges, so that a zip's central
+ * directory can be replaced without copying the rest of the buffer. Seeking
+ * is supported, which the seekable zip reader needs. */
+struct vseg {
+    const uint8_t *p;
+    size_t n;
+};
+
+struct vfile {
+    struct vseg seg[3];
+    size_t nseg;
+    int64_t size;
+    int64_t pos;
+};
+
+static la_ssize_t vfile_read(struct archive *a, void *ud, const void **out)
+{
+    struct vfile *v = ud;
+    (void)a;
+    int64_t off = v->pos;
+    for (size_t i = 0; i < v->nseg; i++) {
+        if ((uint64_t)off < v->seg[i].n) {
+            size_t n = v->seg[i].n - (size_t)off;
+            *out = v->seg[i].p + off;
+            v->pos += (int64_t)n;
+            return (la_ssize_t)n;
+        }
+        off -= (int64_t)v->seg[i].n;
+    }
+    *out = NULL;
+    return 0;
+}
+
+static la_int64_t vfile_seek(struct archive *a, void *ud, la_int64_t offset, int whence)
+{
+    struct vfile *v = ud;
+    (void)a;
+    int64_t base = whence == SEEK_SET ? 0 : whence == SEEK_CUR ? v->pos : v->size;
+    if ((offset < 0 && base + offset < 0) || (offset > 0 && offset > v->size - base))
+        return ARCHIVE_FATAL;
+    v->pos = base + offset;
+    return v->pos;
+}
+
+static la_int64_t vfile_skip(struct archive *a, void *ud, la_int64_t request)
+{
+    struct vfile *v = ud;
+    (void)a;
+    if (request <= 0)
+        return 0;
+    int64_t n = KHX_MIN(request, v->size - v->pos);
+    v->pos += n;
+    return n;
+}
+
+static int open_vfile(struct archive *a, struct vfile *v)
+{
+    v->size = 0;
+    v->pos = 0;
+    for (size_t i = 0; i < v->nseg; i++)
+        v->size += (int64_t)v->seg[i].n;
+    if (archive_read_set_read_callback(a, vfile_read) != ARCHIVE_OK ||
+        archive_read_set_seek_callback(a, vfile_seek) != ARCHIVE_OK ||
+        archive_read_set_skip_callback(a, vfile_skip) != ARCHIVE_OK ||
+        archive_read_set_callback_data(a, v) != ARCHIVE_OK)
+        return ARCHIVE_FATAL;
+    return archive_read_open1(a);
+}
+
+/* ------------------------------------------------------------------------ */
+/* One pass of libarchive over the input                                     */
+/* ------------------------------------------------------------------------ */
+
+/* Opens the input (the buffer, or `vf` when given) with the reader variant
+ * `v` and delivers its members. With `quiet_open`, failing to open is not
+ * reported but noted in w->open_failed, so that the caller can try another
+ * way. Returns 0, KH_ENOMEM or the member callback's non-zero value. */
+static int walk_pass(struct walk *w, const uint8_t *buf, size_t len, struct vfile *vf,
+                     enum reader_variant v, int quiet_open)
+{
+    int r = 0;
+    w->open_failed = 0;
+    w->a = archive_read_new();
+    if (w->a == NULL)
+        return KH_ENOMEM;
+    int filter;
+    if (register_reader(w->a, w->t, v, &filter) != 0) {
+        report(w, "", KHX_WALK_CORRUPT, "no in-process %s reader in this libarchive",
+               khx_ftype_name(w->t));
+        goto out;
+    }
+    int orc = vf ? open_vfile(w->a, vf) : archive_read_open_memory(w->a, buf, len);
+    if (orc != ARCHIVE_OK) {
+        if (archive_errno(w->a) == ENOMEM) {
+            r = KH_ENOMEM;
+            goto out;
+        }
+        w->open_failed = 1;
+        if (!quiet_open)
+            report(w, "", classify_failure(w->a), "%s", archive_message(w->a));
+        goto out;
+    }
+    /* The raw reader accepts anything; if the decompressor did not claim the
+     * input, the one "member" would be the input itself. */
+    if (filter >= 0 && archive_filter_code(w->a, 0) != filter) {
+        report(w, "", KHX_WALK_CORRUPT, "not a %s stream", khx_ftype_name(w->t));
+        goto out;
+    }
+
+    int failures = 0;
+    while (!w->stop) {
+        if (deadline_passed(w)) {
+            report(w, "", KHX_WALK_MAX_TIME, "deadline passed after %u members",
+                   (unsigned)w->members);
+            w->stop = 1;
+            break;
+        }
+        struct archive_entry *e = NULL;
+        int hr = archive_read_next_header(w->a, &e);
+        if (hr == ARCHIVE_EOF)
+            break;
+        if (hr < ARCHIVE_WARN) {
+            if (archive_errno(w->a) == ENOMEM) {
+                r = KH_ENOMEM;
+                goto out;
+            }
+            const char *name = (hr != ARCHIVE_FATAL && e != NULL) ? member_name(w, e) : "";
+            report(w, name, classify_failure(w->a), "%s", archive_message(w->a));
+            if (hr == ARCHIVE_FATAL || ++failures > MAX_HEADER_FAILURES)
+                break;
+            continue;
+        }
+        failures = 0;
+        if (!is_file_member(w, e))
+            continue;
+        r = extract_member(w, e);
+        if (r != 0)
+            goto out;
+    }
+
+out:
+    archive_read_free(w->a);
+    w->a = NULL;
+    return r;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Zip: the central directory, checked and if need be rewritten              */
+/* ------------------------------------------------------------------------ */
+
+static uint16_t rd16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static uint32_t rd32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void wr16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static void wr32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* Finds the last end-of-central-directory record in the final 64 KiB + 22
+ * bytes whose directory fits before it. Returns its offset, or -1. */
+static int64_t zip_find_eocd(const uint8_t *buf, size_t len)
+{
+    if (len < 22)
+        return -1;
+    size_t lowest = len > 22 + 65535 ? len - 22 - 65535 : 0;
+    for (size_t e = len - 22 + 1; e-- > lowest;) {
+        if (buf[e] != 'P' || memcmp(buf + e, "PK\5\6", 4) != 0)
+            continue;
+        if (rd32(buf + e + 12) <= e)
+            return (int64_t)e;
+    }
+    return -1;
+}
+
+/* How the zip in buf will be read. */
+enum zip_route {
+    ZIP_STREAM,   /* no usable central directory: local headers in order */
+    ZIP_SEEK_RAW, /* the directory is sound: the seekable reader on the buffer */
+    ZIP_SEEK_NEW, /* the seekable reader on the buffer with a rewritten directory */
+    ZIP_NOTHING,  /* the directory names no member that is present */
+};
+
+/* Checks the central directory of the zip in buf[0..len). Each record must
+ * be whole and lie before the end record; a member counts as present when it
+ * starts on this disk and its local header signature is where the record
+ * (corrected for data prepended to the archive) says. Missing members are
+ * reported. If any are missing, or the archive is a later part of a split
+ * set (which libarchive refuses), a new directory listing only the present
+ * members, with their real offsets, and an end record for disk 0 is built in
+ * *newcd (the caller frees it) and *cd_start says where the old one began. */
+static int zip_plan(struct walk *w, const uint8_t *buf, size_t len, enum zip_route *route,
+                    uint8_t **newcd, size_t *newcd_len, size_t *cd_start)
+{
+    *route = ZIP_STREAM;
+    *newcd = NULL;
+    *newcd_len = 0;
+    int64_t eocd = zip_find_eocd(buf, len);
+    if (eocd < 0)
+        return 0;
+    const uint8_t *e = buf + eocd;
+    uint16_t this_disk = rd16(e + 4);
+    uint32_t cd_size = rd32(e + 12), cd_offset = rd32(e + 16);
+    /* Zip64 archives keep their real sizes elsewhere; libarchive reads those
+     * itself, so they go to it as they are. */
+    if (rd16(e + 10) == 0xFFFF || cd_size == 0xFFFFFFFFu || cd_offset == 0xFFFFFFFFu ||
+        len > 0xFFFFFFFFu) {
+        *route = ZIP_SEEK_RAW;
+        return 0;
+    }
+    size_t start = (size_t)eocd - cd_size;
+    int64_t correction = (int64_t)start - (int64_t)cd_offset;
+
+    size_t kept = 0, dropped = 0, omitted = 0, pos = start;
+    uint8_t *out = malloc((size_t)cd_size + 22);
+    if (out == NULL)
+        return KH_ENOMEM;
+    size_t outlen = 0;
+    while (pos < (size_t)eocd) {
+        if ((size_t)eocd - pos < 46 || memcmp(buf + pos, "PK\1\2", 4) != 0) {
+            /* Not a directory we can trust: read the local headers instead. */
+            free(out);
+            return 0;
+        }
+        const uint8_t *c = buf + pos;
+        size_t rec = 46 + (size_t)rd16(c + 28) + rd16(c + 30) + rd16(c + 32);
+        if (rec > (size_t)eocd - pos) {
+            free(out);
+            return 0;
+        }
+        int64_t local = (int64_t)rd32(c + 42) + correction;
+        int present = rd16(c + 34) == this_disk && local >= 0 && (uint64_t)local + 30 <= start &&
+                      memcmp(buf + local, "PK\3\4", 4) == 0;
+        if (present) {
+            memcpy(out + outlen, c, rec);
+            wr16(out + outlen + 34, 0);
+            wr32(out + outlen + 42, (uint32_t)local);
+            outlen += rec;
+            kept++;
+        } else if (rd16(c + 28) > 0 && c[46 + rd16(c + 28) - 1] == '/') {
+            /* A directory: nothing to scan is lost, but it must go. */
+            omitted++;
+        } else {
+            omitted++;
+            dropped++;
+            if (dropped <= ZIP_MAX_DROPPED_REPORTS) {
+                char name[256];
+                size_t n = KHX_MIN((size_t)rd16(c + 28), sizeof(name) - 1);
+                memcpy(name, c + 46, n);
+                name[n] = '\0';
+                if (rd16(c + 34) != this_disk)
+                    report(w, name, KHX_WALK_CORRUPT,
+                           "member starts on disk %u of a split archive, this is disk %u",
+                           (unsigned)rd16(c + 34) + 1, (unsigned)this_disk + 1);
+                else
+                    report(w, name, KHX_WALK_CORRUPT, "member's local header is missing");
+            }
+        }
+        pos += rec;
+    }
+    if (dropped > ZIP_MAX_DROPPED_REPORTS)
+        report(w, "", KHX_WALK_CORRUPT, "%zu more members missing from this zip",
+               dropped - ZIP_MAX_DROPPED_REPORTS);
+    if (kept == 0 && dropped > 0) {
+        free(out);
+        *route = ZIP_NOTHING;
+        return 0;
+    }
+    if (omitted == 0 && this_disk == 0 && rd16(e + 6) == 0 && rd16(e + 8) == rd16(e + 10)) {
+        free(out);
+        *route = ZIP_SEEK_RAW;
+        return 0;
+    }
+    uint8_t *end = out + outlen;
+    memset(end, 0, 22);
+    memcpy(end, "PK\5\6", 4);
+    wr16(end + 8, (uint16_t)kept);
+    wr16(end + 10, (uint16_t)kept);
+    wr32(end + 12, (uint32_t)outlen);
+    wr32(end + 16, (uint32_t)start);
+    *newcd = out;
+    *newcd_len = outlen + 22;
+    *cd_start = start;
+    *route = ZIP_SEEK_NEW;
+    return 0;
+}
+
+static int walk_zip(struct walk *w, const uint8_t *buf, size_t len)
+{
+    enum zip_route route;
+    uint8_t *newcd = NULL;
+    size_t newcd_len = 0, cd_start = 0;
+    int r = zip_plan(w, buf, len, &route, &newcd, &newcd_len, &cd_start);
+    if (r != 0)
+        return r;
+    if (route == ZIP_NOTHING) {
+        report(w, "", KHX_WALK_CORRUPT, "no member of this zip has its data in it");
+    } else if (route == ZIP_SEEK_NEW) {
+        struct vfile vf = {.seg = {{buf, cd_start}, {newcd, newcd_len}}, .nseg = 2};
+        r = walk_pass(w, buf, len, &vf, READ_ZIP_SEEKABLE, 1);
+        if (r == 0 && w->open_failed)
+            r = walk_pass(w, buf, len, NULL, READ_ZIP_STREAMING, 0);
+    } else if (route == ZIP_SEEK_RAW) {
+        r = walk_pass(w, buf, len, NULL, READ_ZIP_SEEKABLE, 1);
+        if (r == 0 && w->open_failed)
+            r = walk_pass(w, buf, len, NULL, READ_ZIP_STREAMING, 0);
+    } else {
+        r = walk_pass(w, buf, len, NULL, READ_ZIP_STREAMING, 0);
+    }
+    free(newcd);
+    return r;
+}
+
+/* ------------------------------------------------------------------------ */
+/* ISO 9660: both trees                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* Whether the image has a Joliet supplementary volume descriptor (type 2,
+ * escape sequence %/@, %/C or %/E at offset 88), looking at the descriptors
+ * from sector 16 up to the set terminator. */
+static int iso_has_joliet(const uint8_t *buf, size_t len)
+{
+    for (size_t i = 0; i < 64; i++) {
+        size_t off = 32768 + i * 2048;
+        if (off > len || len - off < 2048 || memcmp(buf + off + 1, "CD001", 5) != 0)
+            return 0;
+        uint8_t type = buf[off];
+        if (type == 255)
+            return 0;
+        const uint8_t *esc = buf + off + 88;
+        if (type == 2 && esc[0] == '%' && esc[1] == '/' &&
+            (esc[2] == '@' || esc[2] == 'C' || esc[2] == 'E'))
+            return 1;
+    }
+    return 0;
+}
+
+static int seen_before(const struct walk *w, const uint8_t digest[32])
+{
+    for (size_t i = 0; i < w->seen.len; i++)
+        if (memcmp((const uint8_t *)w->seen.items + i * 32, digest, 32) == 0)
+            return 1;
+    return 0;
+}
+
+static int walk_iso(struct walk *w, const uint8_t *buf, size_t len)
+{
+    int joliet = iso_has_joliet(buf, len);
+    w->record = joliet;
+    int r = walk_pass(w, buf, len, NULL, READ_DEFAULT, 0);
+    w->record = 0;
+    if (r != 0 || !joliet || w->stop || w->open_failed)
+        return r;
+    w->dedup = 1;
+    r = walk_pass(w, buf, len, NULL, READ_ISO_PRIMARY, 0);
+    w->dedup = 0;
+    return r;
 }
 
 int khx_container_walk(const uint8_t *buf, size_t len, enum khx_ftype t,
@@ -544,6 +975,8 @@ int khx_container_walk(const uint8_t *buf, size_t len, enum khx_ftype t,
     if (!khx_ftype_is_container(t) || lim == NULL || total_used == NULL || cb == NULL ||
         cb->member == NULL || (buf == NULL && len > 0))
         return KH_EINVAL;
+    if (t == KHX_FT_MAIL)
+        return khx_mail_walk(buf, len, lim, total_used, cb);
 
     int r = 0;
     struct walk w = {
@@ -554,6 +987,7 @@ int khx_container_walk(const uint8_t *buf, size_t len, enum khx_ftype t,
         .len = len,
         .stream = is_stream_type(t),
     };
+    khx_vec_init(&w.seen, 32, SEEN_MAX);
     pthread_once(&utf8_once, utf8_locale_init);
     locale_enter(&w);
 
@@ -578,68 +1012,22 @@ int khx_container_walk(const uint8_t *buf, size_t len, enum khx_ftype t,
     }
 
     w.chunk = malloc(CHUNK_SIZE);
-    w.a = archive_read_new();
-    if (w.chunk == NULL || w.a == NULL) {
+    if (w.chunk == NULL) {
         r = KH_ENOMEM;
         goto out;
     }
-    int filter;
-    if (register_reader(w.a, t, &filter) != 0) {
-        report(&w, "", KHX_WALK_CORRUPT, "no in-process %s reader in this libarchive",
-               khx_ftype_name(t));
-        goto out;
-    }
-    if (archive_read_open_memory(w.a, buf, len) != ARCHIVE_OK) {
-        if (archive_errno(w.a) == ENOMEM) {
-            r = KH_ENOMEM;
-            goto out;
-        }
-        report(&w, "", classify_failure(w.a), "%s", archive_message(w.a));
-        goto out;
-    }
-    /* The raw reader accepts anything; if the decompressor did not claim the
-     * input, the one "member" would be the input itself. */
-    if (filter >= 0 && archive_filter_code(w.a, 0) != filter) {
-        report(&w, "", KHX_WALK_CORRUPT, "not a %s stream", khx_ftype_name(t));
-        goto out;
-    }
-
-    int failures = 0;
-    while (!w.stop) {
-        if (deadline_passed(&w)) {
-            report(&w, "", KHX_WALK_MAX_TIME, "deadline passed after %u members",
-                   (unsigned)w.members);
-            break;
-        }
-        struct archive_entry *e = NULL;
-        int hr = archive_read_next_header(w.a, &e);
-        if (hr == ARCHIVE_EOF)
-            break;
-        if (hr < ARCHIVE_WARN) {
-            if (archive_errno(w.a) == ENOMEM) {
-                r = KH_ENOMEM;
-                goto out;
-            }
-            const char *name = (hr != ARCHIVE_FATAL && e != NULL) ? member_name(&w, e) : "";
-            report(&w, name, classify_failure(w.a), "%s", archive_message(w.a));
-            if (hr == ARCHIVE_FATAL || ++failures > MAX_HEADER_FAILURES)
-                break;
-            continue;
-        }
-        failures = 0;
-        if (!is_file_member(&w, e))
-            continue;
-        r = extract_member(&w, e);
-        if (r != 0)
-            goto out;
-    }
+    if (t == KHX_FT_ZIP)
+        r = walk_zip(&w, buf, len);
+    else if (t == KHX_FT_ISO)
+        r = walk_iso(&w, buf, len);
+    else
+        r = walk_pass(&w, buf, len, NULL, READ_DEFAULT, 0);
 
 out:
     locale_leave(&w);
-    if (w.a != NULL)
-        archive_read_free(w.a);
     free(w.chunk);
     free(w.data);
     rar5_free(&w);
+    khx_vec_free(&w.seen);
     return r;
 }

@@ -2,12 +2,15 @@
  * File typing, text normalisation and container unpacking.
  *
  * khx_filetype() decides from magic bytes what an object is: an executable,
- * a container libarchive can open, HTML, plain text, or other binary.
+ * a container libarchive can open, an e-mail message, HTML, plain text, or
+ * other binary.
  * khx_normalize_*() produce the views ClamAV's target types 7 (ASCII) and
  * 3 (HTML) are matched against. khx_container_walk() extracts the members of
  * a container into memory, one at a time, enforcing the scan limits and
  * reporting encrypted, corrupt or over-limit members instead of passing them
- * silently.
+ * silently. E-mail (mime.c) is walked by our own MIME parser, and
+ * khx_embedded_walk() (embedded.c) finds executables and archives hidden
+ * inside other files.
  */
 #ifndef KHX_CONTAINER_H
 #define KHX_CONTAINER_H
@@ -37,6 +40,7 @@ enum khx_ftype {
     KHX_FT_AR,
     KHX_FT_ZSTD,
     KHX_FT_LZMA,
+    KHX_FT_MAIL, /* RFC 822 message, mbox, or a BinHex 4.0 text */
     KHX_FT_COUNT
 };
 
@@ -95,6 +99,26 @@ struct khx_walk_cb {
 int khx_container_walk(const uint8_t *buf, size_t len, enum khx_ftype t,
                        const struct khx_walk_limits *lim, uint64_t *total_used,
                        const struct khx_walk_cb *cb);
+
+/* Walks an e-mail message or mbox (mime.c): every decoded MIME part,
+ * uuencoded block and BinHex file becomes a member, with the same limits,
+ * callback and return contract as khx_container_walk (which calls it for
+ * KHX_FT_MAIL). Members are named after their filename / name parameter,
+ * else "part-N". */
+int khx_mail_walk(const uint8_t *buf, size_t len, const struct khx_walk_limits *lim,
+                  uint64_t *total_used, const struct khx_walk_cb *cb);
+
+/* Looks for objects embedded in a non-container object of type `t`
+ * (embedded.c): PE images at a non-zero offset (member = the image as its
+ * section table bounds it) and zip, cab, 7z and rar archives starting at a
+ * non-zero offset (member = from the signature to the end of the buffer, to
+ * be walked as a container by the caller). Members are named
+ * "embedded-<kind>@0x<offset>". Nothing is reported for offset 0, nor for
+ * containers (khx_container_walk covers those). Limits, callback and return
+ * values as for khx_container_walk; KH_EINVAL for bad arguments. */
+int khx_embedded_walk(const uint8_t *buf, size_t len, enum khx_ftype t,
+                      const struct khx_walk_limits *lim, uint64_t *total_used,
+                      const struct khx_walk_cb *cb);
 
 /* The heuristic name for an issue and container type, e.g.
  * "Heuristics.Encrypted.Zip". Writes into out (NUL-terminated). */

@@ -22,9 +22,9 @@
 #define ELF_MAX_SECTIONS 65536
 #define ELF_MAX_SEGMENTS 65536
 
-#define ELF_PT_LOAD 1
+#define ELF_PT_LOAD    1
 #define ELF_SHT_NOBITS 8
-#define ELF_SHN_UNDEF 0
+#define ELF_SHN_UNDEF  0
 #define ELF_SHN_XINDEX 0xffff
 
 struct elf_ctx {

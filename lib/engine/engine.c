@@ -145,6 +145,15 @@ static int attach(struct kh_engine *e, char *err, size_t errlen)
         }
         total_subs += l->nsubs;
     }
+    static const uint32_t zeros[KHX_LDB_MAX_SUBSIGS];
+    for (size_t i = 0; i < e->nldbs; i++) {
+        const struct kdb_ldb *l = &e->ldbs[i];
+        if (!khx_lexpr_eval(e->progs + l->expr, l->expr_len, zeros, l->nsubs))
+            continue;
+        if (e->ldb_zero == NULL && (e->ldb_zero = calloc(e->nldbs, sizeof(uint32_t))) == NULL)
+            return KH_ENOMEM;
+        e->ldb_zero[e->nldb_zero++] = (uint32_t)i;
+    }
     e->ldb_max_subs = total_subs;
     for (size_t i = 0; i < e->npatterns; i++) {
         const struct kdb_pattern *pt = &e->patterns[i];
@@ -299,6 +308,7 @@ static void engine_destroy(struct kh_engine *e)
         free(e->pcre_code);
     }
     free(e->sources);
+    free(e->ldb_zero);
     if (e->mapped)
         munmap((void *)e->image, e->len);
     else

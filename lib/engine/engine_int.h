@@ -184,6 +184,10 @@ struct kh_engine {
     hs_database_t *hs[KDB_VIEW_COUNT];
     YR_RULES *yara;
     uint32_t ldb_max_subs; /* total subsignatures, for per-scan counters */
+    /* Logical signatures whose expression holds with no match at all (for
+     * example "0=0" or "0<3"); they are evaluated on every object. */
+    uint32_t *ldb_zero;
+    size_t nldb_zero;
 };
 
 /* Looks up a digest in a hash table; returns the first matching record's

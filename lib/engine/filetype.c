@@ -7,7 +7,8 @@
  * checks run from the most specific to the least: executables first (so a
  * self-extracting archive is scanned as the program it is), then archive and
  * compression magics at offset 0, then the formats whose magic sits further
- * in (tar at 257, ISO 9660 at 32769), and only then the text heuristics.
+ * in (tar at 257, ISO 9660 at 32769, a zip's end-of-central-directory record
+ * at its end), then e-mail, and only then the text heuristics.
  *
  * Every check tests the length before it reads; no input can make this file
  * read outside buf[0..len).
@@ -16,6 +17,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "khx.h"
 
@@ -25,6 +27,11 @@
 static int has_prefix(const uint8_t *buf, size_t len, size_t off, const void *magic, size_t n)
 {
     return len >= off && len - off >= n && memcmp(buf + off, magic, n) == 0;
+}
+
+static uint16_t le16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | p[1] << 8);
 }
 
 static uint32_t le32(const uint8_t *p)
@@ -136,6 +143,103 @@ static int is_lha(const uint8_t *buf, size_t len)
     if (buf[4] != 'h' && buf[4] != 'z')
         return 0;
     return buf[20] <= 3;
+}
+
+/* A zip that does not start with a local header: the last part of a split
+ * archive, or a zip with data prepended. Its end-of-central-directory record
+ * ("PK\5\6", 22 bytes plus a comment of at most 64 KiB) sits near the end,
+ * and the central directory it describes ends right where the record starts,
+ * beginning with "PK\1\2". Both must hold, which random data does not do. */
+static int is_zip_eocd(const uint8_t *buf, size_t len)
+{
+    if (len < 22)
+        return 0;
+    size_t lowest = len > 22 + 65535 ? len - 22 - 65535 : 0;
+    for (size_t e = len - 22 + 1; e-- > lowest;) {
+        if (buf[e] != 'P' || memcmp(buf + e, "PK\5\6", 4) != 0)
+            continue;
+        size_t comment = le16(buf + e + 20);
+        uint32_t cd_size = le32(buf + e + 12);
+        uint16_t entries = le16(buf + e + 10);
+        if (comment > len - e - 22 || cd_size > e)
+            continue;
+        if (entries == 0)
+            return cd_size == 0;
+        return cd_size >= 46 && memcmp(buf + e - cd_size, "PK\1\2", 4) == 0;
+    }
+    return 0;
+}
+
+/* A line of an RFC 822 header block: a field name of printable ASCII up to a
+ * colon (comments in parentheses included, as some mailers write them), or a
+ * folded continuation starting with white space. Returns the length of the
+ * name (0 for a continuation), or -1 if the line is neither. */
+static int header_line(const uint8_t *p, size_t n)
+{
+    if (n > 0 && (p[0] == ' ' || p[0] == '\t'))
+        return 0;
+    size_t i = 0;
+    while (i < n && i < 78 && p[i] > ' ' && p[i] < 0x7F && p[i] != ':')
+        i++;
+    if (i == 0 || i >= n || p[i] != ':')
+        return -1;
+    return (int)i;
+}
+
+/* Whether the header name p[0..n) (case-insensitive) is one a mail message
+ * typically starts with. */
+static int mail_header_name(const uint8_t *p, size_t n)
+{
+    static const char *const names[] = {
+        "received",    "return-path",  "delivered-to", "from",     "to",
+        "subject",     "date",         "message-id",   "mime-version",
+        "content-type", "x-mailer",    "reply-to",     "sender",   "cc",
+        "x-originating-ip", "dkim-signature", "authentication-results",
+        "x-received",  "x-sender",     "envelope-to",  "x-envelope-from",
+        "arc-seal",    "x-apparently-to", "in-reply-to", "references",
+    };
+    for (size_t i = 0; i < KHX_ARRAY_LEN(names); i++)
+        if (strlen(names[i]) == n && strncasecmp(names[i], (const char *)p, n) == 0)
+            return 1;
+    return 0;
+}
+
+/* E-mail: an mbox "From " separator line, a BinHex 4.0 text, or a header
+ * block whose first field is one a message starts with and whose next line
+ * is a header line too. Mail bodies may be 8-bit, so this does not ask for
+ * the whole window to be text: the header shape is what is tested. */
+static int is_mail(const uint8_t *buf, size_t len)
+{
+    static const char binhex[] = "(This file must be converted with BinHex";
+    if (has_prefix(buf, len, 0, binhex, sizeof(binhex) - 1))
+        return 1;
+    size_t n = KHX_MIN(len, (size_t)TEXT_WINDOW);
+    int mbox = has_prefix(buf, len, 0, "From ", 5);
+    /* In an mbox the separator is line 0 and any header may follow it. */
+    size_t first = mbox ? 1 : 0;
+    size_t pos = 0;
+    for (size_t line = 0; line <= first + 1; line++) {
+        const uint8_t *nl = pos < n ? memchr(buf + pos, '\n', n - pos) : NULL;
+        if (nl == NULL)
+            return 0;
+        size_t l = (size_t)(nl - (buf + pos));
+        if (l > 0 && buf[pos + l - 1] == '\r')
+            l--;
+        if (line == 0 && mbox) {
+            /* "From sender date": a sender right after the space. */
+            if (l < 6 || buf[5] == ' ')
+                return 0;
+        } else {
+            int name = header_line(buf + pos, l);
+            if (name < 0)
+                return 0;
+            if (line == first &&
+                (name == 0 || (!mbox && !mail_header_name(buf + pos, (size_t)name))))
+                return 0;
+        }
+        pos = (size_t)(nl - buf) + 1;
+    }
+    return 1;
 }
 
 /* zstd frames, including a leading skippable frame (magic 0x184D2A5?). */
@@ -288,6 +392,10 @@ enum khx_ftype khx_filetype(const uint8_t *buf, size_t len)
         return KHX_FT_TAR;
     if (has_prefix(buf, len, 32769, "CD001", 5))
         return KHX_FT_ISO;
+    if (is_zip_eocd(buf, len))
+        return KHX_FT_ZIP;
+    if (is_mail(buf, len))
+        return KHX_FT_MAIL;
 
     size_t start;
     if (looks_like_text(buf, len, &start))
@@ -330,6 +438,7 @@ static const struct ftype_names names[KHX_FT_COUNT] = {
     [KHX_FT_AR] = {"ar", "CL_TYPE_AR", "AR"},
     [KHX_FT_ZSTD] = {"zstd", "CL_TYPE_ZSTD", "Zstd"},
     [KHX_FT_LZMA] = {"lzma", "CL_TYPE_LZMA", "LZMA"},
+    [KHX_FT_MAIL] = {"mail", "CL_TYPE_MAIL", "Mail"},
 };
 
 static const struct ftype_names *lookup(enum khx_ftype t)
@@ -351,7 +460,7 @@ const char *khx_ftype_name(enum khx_ftype t)
 
 int khx_ftype_is_container(enum khx_ftype t)
 {
-    return t >= KHX_FT_ZIP && t <= KHX_FT_LZMA;
+    return t >= KHX_FT_ZIP && t <= KHX_FT_MAIL;
 }
 
 void khx_walk_issue_name(int issue, enum khx_ftype t, char *out, size_t outlen)

@@ -125,7 +125,9 @@ int khx_load_hashes(kh_builder *b, uint32_t src, const char *file, const char *t
             khx_builder_error(b, src, file, it.lineno, "functionality level must be a number");
             continue;
         }
-        if (any && minfl < 73) {
+        /* ClamAV wants level 73 for "*" sizes, except in .imp files, which
+         * need level 90 as a whole and accept "*" without it. */
+        if (any && minfl < 73 && cls != KDB_HC_IMPORT) {
             khx_builder_error(b, src, file, it.lineno,
                               "size '*' needs a minimum functionality level of 73 (add ':73')");
             continue;
@@ -451,7 +453,8 @@ static int load_ldb_line(kh_builder *b, uint32_t src, const char *file, unsigned
             p->offset = sub.offset;
             s->kind = KDB_SUB_PCRE;
             s->ref = (uint32_t)(b->pcres.len - 1);
-            if (khx_lexpr_compile(sub.trigger, sub.trigger_len, l.nsubsigs, &p->trigger,
+            /* A trigger may only refer to earlier subsignatures. */
+            if (khx_lexpr_compile(sub.trigger, sub.trigger_len, i, &p->trigger,
                                   &p->trigger_len, err, sizeof(err)) != 0) {
                 khx_builder_error(b, src, file, lineno, "subsignature %u trigger: %s", i, err);
                 r = 2;

@@ -42,8 +42,8 @@
 /* VersionInfo String entries recorded at most. */
 #define PE_MAX_VERINFO 4096
 
-#define PE_RT_VERSION 16
-#define PE_DIR_IMPORT 1
+#define PE_RT_VERSION   16
+#define PE_DIR_IMPORT   1
 #define PE_DIR_RESOURCE 2
 
 static uint16_t rd16(const uint8_t *p)
@@ -933,7 +933,7 @@ static const uint8_t key_string_file_info[30] = "S\0t\0r\0i\0n\0g\0F\0i\0l\0e\0I
 /* StringFileInfo header (6) + key (30); StringTable header (6) + key (16) +
  * padding (2). */
 #define VI_SFI_HDR (6 + 30)
-#define VI_ST_HDR 24
+#define VI_ST_HDR  24
 
 static int verinfo_add(struct khx_vec *v, size_t off, size_t len)
 {
@@ -1088,8 +1088,7 @@ static int pe_sections(struct pe_ctx *pe, uint64_t table, uint32_t nsec, uint32_
     for (uint32_t i = 0; i < nsec; i++) {
         const uint8_t *h = b + table + 40 * (uint64_t)i;
         struct khx_section *s = &pe->sec[i];
-        uint32_t vsize = rd32(h + 8), va = rd32(h + 12), rawsize = rd32(h + 16),
-                 raw = rd32(h + 20);
+        uint32_t vsize = rd32(h + 8), va = rd32(h + 12), rawsize = rd32(h + 16), raw = rd32(h + 20);
         uint64_t clamped_rawsize = rawsize;
 
         size_t nl = 0;
@@ -1120,8 +1119,7 @@ static int pe_sections(struct pe_ctx *pe, uint64_t table, uint32_t nsec, uint32_
             s->vsize = align_up(clamped_rawsize, salign);
         /* Values with the sign bit set are not loadable; ClamAV rejects the
          * file, so do we. */
-        if ((va >> 31) || (vsize >> 31) || (s->raw_size && (raw >> 31)) ||
-            (clamped_rawsize >> 31))
+        if ((va >> 31) || (vsize >> 31) || (s->raw_size && (raw >> 31)) || (clamped_rawsize >> 31))
             return KH_EFORMAT;
     }
     return 0;

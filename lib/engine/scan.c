@@ -417,6 +417,20 @@ static const uint8_t *view_buffer(const struct obj *o, unsigned view, uint8_t *n
 
 /* ---- logical signatures ------------------------------------------------ */
 
+/* Does a Container: name from a signature fit the parent's type? ClamAV
+ * distinguishes cpio and tar variants that one libarchive reader covers. */
+static int container_matches(const char *want, enum khx_ftype parent)
+{
+    const char *have = khx_ftype_cltype(parent);
+    if (strcmp(want, have) == 0)
+        return 1;
+    if (parent == KHX_FT_CPIO)
+        return strncmp(want, "CL_TYPE_CPIO_", 13) == 0;
+    if (parent == KHX_FT_TAR)
+        return strcmp(want, "CL_TYPE_OLD_TAR") == 0;
+    return 0;
+}
+
 static int ldb_tdb_ok(const struct scan_ctx *c, const struct kdb_ldb *l, const struct obj *o)
 {
     if (l->target >= 0 && !target_ok((uint32_t)l->target, o))
@@ -435,7 +449,7 @@ static int ldb_tdb_ok(const struct scan_ctx *c, const struct kdb_ldb *l, const s
         if (strcmp(want, "CL_TYPE_ANY") == 0) {
             if (o->depth != 0)
                 return 0;
-        } else if (o->depth == 0 || strcmp(want, khx_ftype_cltype(o->parent)) != 0) {
+        } else if (o->depth == 0 || !container_matches(want, o->parent)) {
             return 0;
         }
     }
@@ -543,9 +557,37 @@ struct walk_ctx {
     const char *top_name;
 };
 
-static void join_inner(char *out, size_t n, const struct obj *parent, const char *name)
+/* Single-stream formats (gzip, bzip2, xz ...) have no member names; the
+ * member is named after its container without the compression suffix, as
+ * gunzip would name it ("a.tar.gz" -> "a.tar", "a.tgz" -> "a.tar"). */
+static void stream_member_name(char *out, size_t n, const char *container)
 {
-    const char *nm = name && *name ? name : "-";
+    const char *base = khx_path_base(container && *container ? container : "-");
+    const char *dot = strrchr(base, '.');
+    static const char *const suffixes[] = {"gz", "bz2", "xz", "zst", "lzma", "z", "Z"};
+    if (dot && (strcmp(dot + 1, "tgz") == 0 || strcmp(dot + 1, "tbz2") == 0 ||
+                strcmp(dot + 1, "txz") == 0)) {
+        snprintf(out, n, "%.*s.tar", (int)(dot - base), base);
+        return;
+    }
+    for (size_t i = 0; dot && i < KHX_ARRAY_LEN(suffixes); i++) {
+        if (strcmp(dot + 1, suffixes[i]) == 0) {
+            snprintf(out, n, "%.*s", (int)(dot - base), base);
+            return;
+        }
+    }
+    snprintf(out, n, "%s", "-");
+}
+
+static void join_inner(char *out, size_t n, const struct obj *parent, const char *name,
+                       const char *top_name)
+{
+    char derived[256];
+    const char *nm = name;
+    if (nm == NULL || *nm == '\0') {
+        stream_member_name(derived, sizeof(derived), parent->inner ? parent->inner : top_name);
+        nm = derived;
+    }
     if (parent->inner)
         snprintf(out, n, "%s/%s", parent->inner, nm);
     else
@@ -556,7 +598,7 @@ static int on_member(void *ud, const char *name, const uint8_t *data, size_t len
 {
     struct walk_ctx *w = ud;
     char inner[MAX_INNER_PATH];
-    join_inner(inner, sizeof(inner), w->parent, name);
+    join_inner(inner, sizeof(inner), w->parent, name, w->top_name);
     struct obj child;
     memset(&child, 0, sizeof(child));
     child.buf = data;
@@ -577,7 +619,7 @@ static void on_issue(void *ud, const char *name, int issue, const char *detail)
     (void)detail;
     struct obj where = *w->parent;
     if (name && *name) {
-        join_inner(inner, sizeof(inner), w->parent, name);
+        join_inner(inner, sizeof(inner), w->parent, name, w->top_name);
         where.inner = inner;
         where.depth = w->parent->depth + 1;
     }
@@ -637,6 +679,8 @@ static void scan_obj(struct scan_ctx *c, struct obj *o, const char *top_name)
             }
         }
     }
+    for (size_t i = 0; i < e->nldb_zero; i++)
+        ldb_touch(c->s, e->ldb_zero[i]);
     if (c->s->ntouched > 0) {
         if (norm == NULL && e->npcres > 0)
             norm = malloc(o->len ? o->len : 1);

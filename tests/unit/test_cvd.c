@@ -1314,7 +1314,7 @@ static void cdiff_malformed_container_fails(void **state)
  * our .info key), as Talos' patches do. */
 static uint8_t *make_roundtrip_cdiff(const char *dir, uint32_t *new_version, size_t *len)
 {
-    size_t ilen, nlen;
+    size_t ilen = 0, nlen = 0;
     char *info = read_text(dir, "test.info", &ilen);
     char *ndb = read_text(dir, "test.ndb", &nlen);
     struct khx_buf script, newinfo;

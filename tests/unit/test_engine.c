@@ -252,6 +252,21 @@ static void ldb_expression_and_counts(void **state)
     kh_engine_free(e);
 }
 
+static void ldb_negation_fires_without_any_match(void **state)
+{
+    (void)state;
+    struct diags d = {0};
+    kh_engine *e = engine_from(&d, 0, "t.ldb",
+                               "Ldb.NoEicar;Engine:51-255,Target:0;0=0;4549434152\n", NULL);
+    if (d.n)
+        fail_msg("%s", d.last);
+    struct hits h = scan(e, "plain clean text", 16, 1);
+    assert_true(has(&h, "Ldb.NoEicar"));
+    h = scan(e, eicar, 68, 1);
+    assert_false(has(&h, "Ldb.NoEicar"));
+    kh_engine_free(e);
+}
+
 static void ldb_pcre_subsignature(void **state)
 {
     (void)state;
@@ -464,6 +479,7 @@ int main(void)
         cmocka_unit_test(ndb_target_pe_needs_pe),
         cmocka_unit_test(ndb_ascii_target_matches_normalised_text),
         cmocka_unit_test(ldb_expression_and_counts),
+        cmocka_unit_test(ldb_negation_fires_without_any_match),
         cmocka_unit_test(ldb_pcre_subsignature),
         cmocka_unit_test(fp_allowlist_suppresses),
         cmocka_unit_test(ign2_drops_signature),

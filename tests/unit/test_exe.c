@@ -39,9 +39,8 @@ static uint8_t *build_sample_pe(int plus, struct pegen_layout *lay, size_t *len)
     static const struct pegen_func k32[] = {{"ExitProcess", 0, 0}, {"GetTickCount", 0, 1}};
     static const struct pegen_func u32[] = {{"MessageBoxA", 0, 0}};
     static const struct pegen_import imps[] = {{"KERNEL32.dll", k32, 2}, {"USER32.dll", u32, 1}};
-    static const struct pegen_vstring vs[] = {{"CompanyName", "Khien Test"},
-                                              {"FileDescription", "Sample"},
-                                              {"InternalName", "x"}};
+    static const struct pegen_vstring vs[] = {
+        {"CompanyName", "Khien Test"}, {"FileDescription", "Sample"}, {"InternalName", "x"}};
     struct pegen_pe pe = {.pe32plus = plus,
                           .sections = secs,
                           .nsections = 2,
@@ -174,8 +173,8 @@ static void pe_imphash_ordinals_and_extensions(void **state)
     static const struct pegen_func k32[] = {{NULL, 17, 0}, {"Sleep", 0, 0}};
     static const struct pegen_func one[] = {{"Fn", 0, 0}};
     static const struct pegen_import imps[] = {
-        {"WS2_32.dll", ws2, 3}, {"wsock32.DLL", wsock, 1}, {"OLEAUT32.dll", ole, 2},
-        {"kernel32.dll", k32, 2}, {"ctl.OCX", one, 1},     {"drv.sys", one, 1},
+        {"WS2_32.dll", ws2, 3},   {"wsock32.DLL", wsock, 1}, {"OLEAUT32.dll", ole, 2},
+        {"kernel32.dll", k32, 2}, {"ctl.OCX", one, 1},       {"drv.sys", one, 1},
         {"noext", one, 1},        {"x.dat.dll", one, 1},
     };
     const char *want = "ws2_32.wsastartup,ws2_32.__wsafdisset,ws2_32.ord9999,"
@@ -670,10 +669,10 @@ static void pe_testexe_section_hashes(void **state)
 static void pe_testexe_verinfo_matches_vi_sigs(void **state)
 {
     (void)state;
-    static const char *const files[] = {"NDB_01of22_companyname",     "NDB_02of22_filedescription",
-                                        "NDB_03of22_fileversion",     "NDB_04of22_internalname",
-                                        "NDB_05of22_legalcopyright",  "NDB_06of22_originalfilename",
-                                        "NDB_07of22_productname",     "NDB_08of22_productversion"};
+    static const char *const files[] = {"NDB_01of22_companyname",    "NDB_02of22_filedescription",
+                                        "NDB_03of22_fileversion",    "NDB_04of22_internalname",
+                                        "NDB_05of22_legalcopyright", "NDB_06of22_originalfilename",
+                                        "NDB_07of22_productname",    "NDB_08of22_productversion"};
     size_t len = 0;
     uint8_t *img = read_shared(testexe_path, &len, "pe_testexe_verinfo");
     struct khx_exe exe;
