@@ -530,10 +530,17 @@ static int load_engine(const struct scan_config *cfg, kh_engine **out)
 /* The command                                                               */
 /* ------------------------------------------------------------------------ */
 
+/* The workers whose scans Ctrl-C cancels (kh_scanner_cancel is
+ * async-signal-safe), so that a large file stops at once. */
+static struct scan_worker *signal_workers;
+static unsigned signal_nworkers;
+
 static void on_signal(int sig)
 {
     (void)sig;
     scan_interrupted = 1;
+    for (unsigned i = 0; i < signal_nworkers; i++)
+        kh_scanner_cancel(signal_workers[i].scanner);
 }
 
 static uint64_t known_signatures(const kh_engine *e)
@@ -620,6 +627,8 @@ int cmd_scan(int argc, char **argv)
     sigaction(SIGTERM, &sa, &old_term);
     signals_set = 1;
 
+    signal_workers = workers;
+    signal_nworkers = cfg->threads;
     if (scan_run_threads(run, workers, cfg->threads, &walker) != 0)
         goto out;
 
@@ -643,6 +652,7 @@ out:
         sigaction(SIGINT, &old_int, NULL);
         sigaction(SIGTERM, &old_term, NULL);
     }
+    signal_nworkers = 0;
     if (run != NULL) {
         for (size_t i = 0; i < run->qlen; i++)
             free(run->queue[(run->qhead + i) % SCAN_QUEUE_CAP]);

@@ -213,6 +213,12 @@ int kh_scan_file(kh_scanner *s, const char *path, kh_detect_fn cb, void *ud,
 int kh_scan_mem(kh_scanner *s, const void *data, size_t len, const char *name, kh_detect_fn cb,
                 void *ud, struct kh_scan_result *result);
 
+/* Asks the scan running in `s` (from another thread or a signal handler) to
+ * stop as soon as possible; it returns KH_EABORTED. The request stays until
+ * kh_scanner_reset_cancel(). Async-signal-safe. */
+void kh_scanner_cancel(kh_scanner *s);
+void kh_scanner_reset_cancel(kh_scanner *s);
+
 #ifdef __cplusplus
 }
 #endif

@@ -2300,12 +2300,15 @@ static void eval(struct finder *f, size_t off, int rev, const struct bset *in, s
     }
 }
 
+/* The contract has only "match" and "no match", and callers test the result
+ * as a boolean, so a failed allocation of the scratch bitmaps (window/8 bytes
+ * each) reads as no match rather than as a negative error code. */
 int khx_body_find(const uint8_t *prog, size_t prog_len, const uint8_t *buf, size_t len, uint64_t lo,
                   uint64_t hi, uint64_t end_max, size_t *start, size_t *end)
 {
     int r = 0;
     struct finder f;
-    struct bset x = {0}, ends = {0}, starts = {0};
+    struct bset x = {0}, ends = {0};
     size_t s, e;
 
     memset(&f, 0, sizeof(f));
@@ -2339,21 +2342,17 @@ int khx_body_find(const uint8_t *prog, size_t prog_len, const uint8_t *buf, size
     f.tmp = calloc(depth ? 2 * (size_t)depth : 1, sizeof(*f.tmp));
     x.w = calloc(f.nwords, sizeof(uint64_t));
     ends.w = calloc(f.nwords, sizeof(uint64_t));
-    if (f.tmp == NULL || x.w == NULL || ends.w == NULL) {
-        r = KH_ENOMEM;
-        goto out;
-    }
-    x.first = ends.first = starts.first = 1;
+    if (f.tmp == NULL || x.w == NULL || ends.w == NULL)
+        goto out; /* out of memory: no match, see above */
+    x.first = ends.first = 1;
 
     /* Forward from every allowed start gives every end; the earliest start is
      * then found by running the pattern backward from those ends, unless the
      * length is fixed or there is only one start. */
     bs_set_range(&x, 0, (size_t)(hi - lo));
     eval(&f, PROG_HDR, 0, &x, &ends, 0);
-    if (f.nomem) {
-        r = KH_ENOMEM;
+    if (f.nomem)
         goto out;
-    }
     if ((e = bs_first(&ends)) == SIZE_MAX)
         goto out;
     if (fixed) {
@@ -2361,25 +2360,18 @@ int khx_body_find(const uint8_t *prog, size_t prog_len, const uint8_t *buf, size
     } else if (lo == hi) {
         s = 0;
     } else {
-        if ((starts.w = calloc(f.nwords, sizeof(uint64_t))) == NULL) {
-            r = KH_ENOMEM;
+        /* x is free again: it takes the starts. */
+        eval(&f, PROG_HDR, 1, &ends, &x, 0);
+        s = bs_first(&x);
+        if (f.nomem)
             goto out;
-        }
-        eval(&f, PROG_HDR, 1, &ends, &starts, 0);
-        s = bs_first(&starts);
-        if (f.nomem) {
-            r = KH_ENOMEM;
-            goto out;
-        }
         if (s == SIZE_MAX || s > hi - lo)
             goto out;
         bs_clear(&x);
         bs_set(&x, s);
         eval(&f, PROG_HDR, 0, &x, &ends, 0);
-        if (f.nomem) {
-            r = KH_ENOMEM;
+        if (f.nomem)
             goto out;
-        }
         if ((e = bs_first(&ends)) == SIZE_MAX)
             goto out;
     }
@@ -2394,6 +2386,5 @@ out:
     free(f.tmp);
     free(x.w);
     free(ends.w);
-    free(starts.w);
     return r;
 }

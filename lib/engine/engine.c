@@ -336,12 +336,12 @@ int kh_engine_open(const char *path, kh_engine **out, char *err, size_t errlen)
         return KH_EINVAL;
     int r = khx_map_file(path, &m);
     if (r != 0) {
-        khx_errf(err, errlen, "%s: %s", path, kh_strerror(r));
+        khx_errf(err, errlen, "%s", kh_strerror(r));
         return r;
     }
     if (m.len < sizeof(struct kdb_header)) {
         khx_map_close(&m);
-        khx_errf(err, errlen, "%s: not a Khiên database (too short)", path);
+        khx_errf(err, errlen, "not a Khiên database (too short)");
         return KH_EFORMAT;
     }
     struct kh_engine *e = calloc(1, sizeof(*e));

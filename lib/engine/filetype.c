@@ -149,7 +149,8 @@ static int is_lha(const uint8_t *buf, size_t len)
  * archive, or a zip with data prepended. Its end-of-central-directory record
  * ("PK\5\6", 22 bytes plus a comment of at most 64 KiB) sits near the end,
  * and the central directory it describes ends right where the record starts,
- * beginning with "PK\1\2". Both must hold, which random data does not do. */
+ * at the offset the record gives, beginning with "PK\1\2". All must hold,
+ * which random data does not do. */
 static int is_zip_eocd(const uint8_t *buf, size_t len)
 {
     if (len < 22)
@@ -162,6 +163,14 @@ static int is_zip_eocd(const uint8_t *buf, size_t len)
         uint32_t cd_size = le32(buf + e + 12);
         uint16_t entries = le16(buf + e + 10);
         if (comment > len - e - 22 || cd_size > e)
+            continue;
+        /* The directory's recorded offset must be its real one: then the
+         * archive's offsets count from the start of this buffer (a split
+         * part, or a zip whose first bytes were damaged). Data with a zip
+         * appended (a picture, an installer) records the offset from where
+         * the zip begins; such files keep their own type and the zip is
+         * found by khx_embedded_walk. */
+        if ((uint64_t)le32(buf + e + 16) + cd_size != e)
             continue;
         if (entries == 0)
             return cd_size == 0;

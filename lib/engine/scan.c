@@ -38,6 +38,7 @@ struct kh_scanner {
     uint32_t *touched;      /* .ldb indexes with counts in this object */
     size_t ntouched;
     uint8_t *ldb_mark;      /* 1 if the ldb is in `touched` */
+    atomic_int cancel;      /* set by kh_scanner_cancel */
 };
 
 /* One top-level scan. */
@@ -150,8 +151,24 @@ void kh_scanner_free(kh_scanner *s)
     free(s);
 }
 
+void kh_scanner_cancel(kh_scanner *s)
+{
+    if (s)
+        atomic_store(&s->cancel, 1);
+}
+
+void kh_scanner_reset_cancel(kh_scanner *s)
+{
+    if (s)
+        atomic_store(&s->cancel, 0);
+}
+
 static int deadline_passed(struct scan_ctx *c)
 {
+    if (atomic_load_explicit(&c->s->cancel, memory_order_relaxed)) {
+        c->aborted = 1;
+        return 1;
+    }
     if (c->deadline && khx_now_ms() > c->deadline) {
         c->timed_out = 1;
         return 1;
@@ -161,7 +178,8 @@ static int deadline_passed(struct scan_ctx *c)
 
 static int done(const struct scan_ctx *c)
 {
-    return c->stop || c->aborted || c->timed_out;
+    return c->stop || c->aborted || c->timed_out ||
+           atomic_load_explicit(&c->s->cancel, memory_order_relaxed);
 }
 
 static void report(struct scan_ctx *c, struct obj *o, const char *name, int kind, int severity,
@@ -355,6 +373,8 @@ static int on_hs_match(unsigned id, unsigned long long from, unsigned long long 
     (void)from;
     (void)flags;
     if ((++h->ncallbacks & 1023) == 0 && deadline_passed(c))
+        return 1;
+    if (done(c))
         return 1;
     if (id >= e->npatterns)
         return 0;
@@ -739,6 +759,8 @@ int kh_scan_mem(kh_scanner *s, const void *data, size_t len, const char *name, k
         scan_obj(&c, &o, name);
     }
     khx_vec_free(&o.reported);
+    if (atomic_load(&s->cancel))
+        c.aborted = 1;
     return c.aborted ? KH_EABORTED : KH_OK;
 }
 

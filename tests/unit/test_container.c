@@ -163,6 +163,10 @@ static int setup_fixtures(void **state)
         sh("cd src && ar rc ../t.a hello.txt big.bin");
     if (have_tool("zip") && fixture_exists("t.tar.gz"))
         sh("zip -qj nested.zip t.tar.gz");
+    /* A split zip: big.bin fills the first 64 KiB part and ends in the
+     * last one, where hello.txt's local header and the directory are. */
+    if (have_tool("zip"))
+        sh("zip -qj -s 64k split.zip src/big.bin src/hello.txt");
     return 0;
 }
 
@@ -774,6 +778,148 @@ static void walk_split_zip_single_segment(void **state)
     assert_int_equal(r.nmembers, 1);
     assert_int_equal(r.lens[0], 544);
     free(data);
+}
+
+static void walk_split_zip_last_part_gives_present_members(void **state)
+{
+    (void)state;
+    size_t len;
+    uint8_t *data = load("split.zip", &len);
+    if (data == NULL)
+        return;
+    /* It starts with the tail of big.bin, not with a zip signature. */
+    assert_true(memcmp(data, "PK", 2) != 0);
+    assert_int_equal(khx_filetype(data, len), KHX_FT_ZIP);
+    struct rec r = {0};
+    assert_int_equal(walk(data, len, KHX_FT_ZIP, &generous, &r), 0);
+    dump(&r);
+    int i = find_member(&r, "hello.txt");
+    assert_true(i >= 0);
+    assert_true(r.marker[i]);
+    assert_int_equal(r.nmembers, 1);
+    /* big.bin started in the other part: said, not skipped silently. */
+    i = find_issue(&r, KHX_WALK_CORRUPT);
+    assert_true(i >= 0);
+    assert_string_equal(r.inames[i], "big.bin");
+    assert_non_null(strstr(r.details[i], "split"));
+    free(data);
+}
+
+static void walk_zip_damaged_local_header_rest_read(void **state)
+{
+    (void)state;
+    size_t len;
+    uint8_t *data = load("big.zip", &len);
+    if (data == NULL)
+        return;
+    /* The first member's local header is destroyed; the central directory
+     * still leads to the second. */
+    memcpy(data, "XXXX", 4);
+    assert_int_equal(khx_filetype(data, len), KHX_FT_ZIP);
+    struct rec r = {0};
+    assert_int_equal(walk(data, len, KHX_FT_ZIP, &generous, &r), 0);
+    dump(&r);
+    assert_int_equal(r.nmembers, 1);
+    assert_string_equal(r.names[0], "hello.txt");
+    assert_true(r.marker[0]);
+    int i = find_issue(&r, KHX_WALK_CORRUPT);
+    assert_true(i >= 0);
+    assert_string_equal(r.inames[i], "big.bin");
+    free(data);
+}
+
+static void filetype_zip_appended_to_other_data_is_not_zip(void **state)
+{
+    (void)state;
+    size_t len;
+    uint8_t *zip = load("t.zip", &len);
+    if (zip == NULL)
+        return;
+    /* A zip appended to other data records offsets from its own start:
+     * the file keeps its own type (the embedded walk finds the zip). */
+    uint8_t *buf = malloc(len + 1000);
+    assert_non_null(buf);
+    memset(buf, 0xEE, 1000);
+    memcpy(buf + 1000, zip, len);
+    assert_int_equal(khx_filetype(buf, len + 1000), KHX_FT_BINARY);
+    free(buf);
+    free(zip);
+}
+
+static void walk_iso_joliet_image_members_once(void **state)
+{
+    (void)state;
+    size_t len;
+    uint8_t *data = load("t.iso", &len);
+    if (data == NULL)
+        return;
+    struct rec r = {0};
+    assert_int_equal(walk(data, len, KHX_FT_ISO, &generous, &r), 0);
+    dump(&r);
+    /* Both trees are read, but each file is delivered once. */
+    int markers = 0;
+    for (int i = 0; i < r.nmembers; i++)
+        markers += r.marker[i];
+    assert_int_equal(markers, 1);
+    free(data);
+}
+
+static void walk_iso_primary_tree_when_joliet_tree_lacks_files(void **state)
+{
+    (void)state;
+    size_t len;
+    uint8_t *data = load_shared("clamav/files/other_scanfiles/iso_no_joliet.logo.iso", &len);
+    if (data == NULL)
+        return;
+    assert_int_equal(khx_filetype(data, len), KHX_FT_ISO);
+    struct rec r = {0};
+    assert_int_equal(walk(data, len, KHX_FT_ISO, &generous, &r), 0);
+    dump(&r);
+    /* The Joliet tree is empty; the file is only in the primary tree. */
+    assert_int_equal(r.nmembers, 1);
+    assert_string_equal(r.names[0], "EICAR.PNG");
+    assert_int_equal(r.lens[0], 25476);
+    free(data);
+}
+
+static void walk_split_zip_clamav_last_part(void **state)
+{
+    (void)state;
+    size_t len;
+    uint8_t *data = load_shared("clamav/files/other_scanfiles/zip/logos.zip", &len);
+    if (data == NULL)
+        return;
+    assert_int_equal(khx_filetype(data, len), KHX_FT_ZIP);
+    struct rec r = {0};
+    assert_int_equal(walk(data, len, KHX_FT_ZIP, &generous, &r), 0);
+    dump(&r);
+    assert_int_equal(r.nmembers, 1);
+    assert_string_equal(r.names[0], "logos/logo.3.png");
+    assert_int_equal(r.lens[0], 25476);
+    /* Three pictures start in logos.z01; the directory entry is not one. */
+    int corrupt = 0;
+    for (int i = 0; i < r.nissues; i++)
+        corrupt += r.issues[i] == KHX_WALK_CORRUPT;
+    assert_int_equal(corrupt, 3);
+    free(data);
+}
+
+static void walk_mail_dispatched_to_mime_walker(void **state)
+{
+    (void)state;
+    static const char mail[] = "From: a@example.org\r\n"
+                               "Subject: x\r\n"
+                               "Content-Type: application/octet-stream; name=\"m.bin\"\r\n"
+                               "Content-Transfer-Encoding: base64\r\n"
+                               "\r\n"
+                               "S0hYLU1BUktFUi03ZjNh\r\n";
+    assert_int_equal(khx_filetype((const uint8_t *)mail, strlen(mail)), KHX_FT_MAIL);
+    assert_true(khx_ftype_is_container(KHX_FT_MAIL));
+    struct rec r = {0};
+    assert_int_equal(walk((const uint8_t *)mail, strlen(mail), KHX_FT_MAIL, &generous, &r), 0);
+    assert_int_equal(r.nmembers, 1);
+    assert_string_equal(r.names[0], "m.bin");
+    assert_true(r.marker[0]);
 }
 
 static void walk_zstd_skippable_frame(void **state)
@@ -1489,6 +1635,13 @@ int main(void)
         cmocka_unit_test(walk_lha_clamav_samples),
         cmocka_unit_test(walk_lha_unsupported_method_reported),
         cmocka_unit_test(walk_split_zip_single_segment),
+        cmocka_unit_test(walk_split_zip_last_part_gives_present_members),
+        cmocka_unit_test(walk_zip_damaged_local_header_rest_read),
+        cmocka_unit_test(filetype_zip_appended_to_other_data_is_not_zip),
+        cmocka_unit_test(walk_iso_joliet_image_members_once),
+        cmocka_unit_test(walk_iso_primary_tree_when_joliet_tree_lacks_files),
+        cmocka_unit_test(walk_split_zip_clamav_last_part),
+        cmocka_unit_test(walk_mail_dispatched_to_mime_walker),
         cmocka_unit_test(walk_zstd_skippable_frame),
         cmocka_unit_test(walk_encrypted_zip_reported),
         cmocka_unit_test(walk_encrypted_7z_reported),
