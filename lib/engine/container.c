@@ -86,10 +86,10 @@ struct walk {
     size_t cap;
     uint8_t *chunk; /* CHUNK_SIZE bytes */
     struct rar5_crypt rar5;
-    int open_failed;       /* the last pass could not open the input */
-    int record;            /* remember the SHA-256 of each delivered member */
-    int dedup;             /* skip members whose SHA-256 was remembered */
-    struct khx_vec seen;   /* uint8_t[32] digests, for record/dedup */
+    int open_failed;     /* the last pass could not open the input */
+    int record;          /* remember the SHA-256 of each delivered member */
+    int dedup;           /* skip members whose SHA-256 was remembered */
+    struct khx_vec seen; /* uint8_t[32] digests, for record/dedup */
 };
 
 /* How a pass reads the input: which variant of the type's reader. */
@@ -302,8 +302,7 @@ static void rar5_free(struct walk *w)
  * format is used with the matching decompressor, and *filter is set to the
  * filter code that must be in force after opening. Returns 0, or -1 if this
  * libarchive cannot read the type in-process. */
-static int register_reader(struct archive *a, enum khx_ftype t, enum reader_variant v,
-                           int *filter)
+static int register_reader(struct archive *a, enum khx_ftype t, enum reader_variant v, int *filter)
 {
     int r;
     *filter = -1;

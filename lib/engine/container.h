@@ -22,8 +22,8 @@
 
 enum khx_ftype {
     KHX_FT_BINARY = 0,
-    KHX_FT_TEXT,   /* mostly printable ASCII/UTF-8 */
-    KHX_FT_HTML,   /* text that looks like HTML */
+    KHX_FT_TEXT, /* mostly printable ASCII/UTF-8 */
+    KHX_FT_HTML, /* text that looks like HTML */
     KHX_FT_PE,
     KHX_FT_ELF,
     KHX_FT_ZIP,
@@ -64,22 +64,22 @@ size_t khx_normalize_ascii(const uint8_t *in, size_t len, uint8_t *out);
 size_t khx_normalize_html(const uint8_t *in, size_t len, uint8_t *out);
 
 struct khx_walk_limits {
-    uint64_t max_member_size;  /* members larger than this are not extracted */
-    uint64_t max_total;        /* bytes extracted in all (shared with the caller's budget) */
-    uint32_t max_members;      /* members extracted */
-    uint32_t max_ratio;        /* uncompressed/compressed ratio for a member */
-    uint64_t deadline_ms;      /* CLOCK_MONOTONIC ms; 0 = none */
+    uint64_t max_member_size; /* members larger than this are not extracted */
+    uint64_t max_total;       /* bytes extracted in all (shared with the caller's budget) */
+    uint32_t max_members;     /* members extracted */
+    uint32_t max_ratio;       /* uncompressed/compressed ratio for a member */
+    uint64_t deadline_ms;     /* CLOCK_MONOTONIC ms; 0 = none */
 };
 
 /* Why a member or the container was not fully scanned. */
 enum khx_walk_issue {
-    KHX_WALK_ENCRYPTED = 1,  /* "Heuristics.Encrypted.<Type>" */
-    KHX_WALK_CORRUPT,        /* "Heuristics.Broken.<Type>" */
-    KHX_WALK_MAX_FILESIZE,   /* "Heuristics.Limits.Exceeded.MaxFileSize" */
-    KHX_WALK_MAX_SCANSIZE,   /* "Heuristics.Limits.Exceeded.MaxScanSize" */
-    KHX_WALK_MAX_FILES,      /* "Heuristics.Limits.Exceeded.MaxFiles" */
-    KHX_WALK_MAX_RATIO,      /* "Heuristics.Limits.Exceeded.MaxCompressionRatio" */
-    KHX_WALK_MAX_TIME,       /* "Heuristics.Limits.Exceeded.MaxScanTime" */
+    KHX_WALK_ENCRYPTED = 1, /* "Heuristics.Encrypted.<Type>" */
+    KHX_WALK_CORRUPT,       /* "Heuristics.Broken.<Type>" */
+    KHX_WALK_MAX_FILESIZE,  /* "Heuristics.Limits.Exceeded.MaxFileSize" */
+    KHX_WALK_MAX_SCANSIZE,  /* "Heuristics.Limits.Exceeded.MaxScanSize" */
+    KHX_WALK_MAX_FILES,     /* "Heuristics.Limits.Exceeded.MaxFiles" */
+    KHX_WALK_MAX_RATIO,     /* "Heuristics.Limits.Exceeded.MaxCompressionRatio" */
+    KHX_WALK_MAX_TIME,      /* "Heuristics.Limits.Exceeded.MaxScanTime" */
 };
 
 struct khx_walk_cb {

@@ -18,9 +18,11 @@
  * delivered a second time at this level (the scanner finds it when it scans
  * that member). A rar runs to the end of the buffer.
  *
- * Bounds: at most MAX_FOUND objects and MAX_PROBES signature checks per
- * call, the walk limits of container.h (members, member size, total bytes,
- * deadline), and every header read is checked against the buffer's end.
+ * Bounds: at most MAX_FOUND objects per call, the walk limits of
+ * container.h (members, member size, total bytes, deadline), and every
+ * header read is checked against the buffer's end. Signature checks are not
+ * capped: each costs a few header reads, and a cap would mark every large
+ * binary "not fully scanned".
  */
 #include <stdio.h>
 #include <string.h>
@@ -33,7 +35,6 @@
 #define MAX_FOUND 64
 /* Signature occurrences examined per call; past this the rest of the
  * buffer is not searched (and an issue says so). */
-#define MAX_PROBES 65536
 /* How often (in probes) the deadline is checked. */
 #define DEADLINE_EVERY 1024
 /* A PE header must start within this many bytes of its "MZ". */
@@ -217,6 +218,11 @@ static void deliver(struct embed *m, enum kind k, size_t off, const uint8_t *dat
     char name[64];
     snprintf(name, sizeof(name), "embedded-%s@0x%zx", kind_names[k], off);
     const struct khx_walk_limits *lim = m->lim;
+    if (lim->deadline_ms != 0 && now_ms() >= lim->deadline_ms) {
+        issue(m, "", KHX_WALK_MAX_TIME, "deadline passed while searching embedded objects");
+        m->stop = 1;
+        return;
+    }
     m->members++;
     if (lim->max_members != 0 && m->members > lim->max_members) {
         issue(m, "", KHX_WALK_MAX_FILES, "more embedded objects than the member limit");
@@ -258,12 +264,10 @@ int khx_embedded_walk(const uint8_t *buf, size_t len, enum khx_ftype t,
     for (size_t off = 1; off < len && !m.stop; off++) {
         if (!first_byte(buf[off]))
             continue;
-        if (++probes > MAX_PROBES) {
-            issue(&m, "", KHX_WALK_MAX_FILES, "too many signature candidates; search stopped");
-            break;
-        }
-        if (lim->deadline_ms != 0 && probes % DEADLINE_EVERY == 0 &&
-            now_ms() >= lim->deadline_ms) {
+        /* Each probe is a few header checks, so there is no cap on their
+         * number (a cap would mark every large binary "not fully scanned");
+         * the deadline bounds the search instead. */
+        if (lim->deadline_ms != 0 && ++probes % DEADLINE_EVERY == 0 && now_ms() >= lim->deadline_ms) {
             issue(&m, "", KHX_WALK_MAX_TIME, "deadline passed while searching embedded objects");
             break;
         }

@@ -200,12 +200,31 @@ static int header_line(const uint8_t *p, size_t n)
 static int mail_header_name(const uint8_t *p, size_t n)
 {
     static const char *const names[] = {
-        "received",    "return-path",  "delivered-to", "from",     "to",
-        "subject",     "date",         "message-id",   "mime-version",
-        "content-type", "x-mailer",    "reply-to",     "sender",   "cc",
-        "x-originating-ip", "dkim-signature", "authentication-results",
-        "x-received",  "x-sender",     "envelope-to",  "x-envelope-from",
-        "arc-seal",    "x-apparently-to", "in-reply-to", "references",
+        "received",
+        "return-path",
+        "delivered-to",
+        "from",
+        "to",
+        "subject",
+        "date",
+        "message-id",
+        "mime-version",
+        "content-type",
+        "x-mailer",
+        "reply-to",
+        "sender",
+        "cc",
+        "x-originating-ip",
+        "dkim-signature",
+        "authentication-results",
+        "x-received",
+        "x-sender",
+        "envelope-to",
+        "x-envelope-from",
+        "arc-seal",
+        "x-apparently-to",
+        "in-reply-to",
+        "references",
     };
     for (size_t i = 0; i < KHX_ARRAY_LEN(names); i++)
         if (strlen(names[i]) == n && strncasecmp(names[i], (const char *)p, n) == 0)

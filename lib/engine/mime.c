@@ -219,8 +219,7 @@ static void hval_append(struct hval *h, const uint8_t *p, size_t n)
 
 /* Parses the header block at p[s..e). Returns where the body starts: after
  * the empty line, or at s when the entity has no header block at all. */
-static size_t parse_headers(struct mail *m, const uint8_t *p, size_t s, size_t e,
-                            struct headers *h)
+static size_t parse_headers(struct mail *m, const uint8_t *p, size_t s, size_t e, struct headers *h)
 {
     memset(h, 0, sizeof(*h));
     size_t pos = s, llen, next;
@@ -268,10 +267,10 @@ static size_t parse_headers(struct mail *m, const uint8_t *p, size_t s, size_t e
 /* ------------------------------------------------------------------------ */
 
 struct param {
-    char key[64];     /* lowercased, without the section and '*' marks */
-    int section;      /* -1 when the key has no "*N" part */
-    int extended;     /* ends in '*': charset'language'%XX value */
-    char *value;      /* points into the caller's scratch buffer */
+    char key[64]; /* lowercased, without the section and '*' marks */
+    int section;  /* -1 when the key has no "*N" part */
+    int extended; /* ends in '*': charset'language'%XX value */
+    char *value;  /* points into the caller's scratch buffer */
 };
 
 /* The media type ("multipart/mixed") of a Content-Type value, lowercased. */
@@ -888,8 +887,8 @@ static void add_boundary(char set[][MAX_BOUNDARY_LEN + 1], size_t *n, const char
 
 /* Whether the line l[0..n) is "--b" or "--b--" (trailing white space
  * allowed) for some b in the set; *close is set for the "--b--" form. */
-static int delimiter(const uint8_t *l, size_t n, char set[][MAX_BOUNDARY_LEN + 1],
-                     size_t nset, int *close)
+static int delimiter(const uint8_t *l, size_t n, char set[][MAX_BOUNDARY_LEN + 1], size_t nset,
+                     int *close)
 {
     if (n < 3 || l[0] != '-' || l[1] != '-')
         return 0;

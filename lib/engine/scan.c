@@ -64,6 +64,7 @@ struct obj {
     const char *inner; /* NULL at top level */
     uint32_t depth;
     enum khx_ftype parent;
+    int embedded; /* found by the embedded-object search: not searched again */
     struct khx_vec reported; /* uint32_t signature indexes reported on this object */
 };
 
@@ -575,6 +576,7 @@ struct walk_ctx {
     struct scan_ctx *c;
     struct obj *parent;
     const char *top_name;
+    int embedded;
 };
 
 /* Single-stream formats (gzip, bzip2, xz ...) have no member names; the
@@ -626,6 +628,7 @@ static int on_member(void *ud, const char *name, const uint8_t *data, size_t len
     child.inner = inner;
     child.depth = w->parent->depth + 1;
     child.parent = w->parent->type;
+    child.embedded = w->embedded;
     khx_vec_init(&child.reported, sizeof(uint32_t), 4096);
     scan_obj(w->c, &child, w->top_name);
     khx_vec_free(&child.reported);
@@ -650,17 +653,27 @@ static void on_issue(void *ud, const char *name, int issue, const char *detail)
 static void scan_members(struct scan_ctx *c, struct obj *o, const char *top_name)
 {
     const struct kh_limits *lim = &c->s->opts.limits;
-    if (!c->s->opts.scan_archives || !khx_ftype_is_container(o->type) || done(c))
+    if (!c->s->opts.scan_archives || done(c))
         return;
+    int container = khx_ftype_is_container(o->type);
     if (o->depth + 1 > lim->max_recursion) {
         report_notice(c, o, "Heuristics.Limits.Exceeded.MaxRecursion");
         return;
     }
     struct khx_walk_limits wl = {lim->max_filesize, lim->max_scansize, lim->max_files,
                                  lim->max_ratio, c->deadline};
-    struct walk_ctx w = {c, o, top_name};
+    /* An embedded object runs to the end of its parent, so searching it
+     * again would find the same later objects once more. */
+    if (!container && o->embedded)
+        return;
+    struct walk_ctx w = {c, o, top_name, !container};
     struct khx_walk_cb cb = {on_member, on_issue, &w};
-    khx_container_walk(o->buf, o->len, o->type, &wl, &c->total, &cb);
+    /* Containers are walked member by member; other objects are searched
+     * for executables and archives embedded inside them. */
+    if (container)
+        khx_container_walk(o->buf, o->len, o->type, &wl, &c->total, &cb);
+    else
+        khx_embedded_walk(o->buf, o->len, o->type, &wl, &c->total, &cb);
     if (c->timed_out)
         report_notice(c, o, "Heuristics.Limits.Exceeded.MaxScanTime");
 }

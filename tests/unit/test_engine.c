@@ -466,6 +466,24 @@ static void pe_section_and_import_hashes(void **state)
     free(pe);
 }
 
+/* A large binary full of bytes that could start an embedded object ("MZ",
+ * "PK") must not be reported as "not fully scanned". */
+static void embedded_search_no_notice_on_dense_magic(void **state)
+{
+    (void)state;
+    struct diags d = {0};
+    kh_engine *e = engine_from(&d, 0, "t.ndb", "Body:0:*:4549434152\n", NULL);
+    size_t n = 4u << 20;
+    uint8_t *buf = malloc(n);
+    assert_non_null(buf);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = "MZPK7R"[i % 6];
+    struct hits h = scan(e, buf, n, 1);
+    assert_int_equal(h.n, 0);
+    free(buf);
+    kh_engine_free(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -489,6 +507,7 @@ int main(void)
         cmocka_unit_test(kdb_file_roundtrip_and_tamper),
         cmocka_unit_test(first_match_stops_without_allmatch),
         cmocka_unit_test(pe_section_and_import_hashes),
+        cmocka_unit_test(embedded_search_no_notice_on_dense_magic),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -246,8 +246,7 @@ static void mime_uuencoded_block_in_text_and_as_encoding(void **state)
                              "`\n"
                              "end\n";
     char msg[1024];
-    snprintf(msg, sizeof(msg),
-             "From: a@example.org\nSubject: s\n\nSee attached.\n%sThanks.\n", uu);
+    snprintf(msg, sizeof(msg), "From: a@example.org\nSubject: s\n\nSee attached.\n%sThanks.\n", uu);
     struct rec r = {0};
     assert_int_equal(walk(msg, &r), 0);
     dump(&r);
@@ -581,8 +580,7 @@ static void mime_malformed_input_is_survived(void **state)
     assert_int_equal(khx_mail_walk((const uint8_t *)"x", 1, NULL, &total, &cb), KH_EINVAL);
     assert_int_equal(khx_mail_walk((const uint8_t *)"x", 1, &generous, NULL, &cb), KH_EINVAL);
     struct khx_walk_cb nocb = {NULL, NULL, NULL};
-    assert_int_equal(khx_mail_walk((const uint8_t *)"x", 1, &generous, &total, &nocb),
-                     KH_EINVAL);
+    assert_int_equal(khx_mail_walk((const uint8_t *)"x", 1, &generous, &total, &nocb), KH_EINVAL);
 }
 
 /* ------------------------------------------------------------------------ */
