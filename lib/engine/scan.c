@@ -309,7 +309,7 @@ static int target_ok(uint32_t target, const struct obj *o)
     case KDB_T_ELF:
         return o->exe.type == KHX_EXE_ELF32 || o->exe.type == KHX_EXE_ELF64;
     case KDB_T_ASCII:
-        return o->type == KHX_FT_TEXT || o->type == KHX_FT_HTML;
+        return o->type == KHX_FT_TEXT || o->type == KHX_FT_HTML || o->type == KHX_FT_MAIL;
     case KDB_T_HTML:
         return o->type == KHX_FT_HTML;
     }
@@ -697,7 +697,7 @@ static void scan_obj(struct scan_ctx *c, struct obj *o, const char *top_name)
     hash_lookup(c, o, KDB_HC_FILE, o->buf, o->len, o->len, sha);
     scan_pe_hashes(c, o);
     scan_view(c, o, KDB_VIEW_RAW, o->buf, o->len);
-    if ((o->type == KHX_FT_TEXT || o->type == KHX_FT_HTML) &&
+    if ((o->type == KHX_FT_TEXT || o->type == KHX_FT_HTML || o->type == KHX_FT_MAIL) &&
         (e->hs[KDB_VIEW_ASCII] || e->hs[KDB_VIEW_HTML] || e->npcres > 0) && !done(c)) {
         norm = malloc(o->len ? o->len : 1);
         if (norm) {

@@ -20,6 +20,10 @@ trap 'rm -rf "$tmp"' EXIT
 # Known differences, "file|sigset" -> reason. A difference listed here is
 # reported but does not fail the test; one that disappears is reported too.
 declare -A known=()
+# Signature names of kinds Khiên does not support, per set: dropped from
+# clamscan's list before comparing, so the rest of that file's names are still
+# checked one by one.
+declare -A unsupported=()
 packer="ClamAV unpacks this executable packer; Khiên does not unpack packers (yet)"
 for p in aspack fsg mew nsis pespin petite upack upx wwpack yc; do
 	for s in A_clamav.hdb B_allmatch_test_inline C_test-6.cvd; do
@@ -98,6 +102,9 @@ for set in $(printf '%s\n' "${!sets[@]}" | sort); do
 	for file in "${!path_of[@]}"; do
 		p=${path_of[$file]}
 		want=${expected["$file|$set"]:-}
+		if [ -n "${unsupported[$set]:-}" ] && [ -n "$want" ]; then
+			want=$(tr ';' '\n' <<<"$want" | grep -Ev "${unsupported[$set]}" | paste -sd ';')
+		fi
 		got=$(jq -r --arg p "$p" 'select(.path == $p) | .detections[]? | select(.severity == "malware") | .name' \
 			"$tmp/$set.json" | sed -E 's/\.UNOFFICIAL$//' | sort -u | paste -sd ';')
 		id="$(basename "$file")|$set"
