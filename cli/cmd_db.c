@@ -7,7 +7,11 @@
  *       prints what went into it;
  *   khien db info [--json] FILE.kdb
  *       describes a .kdb image: format, creation time, size, signatures per
- *       kind and the sources it was built from.
+ *       kind and the sources it was built from;
+ *   khien db unpack FILE.cvd|FILE.cld -o DIR
+ *   khien db patch FILE.cvd|FILE.cld PATCH.cdiff... -o FILE.cld
+ *       verify and unpack a ClamAV container, or apply delta patches to it,
+ *       as a private mirror does.
  *
  * The summary after compiling is read back from the image just written (via
  * kh_engine_open_image), so it describes exactly what a scan will load.
@@ -30,6 +34,8 @@ static void print_db_help(FILE *out)
 {
     fputs("Usage: khien db compile [--strict] [--pua] SOURCES... -o FILE.kdb\n"
           "       khien db info [--json] FILE.kdb\n"
+          "       khien db unpack FILE.cvd -o DIR\n"
+          "       khien db patch FILE.cvd PATCH.cdiff... -o FILE.cld\n"
           "\n"
           "Signature databases. Khiên compiles signature sources once into a .kdb image\n"
           "that scanners map read-only; 'khien scan -d FILE.kdb' uses it.\n"
@@ -37,6 +43,8 @@ static void print_db_help(FILE *out)
           "Commands:\n"
           "  compile  Read signature sources and write a .kdb image.\n"
           "  info     Describe a .kdb image.\n"
+          "  unpack   Verify a ClamAV .cvd/.cld and write its files into a directory.\n"
+          "  patch    Apply ClamAV .cdiff delta patches to a .cvd/.cld, giving a .cld.\n"
           "\n"
           "Run 'khien db COMMAND --help' for the options of each.\n",
           out);
@@ -92,6 +100,42 @@ static void print_info_help(FILE *out)
           "  -h, --help   Show this help and exit.\n"
           "\n"
           "Exit status: 0 on success, 2 when FILE cannot be opened or is not a valid image.\n",
+          out);
+}
+
+static void print_unpack_help(FILE *out)
+{
+    fputs("Usage: khien db unpack FILE.cvd|FILE.cld -o DIR\n"
+          "\n"
+          "Verifies a ClamAV database container (the header MD5 and RSA signature of a\n"
+          ".cvd, the DSIG of its .info manifest, every member's size and SHA-256) and\n"
+          "writes its files, the .info manifest included, into the existing directory\n"
+          "DIR, as 'sigtool -u' does. Nothing is written if any check fails.\n"
+          "\n"
+          "Options:\n"
+          "  -o, --output DIR  The directory to write into (required; must exist).\n"
+          "  -h, --help        Show this help and exit.\n"
+          "\n"
+          "Exit status: 0 on success, 2 on any failure (the message says what and where).\n",
+          out);
+}
+
+static void print_patch_help(FILE *out)
+{
+    fputs("Usage: khien db patch FILE.cvd|FILE.cld PATCH.cdiff... -o FILE.cld\n"
+          "\n"
+          "Applies ClamAV delta patches (daily-N.cdiff), in the order given, to a\n"
+          ".cvd or .cld and writes the result as a .cld, as freshclam does. Every input is\n"
+          "verified first (container signatures, each patch's DSIG); each patch is\n"
+          "checked command by command before anything changes, so a patch that does not\n"
+          "apply leaves no output. The .cld can then be given to 'khien db compile'.\n"
+          "\n"
+          "Options:\n"
+          "  -o, --output FILE  The .cld to write (required); replaced atomically.\n"
+          "  -h, --help         Show this help and exit.\n"
+          "\n"
+          "Exit status: 0 on success, 2 on any failure (the message names the patch and\n"
+          "the script line).\n",
           out);
 }
 
@@ -400,6 +444,81 @@ out:
     return rc;
 }
 
+/* Parses "-o X" (and -h) around positional arguments, for unpack and patch. */
+static int parse_output(int argc, char **argv, void (*help)(FILE *), const char **output)
+{
+    static const struct option opts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {"output", required_argument, NULL, 'o'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    *output = NULL;
+    while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            help(stdout);
+            return 1;
+        case 'o':
+            *output = optarg;
+            break;
+        default:
+            try_help();
+            return -1;
+        }
+    }
+    if (*output == NULL) {
+        cli_errorf("no output given (-o)");
+        try_help();
+        return -1;
+    }
+    return 0;
+}
+
+static int db_unpack(int argc, char **argv)
+{
+    const char *dir;
+    char err[768] = "";
+    int p = parse_output(argc, argv, print_unpack_help, &dir);
+    if (p != 0)
+        return p > 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
+    if (argc - optind != 1) {
+        cli_errorf("give exactly one .cvd or .cld file");
+        try_help();
+        return CLI_EXIT_ERROR;
+    }
+    int r = kh_clamav_unpack(argv[optind], dir, err, sizeof(err));
+    if (r != KH_OK) {
+        cli_errorf("%s", err[0] ? err : kh_strerror(r));
+        return CLI_EXIT_ERROR;
+    }
+    printf("Unpacked %s into %s\n", argv[optind], dir);
+    return CLI_EXIT_OK;
+}
+
+static int db_patch(int argc, char **argv)
+{
+    const char *out;
+    char err[768] = "";
+    int p = parse_output(argc, argv, print_patch_help, &out);
+    if (p != 0)
+        return p > 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
+    if (argc - optind < 2) {
+        cli_errorf("give a .cvd or .cld file and at least one .cdiff patch");
+        try_help();
+        return CLI_EXIT_ERROR;
+    }
+    const char *base = argv[optind];
+    int r = kh_clamav_patch(base, (const char *const *)&argv[optind + 1],
+                            (size_t)(argc - optind - 1), out, err, sizeof(err));
+    if (r != KH_OK) {
+        cli_errorf("%s", err[0] ? err : kh_strerror(r));
+        return CLI_EXIT_ERROR;
+    }
+    printf("Applied %d patch(es) to %s; wrote %s\n", argc - optind - 1, base, out);
+    return CLI_EXIT_OK;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Dispatch                                                                  */
 /* ------------------------------------------------------------------------ */
@@ -409,7 +528,10 @@ int cmd_db(int argc, char **argv)
     static const struct {
         const char *name;
         int (*run)(int, char **);
-    } subs[] = {{"compile", db_compile}, {"info", db_info}};
+    } subs[] = {{"compile", db_compile},
+                {"info", db_info},
+                {"unpack", db_unpack},
+                {"patch", db_patch}};
     static char display[64];
 
     if (argc < 2) {
@@ -429,6 +551,6 @@ int cmd_db(int argc, char **argv)
         argv[1] = display;
         return subs[i].run(argc - 1, argv + 1);
     }
-    cli_errorf("unknown command '%s'; the db commands are 'compile' and 'info'", argv[1]);
+    cli_errorf("unknown command '%s'; the db commands are 'compile', 'info', 'unpack' and 'patch'", argv[1]);
     return CLI_EXIT_ERROR;
 }

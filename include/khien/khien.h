@@ -86,6 +86,20 @@ int kh_builder_compile(kh_builder *b, void **image, size_t *image_len);
 /* Compiles and writes the image to `path` atomically (temporary file + rename). */
 int kh_builder_write(kh_builder *b, const char *path);
 
+/* ClamAV database maintenance, as a private mirror does it. Both verify
+ * every signature (CVD header, .info DSIG, .cdiff DSIG) with ClamAV's keys.
+ *
+ * kh_clamav_unpack writes the members of a .cvd/.cld, .info included, into
+ * the existing directory `dir` (as `sigtool -u`).
+ *
+ * kh_clamav_patch applies .cdiff patches, in the order given, to a .cvd or
+ * .cld and writes the result as a .cld to `out` (atomically). A patch that
+ * does not apply leaves nothing written. On failure `err` says which file and
+ * script line. */
+int kh_clamav_unpack(const char *cvd, const char *dir, char *err, size_t errlen);
+int kh_clamav_patch(const char *cvd, const char *const *cdiffs, size_t ncdiffs, const char *out,
+                    char *err, size_t errlen);
+
 /* ------------------------------------------------------------------------ */
 /* Database information                                                      */
 /* ------------------------------------------------------------------------ */

@@ -4,6 +4,7 @@
  */
 #include "khx.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -389,4 +390,22 @@ void khx_errf(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
+}
+
+int khx_remove_flat_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return KH_EIO;
+    struct dirent *de;
+    char path[PATH_MAX];
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        int n = snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        if (n > 0 && (size_t)n < sizeof(path))
+            unlink(path);
+    }
+    closedir(d);
+    return rmdir(dir) == 0 ? KH_OK : KH_EIO;
 }

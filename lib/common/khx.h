@@ -118,6 +118,9 @@ int khx_sha256(const void *data, size_t len, uint8_t out[32]);
 /* Milliseconds on CLOCK_MONOTONIC. */
 uint64_t khx_now_ms(void);
 
+/* Removes the regular files in `dir` (not recursively) and then `dir`. */
+int khx_remove_flat_dir(const char *dir);
+
 /* Diagnostics: a printf-style helper that formats into a caller's buffer. */
 void khx_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

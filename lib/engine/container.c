@@ -967,6 +967,60 @@ static int walk_iso(struct walk *w, const uint8_t *buf, size_t len)
     return r;
 }
 
+/* Parses `digits` hex or octal digits; returns -1 on a bad digit. */
+static int64_t parse_num(const uint8_t *p, size_t digits, unsigned base)
+{
+    int64_t v = 0;
+    for (size_t i = 0; i < digits; i++) {
+        int d = khx_hexval(p[i]);
+        if (d < 0 || (unsigned)d >= base)
+            return -1;
+        v = v * base + d;
+    }
+    return v;
+}
+
+/* libarchive's cpio reader allocates a header's name size before it checks
+ * that the archive holds that many bytes, so a hostile 4 GiB name size costs
+ * a 4 GiB allocation. Walk the ASCII headers first (newc/crc and odc) and
+ * refuse name or data sizes that run past the buffer. */
+static int cpio_names_sane(const uint8_t *buf, size_t len)
+{
+    size_t off = 0;
+    for (unsigned n = 0; n < 1000000 && off < len; n++) {
+        const uint8_t *h = buf + off;
+        size_t left = len - off, hdr, name, data, name_end;
+        if (left >= 6 && (memcmp(h, "070701", 6) == 0 || memcmp(h, "070702", 6) == 0)) {
+            if (left < 110)
+                return 0;
+            int64_t fs = parse_num(h + 54, 8, 16), ns = parse_num(h + 94, 8, 16);
+            if (fs < 0 || ns < 0)
+                return 1; /* libarchive reports the damage itself */
+            hdr = 110, name = (size_t)ns, data = (size_t)fs;
+            name_end = (hdr + name + 3) & ~(size_t)3;
+            data = (data + 3) & ~(size_t)3;
+        } else if (left >= 6 && memcmp(h, "070707", 6) == 0) {
+            if (left < 76)
+                return 0;
+            int64_t ns = parse_num(h + 59, 6, 8), fs = parse_num(h + 65, 11, 8);
+            if (fs < 0 || ns < 0)
+                return 1;
+            hdr = 76, name = (size_t)ns, data = (size_t)fs;
+            name_end = hdr + name;
+        } else {
+            return 1; /* binary cpio (16-bit sizes) or trailing padding */
+        }
+        if (name > left || name_end > left)
+            return 0;
+        if (name >= 10 && memcmp(h + hdr, "TRAILER!!!", 10) == 0)
+            return 1;
+        if (data > left - name_end)
+            return 1; /* a truncated member: libarchive reports it */
+        off += name_end + data;
+    }
+    return 1;
+}
+
 int khx_container_walk(const uint8_t *buf, size_t len, enum khx_ftype t,
                        const struct khx_walk_limits *lim, uint64_t *total_used,
                        const struct khx_walk_cb *cb)
@@ -1008,6 +1062,11 @@ int khx_container_walk(const uint8_t *buf, size_t len, enum khx_ftype t,
             report(&w, "", KHX_WALK_ENCRYPTED, "RAR 5 archive with encrypted headers");
             goto out;
         }
+    }
+
+    if (t == KHX_FT_CPIO && !cpio_names_sane(buf, len)) {
+        report(&w, "", KHX_WALK_CORRUPT, "cpio header names a file name larger than the archive");
+        goto out;
     }
 
     w.chunk = malloc(CHUNK_SIZE);
