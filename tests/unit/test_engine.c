@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <zlib.h>
+
 #include "exe.h"
 #include "khx.h"
 #include "pegen.h"
@@ -484,6 +486,192 @@ static void embedded_search_no_notice_on_dense_magic(void **state)
     kh_engine_free(e);
 }
 
+/* Wraps data in `levels` gzip layers; the result is malloc'd. */
+static uint8_t *gzip_layers(const void *data, size_t len, int levels, size_t *out_len)
+{
+    uint8_t *cur = malloc(len);
+    memcpy(cur, data, len);
+    size_t cur_len = len;
+    for (int i = 0; i < levels; i++) {
+        z_stream z;
+        memset(&z, 0, sizeof(z));
+        assert_int_equal(deflateInit2(&z, 9, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY), Z_OK);
+        size_t cap = deflateBound(&z, cur_len) + 64;
+        uint8_t *next = malloc(cap);
+        z.next_in = cur;
+        z.avail_in = (uInt)cur_len;
+        z.next_out = next;
+        z.avail_out = (uInt)cap;
+        assert_int_equal(deflate(&z, Z_FINISH), Z_STREAM_END);
+        size_t n = cap - z.avail_out;
+        deflateEnd(&z);
+        free(cur);
+        cur = next;
+        cur_len = n;
+    }
+    *out_len = cur_len;
+    return cur;
+}
+
+/* Wraps data in `levels` tar archives, each holding one member "m". */
+static uint8_t *tar_layers(const void *data, size_t len, int levels, size_t *out_len)
+{
+    uint8_t *cur = malloc(len);
+    memcpy(cur, data, len);
+    size_t cur_len = len;
+    for (int i = 0; i < levels; i++) {
+        size_t padded = (cur_len + 511) / 512 * 512;
+        size_t n = 512 + padded + 1024;
+        uint8_t *t = calloc(1, n);
+        memcpy(t, "m", 1);
+        memcpy(t + 100, "0000644", 7);
+        memcpy(t + 108, "0000000", 7);
+        memcpy(t + 116, "0000000", 7);
+        snprintf((char *)t + 124, 12, "%011o", (unsigned)cur_len);
+        memcpy(t + 136, "00000000000", 11);
+        t[156] = '0';
+        memcpy(t + 257, "ustar\00000", 8);
+        memset(t + 148, ' ', 8);
+        unsigned sum = 0;
+        for (int k = 0; k < 512; k++)
+            sum += t[k];
+        snprintf((char *)t + 148, 8, "%06o", sum);
+        memcpy(t + 512, cur, cur_len);
+        free(cur);
+        cur = t;
+        cur_len = n;
+    }
+    *out_len = cur_len;
+    return cur;
+}
+
+static struct hits scan_with(kh_engine *e, const void *data, size_t len,
+                             const struct kh_limits *lim)
+{
+    struct kh_scan_opts o;
+    kh_scan_opts_default(&o);
+    o.allmatch = 1;
+    o.limits = *lim;
+    kh_scanner *s = NULL;
+    assert_int_equal(kh_scanner_new(e, &o, &s), KH_OK);
+    struct hits h;
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(kh_scan_mem(s, data, len, "t.gz", on_hit, &h, NULL), KH_OK);
+    kh_scanner_free(s);
+    return h;
+}
+
+static void limit_max_recursion_reported(void **state)
+{
+    (void)state;
+    struct diags d = {0};
+    kh_engine *e = engine_from(&d, 0, "t.ndb", "Body:0:*:4549434152\n", NULL);
+    /* gzip(tar(gzip(tar(...)))): five container levels, none showing the
+     * plain bytes to the layer above. */
+    size_t n = 68;
+    uint8_t *tar = malloc(68);
+    memcpy(tar, eicar, 68);
+    for (int i = 0; i < 3; i++) {
+        size_t tn, gn;
+        uint8_t *t = tar_layers(tar, n, 1, &tn);
+        uint8_t *g = gzip_layers(t, tn, 1, &gn);
+        free(t);
+        free(tar);
+        tar = g;
+        n = gn;
+    }
+    struct kh_limits lim;
+    kh_limits_default(&lim);
+    struct hits h = scan_with(e, tar, n, &lim);
+    assert_true(has(&h, "Body"));
+    lim.max_recursion = 3;
+    h = scan_with(e, tar, n, &lim);
+    assert_false(has(&h, "Body"));
+    assert_true(has(&h, "Heuristics.Limits.Exceeded.MaxRecursion"));
+    assert_int_equal(h.severity[0], KH_SEV_NOTICE);
+    free(tar);
+    kh_engine_free(e);
+}
+
+static void limit_max_filesize_top_and_member(void **state)
+{
+    (void)state;
+    struct diags d = {0};
+    kh_engine *e = engine_from(&d, 0, "t.ndb", "Body:0:*:4549434152\n", NULL);
+    struct kh_limits lim;
+    kh_limits_default(&lim);
+    lim.max_filesize = 60; /* EICAR is 68 bytes */
+    struct hits h = scan_with(e, eicar, 68, &lim);
+    assert_false(has(&h, "Body"));
+    assert_true(has(&h, "Heuristics.Limits.Exceeded.MaxFileSize"));
+    /* A member over the limit inside a small container. */
+    uint8_t big[4096];
+    memset(big, 'x', sizeof(big));
+    memcpy(big + 100, eicar, 68);
+    size_t n;
+    uint8_t *gz = gzip_layers(big, sizeof(big), 1, &n);
+    lim.max_filesize = 1024;
+    h = scan_with(e, gz, n, &lim);
+    assert_false(has(&h, "Body"));
+    assert_true(has(&h, "Heuristics.Limits.Exceeded.MaxFileSize"));
+    free(gz);
+    kh_engine_free(e);
+}
+
+static void limit_max_scansize_and_ratio(void **state)
+{
+    (void)state;
+    struct diags d = {0};
+    kh_engine *e = engine_from(&d, 0, "t.ndb", "Body:0:*:4549434152\n", NULL);
+    size_t big_len = 8u << 20;
+    uint8_t *big = calloc(1, big_len);
+    memcpy(big + big_len - 100, eicar, 68);
+    size_t n;
+    uint8_t *gz = gzip_layers(big, big_len, 1, &n);
+    struct kh_limits lim;
+    kh_limits_default(&lim);
+    struct hits h = scan_with(e, gz, n, &lim); /* 8 MiB of zeros: ratio ~1000 */
+    assert_true(has(&h, "Heuristics.Limits.Exceeded.MaxCompressionRatio"));
+    lim.max_ratio = 0; /* no ratio limit */
+    lim.max_scansize = 1u << 20;
+    h = scan_with(e, gz, n, &lim);
+    assert_false(has(&h, "Body"));
+    assert_true(has(&h, "Heuristics.Limits.Exceeded.MaxScanSize"));
+    lim.max_scansize = 64u << 20;
+    h = scan_with(e, gz, n, &lim);
+    assert_true(has(&h, "Body"));
+    free(gz);
+    free(big);
+    kh_engine_free(e);
+}
+
+static int cancel_on_first(void *ud, const struct kh_detection *d)
+{
+    (void)d;
+    kh_scanner_cancel(ud);
+    return 0;
+}
+
+static void cancel_stops_the_scan(void **state)
+{
+    (void)state;
+    struct diags d = {0};
+    kh_engine *e = engine_from(&d, 0, "t.ndb", "Body:0:*:4549434152\n", NULL);
+    struct kh_scan_opts o;
+    kh_scan_opts_default(&o);
+    o.allmatch = 1;
+    kh_scanner *s = NULL;
+    assert_int_equal(kh_scanner_new(e, &o, &s), KH_OK);
+    assert_int_equal(kh_scan_mem(s, eicar, 68, "x", cancel_on_first, s, NULL), KH_EABORTED);
+    assert_int_equal(kh_scan_mem(s, eicar, 68, "x", NULL, NULL, NULL), KH_EABORTED);
+    kh_scanner_reset_cancel(s);
+    struct kh_scan_result res;
+    assert_int_equal(kh_scan_mem(s, eicar, 68, "x", NULL, NULL, &res), KH_OK);
+    assert_int_equal(res.detections, 1);
+    kh_scanner_free(s);
+    kh_engine_free(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -508,6 +696,10 @@ int main(void)
         cmocka_unit_test(first_match_stops_without_allmatch),
         cmocka_unit_test(pe_section_and_import_hashes),
         cmocka_unit_test(embedded_search_no_notice_on_dense_magic),
+        cmocka_unit_test(limit_max_recursion_reported),
+        cmocka_unit_test(limit_max_filesize_top_and_member),
+        cmocka_unit_test(limit_max_scansize_and_ratio),
+        cmocka_unit_test(cancel_stops_the_scan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
