@@ -400,6 +400,7 @@ static int parse_options(struct scan_config *cfg, int argc, char **argv)
             break;
         case OPT_JSON:
             cfg->json = 1;
+            cfg->opts.want_sha256 = 1; /* every JSON record carries it */
             break;
         case OPT_NO_SUMMARY:
             cfg->summary = 0;

@@ -163,7 +163,8 @@ static int format_json(struct khx_buf *b, const struct scan_report *rep)
         char sha[65];
         khx_hex_encode(rep->res.sha256, sizeof(rep->res.sha256), sha);
         bad |= jset(o, "size", json_integer((json_int_t)rep->res.size));
-        bad |= jset(o, "sha256", json_string(sha));
+        if (rep->res.sha256_valid)
+            bad |= jset(o, "sha256", json_string(sha));
     }
     bad |= jset(o, "status",
                 json_string(rep->infected ? "infected"

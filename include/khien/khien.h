@@ -181,6 +181,8 @@ struct kh_scan_opts {
     struct kh_limits limits;
     int allmatch;            /* report every matching signature, not just the first */
     int scan_archives;       /* default 1 */
+    int want_sha256;         /* always compute kh_scan_result.sha256 (otherwise only for
+                                files with a detection, or when a signature needed it) */
 };
 
 void kh_scan_opts_default(struct kh_scan_opts *o);
@@ -204,6 +206,7 @@ typedef int (*kh_detect_fn)(void *ud, const struct kh_detection *d);
 
 struct kh_scan_result {
     uint64_t size;           /* size of the top-level object */
+    int sha256_valid;        /* sha256 was computed (see kh_scan_opts.want_sha256) */
     uint8_t sha256[32];      /* SHA-256 of the top-level object */
     uint32_t detections;     /* KH_SEV_MALWARE detections reported */
     uint32_t notices;        /* KH_SEV_NOTICE findings reported */

@@ -12,9 +12,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "container.h"
+#include "hashtab.h"
 #include "yara_int.h"
 
 #define IMAGE_MAX ((size_t)16 << 30)
+#define KDB_MAX_MAGICS 16
 
 struct section_buf {
     uint32_t id;
@@ -57,14 +60,6 @@ static uint32_t add_string(struct khx_buf *strings, const char *s, int *err)
     return (uint32_t)off;
 }
 
-static int cmp_hash(const void *a, const void *b)
-{
-    const struct kdb_hash *x = a, *y = b;
-    if (x->size != y->size)
-        return x->size < y->size ? -1 : 1;
-    return memcmp(x->digest, y->digest, sizeof(x->digest));
-}
-
 static int build_hashes(kh_builder *b, struct image *img)
 {
     for (unsigned cls = 0; cls < KDB_HC_COUNT; cls++) {
@@ -77,7 +72,7 @@ static int build_hashes(kh_builder *b, struct image *img)
                 }
                 if (n == 0)
                     continue;
-                struct kdb_hash *recs = calloc(n, sizeof(*recs));
+                struct khx_hashrec *recs = calloc(n, sizeof(*recs));
                 if (recs == NULL)
                     return KH_ENOMEM;
                 size_t k = 0;
@@ -85,16 +80,15 @@ static int build_hashes(kh_builder *b, struct image *img)
                     struct bhash *h = KHX_VEC_AT(&b->hashes, struct bhash, i);
                     if (h->cls != cls || h->algo != algo || h->any_size != any)
                         continue;
-                    recs[k].size = any ? 0 : h->size;
+                    recs[k].size = h->size;
                     memcpy(recs[k].digest, h->digest, kdb_halgo_len(algo));
                     recs[k].sig = h->sig;
                     k++;
                 }
-                qsort(recs, n, sizeof(*recs), cmp_hash);
                 uint32_t id = (any ? KDB_SEC_HASHANY_BASE : KDB_SEC_HASH_BASE) +
                               cls * KDB_HA_COUNT + algo;
                 struct khx_buf *s = section(img, id);
-                int r = s ? khx_buf_append(s, recs, n * sizeof(*recs)) : KH_ENOMEM;
+                int r = s ? khx_hashtab_write(recs, n, kdb_halgo_len(algo), !any, s) : KH_ENOMEM;
                 free(recs);
                 if (r != 0)
                     return r;
@@ -123,19 +117,35 @@ static int build_hs_view(kh_builder *b, struct image *img, unsigned view, const 
         struct bpattern *p = KHX_VEC_AT(&b->patterns, struct bpattern, i);
         n += p->view == view && !p->dropped;
     }
-    if (n == 0)
+    /* The raw view also finds where embedded objects may start, in the same
+     * pass (see KDB_FLAG_MAGICS). */
+    size_t nmagic = view == KDB_VIEW_RAW ? khx_embedded_nmagics : 0;
+    char magic_re[KDB_MAX_MAGICS][64];
+    for (size_t m = 0; m < nmagic && m < KDB_MAX_MAGICS; m++) {
+        const struct khx_magic *mg = &khx_embedded_magics[m];
+        for (size_t j = 0; j < mg->len && j < 15; j++)
+            snprintf(magic_re[m] + 4 * j, 5, "\\x%02x", (unsigned char)mg->bytes[j]);
+    }
+    if (n + nmagic == 0)
         return KH_OK;
     int r = KH_ENOMEM;
-    const char **exprs = calloc(n, sizeof(*exprs));
-    unsigned *flags = calloc(n, sizeof(*flags));
-    unsigned *ids = calloc(n, sizeof(*ids));
-    size_t *which = calloc(n, sizeof(*which));
+    const char **exprs = calloc(n + nmagic, sizeof(*exprs));
+    unsigned *flags = calloc(n + nmagic, sizeof(*flags));
+    unsigned *ids = calloc(n + nmagic, sizeof(*ids));
+    size_t *which = calloc(n + nmagic, sizeof(*which));
     hs_database_t *db = NULL;
     char *ser = NULL;
     if (!exprs || !flags || !ids || !which)
         goto out;
     for (;;) {
         size_t k = 0;
+        for (size_t m = 0; m < nmagic; m++) {
+            exprs[k] = magic_re[m];
+            flags[k] = HS_FLAG_DOTALL;
+            ids[k] = KDB_MAGIC_ID + (unsigned)m;
+            which[k] = SIZE_MAX;
+            k++;
+        }
         for (size_t i = 0; i < b->patterns.len; i++) {
             struct bpattern *p = KHX_VEC_AT(&b->patterns, struct bpattern, i);
             if (p->view != view || p->dropped)
@@ -156,7 +166,7 @@ static int build_hs_view(kh_builder *b, struct image *img, unsigned view, const 
         if (e == HS_SUCCESS)
             break;
         int idx = cerr ? cerr->expression : -1;
-        if (idx < 0 || (size_t)idx >= k) {
+        if (idx < 0 || (size_t)idx >= k || which[idx] == SIZE_MAX) {
             khx_builder_error(b, UINT32_MAX, "(database)", 0, "Hyperscan: %s",
                               cerr ? cerr->message : "compile failed");
             hs_free_compile_error(cerr);
@@ -177,6 +187,7 @@ static int build_hs_view(kh_builder *b, struct image *img, unsigned view, const 
         }
         hs_free_compile_error(cerr);
         n = k; /* the arrays are large enough for every later attempt */
+        (void)n;
     }
     size_t ser_len = 0;
     if (hs_serialize_database(db, &ser, &ser_len) != HS_SUCCESS) {
@@ -315,6 +326,7 @@ static int assemble(struct image *img, uint8_t **out, size_t *out_len)
     hdr.nsections = img->nsec;
     hdr.created = (int64_t)time(NULL);
     hdr.flevel = KH_FLEVEL;
+    hdr.flags = KDB_FLAG_MAGICS;
     size_t table = sizeof(hdr) + img->nsec * sizeof(struct kdb_section);
     size_t off = (table + KDB_ALIGN - 1) & ~(size_t)(KDB_ALIGN - 1);
     struct kdb_section secs[KDB_MAX_SECTIONS];

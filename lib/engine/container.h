@@ -120,6 +120,22 @@ int khx_embedded_walk(const uint8_t *buf, size_t len, enum khx_ftype t,
                       const struct khx_walk_limits *lim, uint64_t *total_used,
                       const struct khx_walk_cb *cb);
 
+/* The same search over candidate offsets only: `cand` holds, in ascending
+ * order, the offsets where one of khx_embedded_magics occurs (the scanner
+ * finds them in its Hyperscan pass). Offsets that fall inside an object
+ * already delivered are skipped. */
+int khx_embedded_walk_at(const uint8_t *buf, size_t len, enum khx_ftype t, const uint64_t *cand,
+                         size_t ncand, const struct khx_walk_limits *lim, uint64_t *total_used,
+                         const struct khx_walk_cb *cb);
+
+/* The byte strings that can start an embedded object. */
+struct khx_magic {
+    const char *bytes;
+    size_t len;
+};
+extern const struct khx_magic khx_embedded_magics[];
+extern const size_t khx_embedded_nmagics;
+
 /* The heuristic name for an issue and container type, e.g.
  * "Heuristics.Encrypted.Zip". Writes into out (NUL-terminated). */
 void khx_walk_issue_name(int issue, enum khx_ftype t, char *out, size_t outlen);

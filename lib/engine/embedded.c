@@ -247,27 +247,48 @@ static void deliver(struct embed *m, enum kind k, size_t off, const uint8_t *dat
     }
 }
 
-int khx_embedded_walk(const uint8_t *buf, size_t len, enum khx_ftype t,
-                      const struct khx_walk_limits *lim, uint64_t *total_used,
-                      const struct khx_walk_cb *cb)
+const struct khx_magic khx_embedded_magics[] = {
+    {"MZ", 2}, {"MSCF", 4}, {"PK\3\4", 4}, {"7z\xBC\xAF\x27\x1C", 6}, {"Rar!\x1A\x07", 6},
+};
+const size_t khx_embedded_nmagics = sizeof(khx_embedded_magics) / sizeof(khx_embedded_magics[0]);
+
+/* The search itself, over either every offset (cand == NULL) or the sorted
+ * candidate offsets a caller found (the scanner gets them from its Hyperscan
+ * pass at no extra cost). */
+static int walk(const uint8_t *buf, size_t len, enum khx_ftype t, const uint64_t *cand,
+                size_t ncand, const struct khx_walk_limits *lim, uint64_t *total_used,
+                const struct khx_walk_cb *cb)
 {
     if (lim == NULL || total_used == NULL || cb == NULL || cb->member == NULL ||
-        (buf == NULL && len > 0))
+        (buf == NULL && len > 0) || (cand == NULL && ncand > 0))
         return KH_EINVAL;
     /* A container's members are the container walk's business; searching
      * its (compressed) bytes as well would deliver them twice. */
     if (khx_ftype_is_container(t) || len < 2)
         return 0;
     struct embed m = {.lim = lim, .cb = cb, .total_used = total_used};
-    size_t found = 0, probes = 0;
-    /* Offset 0 is the object itself. */
-    for (size_t off = 1; off < len && !m.stop; off++) {
-        if (!first_byte(buf[off]))
-            continue;
+    size_t found = 0, probes = 0, next = 1; /* offset 0 is the object itself */
+    for (size_t i = 0; !m.stop; i++) {
+        size_t off;
+        if (cand) {
+            if (i >= ncand)
+                break;
+            if (cand[i] < next || cand[i] >= len)
+                continue;
+            off = (size_t)cand[i];
+        } else {
+            off = next; /* every offset, from just past the last object */
+            if (off >= len)
+                break;
+            next = off + 1;
+            if (!first_byte(buf[off]))
+                continue;
+        }
         /* Each probe is a few header checks, so there is no cap on their
          * number (a cap would mark every large binary "not fully scanned");
          * the deadline bounds the search instead. */
-        if (lim->deadline_ms != 0 && ++probes % DEADLINE_EVERY == 0 && now_ms() >= lim->deadline_ms) {
+        if (lim->deadline_ms != 0 && ++probes % DEADLINE_EVERY == 0 &&
+            now_ms() >= lim->deadline_ms) {
             issue(&m, "", KHX_WALK_MAX_TIME, "deadline passed while searching embedded objects");
             break;
         }
@@ -282,7 +303,21 @@ int khx_embedded_walk(const uint8_t *buf, size_t len, enum khx_ftype t,
         deliver(&m, k, off, buf + off, extent);
         /* Resume after the object: what it holds is found when it is
          * scanned itself. */
-        off += extent - 1;
+        next = off + extent;
     }
     return m.rc;
+}
+
+int khx_embedded_walk(const uint8_t *buf, size_t len, enum khx_ftype t,
+                      const struct khx_walk_limits *lim, uint64_t *total_used,
+                      const struct khx_walk_cb *cb)
+{
+    return walk(buf, len, t, NULL, 0, lim, total_used, cb);
+}
+
+int khx_embedded_walk_at(const uint8_t *buf, size_t len, enum khx_ftype t, const uint64_t *cand,
+                         size_t ncand, const struct khx_walk_limits *lim, uint64_t *total_used,
+                         const struct khx_walk_cb *cb)
+{
+    return walk(buf, len, t, cand, ncand, lim, total_used, cb);
 }

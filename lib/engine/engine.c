@@ -6,9 +6,14 @@
  */
 #include "engine_int.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
 
 #include "container.h"
 
@@ -71,7 +76,9 @@ static int attach(struct kh_engine *e, char *err, size_t errlen)
         return KH_EFORMAT;
     }
     uint8_t digest[32];
-    if (khx_sha256(e->image + sizeof(*h), e->len - sizeof(*h), digest) != 0)
+    if (e->payload_sha256_known)
+        memcpy(digest, e->payload_sha256, 32);
+    else if (khx_sha256(e->image + sizeof(*h), e->len - sizeof(*h), digest) != 0)
         return KH_ENOMEM;
     if (memcmp(digest, h->sha256, 32) != 0) {
         khx_errf(err, errlen, "database checksum does not match (damaged or modified)");
@@ -125,13 +132,10 @@ static int attach(struct kh_engine *e, char *err, size_t errlen)
     }
     e->counts = p;
 
-    /* Every reference, once, so that scanning needs no checks. */
-    for (size_t i = 0; i < e->nsigs; i++) {
-        if (check_string(e, e->sigs[i].name) != 0 || e->sigs[i].kind >= KH_SIG_KIND_COUNT) {
-            khx_errf(err, errlen, "database signature %zu is damaged", i);
-            return KH_EFORMAT;
-        }
-    }
+    /* Every reference in the small tables, once, so that scanning needs no
+     * checks. The signature table and the hash tables grow with the database
+     * (millions of records): their references are checked where they are
+     * read, so that opening touches none of their pages. */
     uint32_t total_subs = 0;
     for (size_t i = 0; i < e->nldbs; i++) {
         const struct kdb_ldb *l = &e->ldbs[i];
@@ -219,30 +223,17 @@ static int attach(struct kh_engine *e, char *err, size_t errlen)
         e->sources[i].errors = srcs[i].errors;
         e->sources[i].built = srcs[i].built;
     }
-    for (size_t i = 0; i < e->nsigs; i++) {
-        if (e->sigs[i].source >= n && n > 0) {
-            khx_errf(err, errlen, "database signature %zu names a missing source", i);
-            return KH_EFORMAT;
-        }
-    }
 
     for (unsigned cls = 0; cls < KDB_HC_COUNT; cls++) {
         for (unsigned algo = 0; algo < KDB_HA_COUNT; algo++) {
             for (int any = 0; any < 2; any++) {
                 uint32_t id = (any ? KDB_SEC_HASHANY_BASE : KDB_SEC_HASH_BASE) +
                               cls * KDB_HA_COUNT + algo;
-                if ((r = get_array(e, id, sizeof(struct kdb_hash), &p, &n)) != 0) {
-                    khx_errf(err, errlen, "database hash table %u is damaged", id);
-                    return r;
-                }
+                get_array(e, id, 1, &p, &n);
                 struct khx_hashtab *t = any ? &e->hashany[cls][algo] : &e->hash[cls][algo];
-                t->recs = p;
-                t->n = n;
-                for (size_t i = 0; i < n; i++) {
-                    if (t->recs[i].sig >= e->nsigs) {
-                        khx_errf(err, errlen, "database hash table %u is damaged", id);
-                        return KH_EFORMAT;
-                    }
+                if (khx_hashtab_attach(p, n, kdb_halgo_len(algo), !any, t) != 0) {
+                    khx_errf(err, errlen, "database hash table %u is damaged", id);
+                    return KH_EFORMAT;
                 }
             }
         }
@@ -329,6 +320,46 @@ static int open_common(struct kh_engine *e, kh_engine **out, char *err, size_t e
     return KH_OK;
 }
 
+/* SHA-256 of a file's bytes after the header, read with read(2) rather than
+ * through the mapping: the pages pass through the page cache but are never
+ * mapped into this process, so checking a large database does not inflate
+ * its resident set. */
+static int file_payload_sha256(const char *path, uint8_t out[32])
+{
+    int r = KH_EIO;
+    uint8_t *buf = malloc(1u << 20);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (buf == NULL || ctx == NULL) {
+        r = KH_ENOMEM;
+        goto out;
+    }
+    if (fd < 0 || lseek(fd, sizeof(struct kdb_header), SEEK_SET) < 0 ||
+        EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
+        goto out;
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    for (;;) {
+        ssize_t n = read(fd, buf, 1u << 20);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            goto out;
+        if (n == 0)
+            break;
+        if (EVP_DigestUpdate(ctx, buf, (size_t)n) != 1)
+            goto out;
+    }
+    unsigned int len = 0;
+    if (EVP_DigestFinal_ex(ctx, out, &len) == 1)
+        r = KH_OK;
+out:
+    if (fd >= 0)
+        close(fd);
+    EVP_MD_CTX_free(ctx);
+    free(buf);
+    return r;
+}
+
 int kh_engine_open(const char *path, kh_engine **out, char *err, size_t errlen)
 {
     struct khx_map m;
@@ -352,6 +383,13 @@ int kh_engine_open(const char *path, kh_engine **out, char *err, size_t errlen)
     e->image = m.data;
     e->len = m.len;
     e->mapped = m.mapped;
+    if ((r = file_payload_sha256(path, e->payload_sha256)) != 0) {
+        khx_errf(err, errlen, "cannot read the database: %s", kh_strerror(r));
+        e->hdr = (const struct kdb_header *)e->image;
+        engine_destroy(e);
+        return r;
+    }
+    e->payload_sha256_known = 1;
     return open_common(e, out, err, errlen);
 }
 
@@ -402,25 +440,6 @@ int kh_engine_info(const kh_engine *e, struct kh_db_info *info)
     info->nsources = (uint32_t)e->nsources;
     info->sources = e->sources;
     return KH_OK;
-}
-
-int64_t khx_hashtab_find(const struct khx_hashtab *t, uint64_t size, const uint8_t *digest,
-                         unsigned dlen, int sized)
-{
-    size_t lo = 0, hi = t->n;
-    uint64_t key = sized ? size : 0;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        const struct kdb_hash *h = &t->recs[mid];
-        int c = h->size < key ? -1 : h->size > key ? 1 : memcmp(h->digest, digest, dlen);
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    if (lo < t->n && t->recs[lo].size == key && memcmp(t->recs[lo].digest, digest, dlen) == 0)
-        return (int64_t)lo;
-    return -1;
 }
 
 const char *kh_sigkind_name(int kind)

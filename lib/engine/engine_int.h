@@ -19,6 +19,7 @@
 #include <yara.h>
 
 #include "bodysig.h"
+#include "hashtab.h"
 #include "khx.h"
 #include "kdb.h"
 #include "ldb.h"
@@ -147,17 +148,16 @@ int khx_compile(kh_builder *b, uint8_t **image, size_t *len);
 
 /* ---- engine ------------------------------------------------------------- */
 
-struct khx_hashtab {
-    const struct kdb_hash *recs;
-    size_t n;
-};
-
 struct kh_engine {
     atomic_int refs;
     const uint8_t *image;
     size_t len;
     int mapped; /* 1: munmap; 0: free */
     const struct kdb_header *hdr;
+    /* Set when the payload's SHA-256 was computed while opening (from the
+     * file, without mapping its pages in). */
+    int payload_sha256_known;
+    uint8_t payload_sha256[32];
 
     const char *strings;
     size_t strings_len;
@@ -189,11 +189,6 @@ struct kh_engine {
     uint32_t *ldb_zero;
     size_t nldb_zero;
 };
-
-/* Looks up a digest in a hash table; returns the first matching record's
- * index, or -1. For sized tables, `size` must match too. */
-int64_t khx_hashtab_find(const struct khx_hashtab *t, uint64_t size, const uint8_t *digest,
-                         unsigned dlen, int sized);
 
 /* Initializes libyara once per process. */
 int khx_yara_init(void);

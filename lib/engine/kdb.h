@@ -23,7 +23,7 @@
 #include "bodysig.h"
 
 #define KDB_MAGIC          "KHIENKDB"
-#define KDB_FORMAT_VERSION 1
+#define KDB_FORMAT_VERSION 2
 #define KDB_ALIGN          64
 #define KDB_MAX_SECTIONS   64
 
@@ -34,10 +34,17 @@ struct kdb_header {
     uint64_t image_size;
     int64_t created;
     uint32_t flevel;
-    uint32_t reserved0;
+    uint32_t flags; /* KDB_FLAG_* */
     uint8_t sha256[32]; /* of bytes [sizeof(struct kdb_header), image_size) */
     uint8_t reserved[56];
 };
+
+enum kdb_flags {
+    /* The raw view's Hyperscan database also reports the embedded-object
+     * magics (container.h khx_embedded_magics) with ids KDB_MAGIC_ID + k. */
+    KDB_FLAG_MAGICS = 1,
+};
+#define KDB_MAGIC_ID 0x80000000u
 
 struct kdb_section {
     uint32_t id;
@@ -71,7 +78,7 @@ enum kdb_section_id {
     KDB_SEC_BLOBS,        /* serialized PCRE2 code */
     KDB_SEC_YARA,         /* YARA compiled rules (yr_rules_save_stream) */
     KDB_SEC_HS_BASE = 16, /* + view: serialized Hyperscan block-mode database */
-    /* + class * KDB_HA_COUNT + algo: sorted struct kdb_hash_<algo>[] */
+    /* + class * KDB_HA_COUNT + algo: a hash table (hashtab.h) */
     KDB_SEC_HASH_BASE = 24,
     /* same indexing: entries whose size is "*" (any) */
     KDB_SEC_HASHANY_BASE = 40,
@@ -91,16 +98,6 @@ struct kdb_sig {
     uint32_t name;   /* string offset */
     uint16_t kind;   /* enum kh_sigkind */
     uint16_t source; /* index into SOURCES */
-};
-
-/* Hash table record: sorted by (size, digest); "any size" tables by digest
- * with size 0. The digest is padded to 32 bytes so one record type serves
- * every algorithm; only kdb_halgo_len(algo) bytes are compared. */
-struct kdb_hash {
-    uint64_t size;
-    uint8_t digest[32];
-    uint32_t sig;
-    uint32_t reserved;
 };
 
 enum kdb_pattern_flags {

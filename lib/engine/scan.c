@@ -27,6 +27,9 @@
 #include "yara_int.h"
 
 #define MAX_INNER_PATH 4096
+/* Candidate offsets of embedded objects kept per object; past this the
+ * search falls back to looking at every byte. */
+#define MAX_MAGIC_CANDIDATES (1u << 20)
 
 struct kh_scanner {
     kh_engine *e;
@@ -65,7 +68,11 @@ struct obj {
     uint32_t depth;
     enum khx_ftype parent;
     int embedded; /* found by the embedded-object search: not searched again */
-    struct khx_vec reported; /* uint32_t signature indexes reported on this object */
+    struct khx_vec reported;
+    /* Offsets where an embedded object may start, from the raw Hyperscan
+     * pass (KDB_FLAG_MAGICS); `magics_lost` when more than fit. */
+    struct khx_vec magics;
+    int magics_lost; /* uint32_t signature indexes reported on this object */
 };
 
 /* What Hyperscan callbacks need. */
@@ -205,9 +212,13 @@ static void report_sig(struct scan_ctx *c, struct obj *o, uint32_t sig)
     uint32_t *slot = khx_vec_push(&o->reported);
     if (slot)
         *slot = sig;
+    /* Signature records are checked here rather than when the database is
+     * opened (see engine.c). */
     const struct kdb_sig *s = &c->e->sigs[sig];
     const char *src = s->source < c->e->nsources ? c->e->sources[s->source].name : "";
-    report(c, o, c->e->strings + s->name, s->kind, KH_SEV_MALWARE, src);
+    const char *name = s->name < c->e->strings_len ? c->e->strings + s->name : "(damaged)";
+    int kind = s->kind < KH_SIG_KIND_COUNT ? s->kind : KH_SIG_HASH;
+    report(c, o, name, kind, KH_SEV_MALWARE, src);
 }
 
 static void report_notice(struct scan_ctx *c, struct obj *o, const char *name)
@@ -216,19 +227,6 @@ static void report_notice(struct scan_ctx *c, struct obj *o, const char *name)
 }
 
 /* ---- hashes ------------------------------------------------------------ */
-
-static int table_has_size(const struct khx_hashtab *t, uint64_t size)
-{
-    size_t lo = 0, hi = t->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (t->recs[mid].size < size)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < t->n && t->recs[lo].size == size;
-}
 
 static int compute(unsigned algo, const uint8_t *p, size_t n, uint8_t *out)
 {
@@ -240,34 +238,38 @@ static int compute(unsigned algo, const uint8_t *p, size_t n, uint8_t *out)
 /* Looks `p[0..n)` up in the class's tables; `size` is the key for sized
  * entries. Reports every hit (or just returns 1 for the allowlist). */
 static int hash_lookup(struct scan_ctx *c, struct obj *o, unsigned cls, const uint8_t *p, size_t n,
-                       uint64_t size, const uint8_t *sha256_known)
+                       uint64_t size, int top)
 {
     int hit = 0;
     for (unsigned algo = 0; algo < KDB_HA_COUNT && !done(c); algo++) {
         const struct khx_hashtab *sized = &c->e->hash[cls][algo];
         const struct khx_hashtab *any = &c->e->hashany[cls][algo];
-        int want_sized = sized->n > 0 && table_has_size(sized, size);
+        int want_sized = khx_hashtab_has_size(sized, size);
         if (!want_sized && any->n == 0)
             continue;
         uint8_t d[32];
-        if (algo == KDB_HA_SHA256 && sha256_known)
-            memcpy(d, sha256_known, 32);
-        else if (compute(algo, p, n, d) != 0)
+        if (algo == KDB_HA_SHA256 && top && c->res->sha256_valid) {
+            memcpy(d, c->res->sha256, 32);
+        } else if (compute(algo, p, n, d) != 0) {
             continue;
-        unsigned dl = kdb_halgo_len(algo);
+        } else if (algo == KDB_HA_SHA256 && top) {
+            memcpy(c->res->sha256, d, 32);
+            c->res->sha256_valid = 1;
+        }
         for (int pass = 0; pass < 2; pass++) {
             const struct khx_hashtab *t = pass == 0 ? sized : any;
             if (pass == 0 && !want_sized)
                 continue;
-            int64_t i = khx_hashtab_find(t, size, d, dl, pass == 0);
-            for (; i >= 0 && (size_t)i < t->n; i++) {
-                const struct kdb_hash *h = &t->recs[i];
-                if (h->size != (pass == 0 ? size : 0) || memcmp(h->digest, d, dl) != 0)
-                    break;
+            size_t lo, hi;
+            khx_hashtab_find(t, size, d, &lo, &hi);
+            for (size_t i = lo; i < hi; i++) {
+                uint32_t sig = t->sigs[i];
+                if (sig >= c->e->nsigs)
+                    continue; /* damaged record: never trusted blindly */
                 hit = 1;
                 if (cls == KDB_HC_ALLOW)
                     return 1;
-                report_sig(c, o, h->sig);
+                report_sig(c, o, sig);
                 if (done(c))
                     return hit;
             }
@@ -290,11 +292,11 @@ static void scan_pe_hashes(struct scan_ctx *c, struct obj *o)
         const struct khx_section *s = &x->sections[i];
         if (s->raw_size == 0 || s->raw_off > o->len || s->raw_size > o->len - s->raw_off)
             continue;
-        hash_lookup(c, o, KDB_HC_SECTION, o->buf + s->raw_off, s->raw_size, s->raw_size, NULL);
+        hash_lookup(c, o, KDB_HC_SECTION, o->buf + s->raw_off, s->raw_size, s->raw_size, 0);
     }
     if (want_imp && x->imphash_str && !done(c))
         hash_lookup(c, o, KDB_HC_IMPORT, (const uint8_t *)x->imphash_str, x->imphash_len,
-                    x->imphash_len, NULL);
+                    x->imphash_len, 0);
 }
 
 /* ---- body patterns ----------------------------------------------------- */
@@ -377,6 +379,19 @@ static int on_hs_match(unsigned id, unsigned long long from, unsigned long long 
         return 1;
     if (done(c))
         return 1;
+    if (id >= KDB_MAGIC_ID) {
+        size_t k = id - KDB_MAGIC_ID;
+        size_t mlen = k < khx_embedded_nmagics ? khx_embedded_magics[k].len : 0;
+        uint64_t at = (uint64_t)(h->view - h->o->buf) + to;
+        if (h->view_id == KDB_VIEW_RAW && mlen > 0 && at >= mlen) {
+            uint64_t *slot = khx_vec_push(&h->o->magics);
+            if (slot)
+                *slot = at - mlen;
+            else
+                h->o->magics_lost = 1;
+        }
+        return 0;
+    }
     if (id >= e->npatterns)
         return 0;
     const struct kdb_pattern *p = &e->patterns[id];
@@ -630,8 +645,10 @@ static int on_member(void *ud, const char *name, const uint8_t *data, size_t len
     child.parent = w->parent->type;
     child.embedded = w->embedded;
     khx_vec_init(&child.reported, sizeof(uint32_t), 4096);
+    khx_vec_init(&child.magics, sizeof(uint64_t), MAX_MAGIC_CANDIDATES);
     scan_obj(w->c, &child, w->top_name);
     khx_vec_free(&child.reported);
+    khx_vec_free(&child.magics);
     return done(w->c) ? 1 : 0;
 }
 
@@ -648,6 +665,12 @@ static void on_issue(void *ud, const char *name, int issue, const char *detail)
     }
     khx_walk_issue_name(issue, w->parent->type, hname, sizeof(hname));
     report_notice(w->c, &where, hname);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
 }
 
 static void scan_members(struct scan_ctx *c, struct obj *o, const char *top_name)
@@ -670,10 +693,17 @@ static void scan_members(struct scan_ctx *c, struct obj *o, const char *top_name
     struct khx_walk_cb cb = {on_member, on_issue, &w};
     /* Containers are walked member by member; other objects are searched
      * for executables and archives embedded inside them. */
-    if (container)
+    if (container) {
         khx_container_walk(o->buf, o->len, o->type, &wl, &c->total, &cb);
-    else
+    } else if ((c->e->hdr->flags & KDB_FLAG_MAGICS) && !o->magics_lost) {
+        /* Hyperscan reports each magic's ends in order, but the magics
+         * interleave: sort the candidates. */
+        qsort(o->magics.items, o->magics.len, sizeof(uint64_t), cmp_u64);
+        khx_embedded_walk_at(o->buf, o->len, o->type, o->magics.items, o->magics.len, &wl,
+                             &c->total, &cb);
+    } else {
         khx_embedded_walk(o->buf, o->len, o->type, &wl, &c->total, &cb);
+    }
     if (c->timed_out)
         report_notice(c, o, "Heuristics.Limits.Exceeded.MaxScanTime");
 }
@@ -691,10 +721,10 @@ static void scan_obj(struct scan_ctx *c, struct obj *o, const char *top_name)
         khx_elf_parse(o->buf, o->len, &o->exe);
 
     /* The allowlist decides before anything else. */
-    const uint8_t *sha = (o->depth == 0) ? c->res->sha256 : NULL;
-    if (hash_lookup(c, o, KDB_HC_ALLOW, o->buf, o->len, o->len, sha))
+    int top = o->depth == 0;
+    if (hash_lookup(c, o, KDB_HC_ALLOW, o->buf, o->len, o->len, top))
         goto out;
-    hash_lookup(c, o, KDB_HC_FILE, o->buf, o->len, o->len, sha);
+    hash_lookup(c, o, KDB_HC_FILE, o->buf, o->len, o->len, top);
     scan_pe_hashes(c, o);
     scan_view(c, o, KDB_VIEW_RAW, o->buf, o->len);
     if ((o->type == KHX_FT_TEXT || o->type == KHX_FT_HTML || o->type == KHX_FT_MAIL) &&
@@ -748,9 +778,6 @@ int kh_scan_mem(kh_scanner *s, const void *data, size_t len, const char *name, k
         result = &local;
     memset(result, 0, sizeof(*result));
     result->size = len;
-    int r = khx_sha256(data ? data : "", len, result->sha256);
-    if (r != 0)
-        return r;
     struct scan_ctx c;
     memset(&c, 0, sizeof(c));
     c.s = s;
@@ -765,6 +792,7 @@ int kh_scan_mem(kh_scanner *s, const void *data, size_t len, const char *name, k
     o.buf = data;
     o.len = len;
     khx_vec_init(&o.reported, sizeof(uint32_t), 4096);
+    khx_vec_init(&o.magics, sizeof(uint64_t), MAX_MAGIC_CANDIDATES);
     if (s->opts.limits.max_filesize && len > s->opts.limits.max_filesize) {
         report_notice(&c, &o, "Heuristics.Limits.Exceeded.MaxFileSize");
     } else {
@@ -772,6 +800,12 @@ int kh_scan_mem(kh_scanner *s, const void *data, size_t len, const char *name, k
         scan_obj(&c, &o, name);
     }
     khx_vec_free(&o.reported);
+    khx_vec_free(&o.magics);
+    /* Hashing costs as much as matching; it is done when asked for, or to
+     * identify a detected file. */
+    if (!result->sha256_valid && (s->opts.want_sha256 || result->detections > 0) &&
+        khx_sha256(data ? data : "", len, result->sha256) == 0)
+        result->sha256_valid = 1;
     if (atomic_load(&s->cancel))
         c.aborted = 1;
     return c.aborted ? KH_EABORTED : KH_OK;

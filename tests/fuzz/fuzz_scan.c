@@ -22,7 +22,7 @@ static void setup(void)
         {"a.imp", "98c88d882f01a3f6ac1e5f7dfd761624:*:Imp\n"},
         {"a.ndb", "Body.Any:0:*:4d5a{-200}5045\nBody.Ep:1:EP+0,64:e8????????"
                   "(58|59)\n"
-                  "Body.Sect:1:S0+0,100:2e74657874\nBody.Last:1:SL+0,8:00??00\n"
+                  "Body.Sect:1:S0+0,100:2e74657874\nBody.Last:1:SL+0,8:0000??00\n"
                   "Body.Se:1:SE0:5589e5\nBody.Eof:0:EOF-8,8:504b0506\n"
                   "Body.Elf:6:EP+0,16:31ed\nBody.Ascii:7:*:3c736372697074\n"
                   "Body.Html:3:*:3c696672616d65\nBody.Alt:0:*:(4142|4344)!(00|ff)4546(B)\n"
