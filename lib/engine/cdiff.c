@@ -368,6 +368,11 @@ static int cmd_move(struct patch *p, const char *s, size_t n)
     khx_buf_init(&moved, CDIFF_FILE_MAX);
     if ((r = out_append(p, &moved, dst->data, dst->len, dst->name)) != 0)
         goto out;
+    /* A destination without a final newline would have its last line joined
+     * to the first moved one. */
+    if (moved.len > 0 && moved.data[moved.len - 1] != '\n' &&
+        (r = out_append(p, &moved, (const uint8_t *)"\n", 1, dst->name)) != 0)
+        goto out;
     uint32_t lineno = 0;
     for (size_t pos = 0; pos < src->len;) {
         const uint8_t *nl = memchr(src->data + pos, '\n', src->len - pos);

@@ -1088,6 +1088,10 @@ static void cdiff_move_moves_line_range(void **state)
     assert_int_equal(apply(dir, "MOVE b.hdb d.ndb 1 B1 1 B1\n", &cdiff_key, err), 0);
     assert_file(dir, "d.ndb", "B1 x\n");
     assert_file(dir, "b.hdb", "B2 y\nA2 two\nA3 three\n");
+    /* Into a file whose last line has no newline: the lines stay apart. */
+    free(tu_write(dir, "e.ndb", "E1 end", 6));
+    assert_int_equal(apply(dir, "MOVE a.ndb e.ndb 1 A1 1 A1\n", &cdiff_key, err), 0);
+    assert_file(dir, "e.ndb", "E1 end\nA1 one\n");
     tu_rmtree(dir);
     free(dir);
 }
