@@ -135,7 +135,7 @@ struct bg_params {
     uint64_t seed;
     uint64_t nhash;        /* .hdb + .hsb signatures */
     uint64_t nbody;        /* .ndb signatures */
-    uint64_t corpus_bytes; /* bytes of clean files to write (plants come on top) */
+    uint64_t corpus_bytes; /* bytes of files to write (more if plants remain) */
     uint64_t nplants;      /* infected objects in the corpus */
 };
 

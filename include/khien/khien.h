@@ -230,6 +230,38 @@ int kh_scan_file(kh_scanner *s, const char *path, kh_detect_fn cb, void *ud,
 int kh_scan_mem(kh_scanner *s, const void *data, size_t len, const char *name, kh_detect_fn cb,
                 void *ud, struct kh_scan_result *result);
 
+/* ------------------------------------------------------------------------ */
+/* Long-lived scanning service                                               */
+/* ------------------------------------------------------------------------ */
+
+/* A service owns the current engine and a pool of scanners for it, so that a
+ * daemon (the agent, `khien daemon`) can scan files from any number of
+ * threads while a new database replaces the old one: kh_service_reload()
+ * opens the new .kdb and makes it current atomically; scans already running
+ * finish on the old engine, which is freed when the last of them ends. Only
+ * the mapped image and the small Hyperscan databases are per engine, so a
+ * reload never holds two copies of the signature tables in anonymous memory. */
+typedef struct kh_service kh_service;
+
+int kh_service_new(const char *kdb_path, const struct kh_scan_opts *opts, kh_service **out,
+                   char *err, size_t errlen);
+void kh_service_free(kh_service *svc);
+
+/* Opens `kdb_path` and makes it the current database. On failure the
+ * current database stays in use. Thread-safe. */
+int kh_service_reload(kh_service *svc, const char *kdb_path, char *err, size_t errlen);
+
+/* Scans with the current database. Thread-safe; each call uses its own
+ * scanner from the pool. */
+int kh_service_scan_file(kh_service *svc, const char *path, kh_detect_fn cb, void *ud,
+                         struct kh_scan_result *result);
+int kh_service_scan_mem(kh_service *svc, const void *data, size_t len, const char *name,
+                        kh_detect_fn cb, void *ud, struct kh_scan_result *result);
+
+/* Describes the current database (valid until the next reload), and counts
+ * the reloads so far. */
+int kh_service_info(kh_service *svc, struct kh_db_info *info, uint64_t *generation);
+
 /* Asks the scan running in `s` (from another thread or a signal handler) to
  * stop as soon as possible; it returns KH_EABORTED. The request stays until
  * kh_scanner_reset_cancel(). Async-signal-safe. */

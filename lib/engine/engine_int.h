@@ -190,6 +190,9 @@ struct kh_engine {
     size_t nldb_zero;
 };
 
+/* The engine a scanner was created for. */
+const kh_engine *khx_scanner_engine(const kh_scanner *s);
+
 /* Initializes libyara once per process. */
 int khx_yara_init(void);
 

@@ -159,6 +159,11 @@ void kh_scanner_free(kh_scanner *s)
     free(s);
 }
 
+const kh_engine *khx_scanner_engine(const kh_scanner *s)
+{
+    return s->e;
+}
+
 void kh_scanner_cancel(kh_scanner *s)
 {
     if (s)

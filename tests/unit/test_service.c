@@ -1,0 +1,131 @@
+/*
+ * The long-lived scanning service: scans from several threads while the
+ * database is swapped back and forth; every scan sees exactly one complete
+ * database, a failed reload keeps the current one, and after a reload new
+ * scans use the new database.
+ */
+#include "testutil.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <khien/khien.h>
+
+static const char eicar[] =
+    "X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+
+static char *make_db(const char *dir, const char *file, const char *ndb)
+{
+    kh_builder *b = NULL;
+    assert_int_equal(kh_builder_new(NULL, &b), KH_OK);
+    assert_int_equal(kh_builder_add_mem(b, "s.ndb", ndb, strlen(ndb)), KH_OK);
+    char *path = malloc(strlen(dir) + strlen(file) + 2);
+    sprintf(path, "%s/%s", dir, file);
+    assert_int_equal(kh_builder_write(b, path), KH_OK);
+    kh_builder_free(b);
+    return path;
+}
+
+struct seen {
+    char name[64];
+    unsigned n;
+};
+
+static int on_hit(void *ud, const struct kh_detection *d)
+{
+    struct seen *s = ud;
+    snprintf(s->name, sizeof(s->name), "%s", d->name);
+    s->n++;
+    return 0;
+}
+
+struct worker {
+    kh_service *svc;
+    atomic_int *stop;
+    unsigned scans, one, two, bad;
+};
+
+static void *work(void *arg)
+{
+    struct worker *w = arg;
+    while (!atomic_load(w->stop)) {
+        struct seen s = {"", 0};
+        int r = kh_service_scan_mem(w->svc, eicar, 68, "x", on_hit, &s, NULL);
+        w->scans++;
+        if (r != KH_OK || s.n != 1)
+            w->bad++;
+        else if (strcmp(s.name, "Db.One") == 0)
+            w->one++;
+        else if (strcmp(s.name, "Db.Two") == 0)
+            w->two++;
+        else
+            w->bad++;
+    }
+    return NULL;
+}
+
+static void service_reload_while_scanning(void **state)
+{
+    (void)state;
+    const char *tmp = tu_mkdtemp();
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s", tmp);
+    char *one = make_db(dir, "one.kdb", "Db.One:0:*:4549434152\n");
+    char *two = make_db(dir, "two.kdb", "Db.Two:0:*:5354414e44415244\n");
+
+    kh_service *svc = NULL;
+    char err[256];
+    assert_int_equal(kh_service_new(one, NULL, &svc, err, sizeof(err)), KH_OK);
+    atomic_int stop = 0;
+    struct worker w[4];
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) {
+        memset(&w[i], 0, sizeof(w[i]));
+        w[i].svc = svc;
+        w[i].stop = &stop;
+        assert_int_equal(pthread_create(&t[i], NULL, work, &w[i]), 0);
+    }
+    for (int k = 0; k < 40; k++)
+        assert_int_equal(kh_service_reload(svc, (k % 2) ? one : two, err, sizeof(err)), KH_OK);
+    /* A failed reload leaves the current database (one.kdb) in place. */
+    assert_int_not_equal(kh_service_reload(svc, "/nonexistent.kdb", err, sizeof(err)), KH_OK);
+    atomic_store(&stop, 1);
+    unsigned scans = 0, ones = 0, twos = 0, bad = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        scans += w[i].scans;
+        ones += w[i].one;
+        twos += w[i].two;
+        bad += w[i].bad;
+    }
+    print_message("scans %u: one %u, two %u, bad %u\n", scans, ones, twos, bad);
+    assert_int_equal(bad, 0);
+    assert_true(scans > 0);
+
+    struct seen s = {"", 0};
+    assert_int_equal(kh_service_scan_mem(svc, eicar, 68, "x", on_hit, &s, NULL), KH_OK);
+    assert_string_equal(s.name, "Db.One");
+    uint64_t gen = 0;
+    struct kh_db_info info;
+    assert_int_equal(kh_service_info(svc, &info, &gen), KH_OK);
+    assert_int_equal(gen, 40);
+    assert_int_equal(kh_service_reload(svc, two, err, sizeof(err)), KH_OK);
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(kh_service_scan_mem(svc, eicar, 68, "x", on_hit, &s, NULL), KH_OK);
+    assert_string_equal(s.name, "Db.Two");
+    kh_service_free(svc);
+    free(one);
+    free(two);
+    tu_rmtree(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(service_reload_while_scanning),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
