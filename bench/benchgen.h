@@ -23,7 +23,7 @@
  *     body index ranges, so no two plants share a signature.
  *
  * This is a header of static functions because bench/CMakeLists.txt turns
- * every bench/*.c into a program of its own.
+ * every .c file in bench/ into a program of its own.
  */
 #ifndef KHIEN_BENCHGEN_H
 #define KHIEN_BENCHGEN_H

@@ -33,6 +33,7 @@ struct command {
 static const struct command commands[] = {
     {"scan", cmd_scan, "Scan files and directories for malware (clamscan-compatible output)"},
     {"db", cmd_db, "Compile signature sources into a .kdb database, or describe one"},
+    {"daemon", cmd_daemon, "Keep a database loaded and scan files named over a UNIX socket"},
 };
 
 /* Subcommands that later versions will add. They are listed here only so the

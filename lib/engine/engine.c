@@ -300,6 +300,7 @@ static void engine_destroy(struct kh_engine *e)
     }
     free(e->sources);
     free(e->ldb_zero);
+    khx_lease_release(e->lease); /* before unmapping: a lease break copies from it */
     if (e->mapped)
         munmap((void *)e->image, e->len);
     else
@@ -383,6 +384,8 @@ int kh_engine_open(const char *path, kh_engine **out, char *err, size_t errlen)
     e->image = m.data;
     e->len = m.len;
     e->mapped = m.mapped;
+    /* Taken before the checksum, so the bytes checked are the bytes kept. */
+    e->lease = m.mapped ? khx_lease_take(path, m.data, m.len) : -1;
     if ((r = file_payload_sha256(path, e->payload_sha256)) != 0) {
         khx_errf(err, errlen, "cannot read the database: %s", kh_strerror(r));
         e->hdr = (const struct kdb_header *)e->image;
@@ -410,6 +413,7 @@ int kh_engine_open_image(void *image, size_t len, kh_engine **out, char *err, si
     e->image = image;
     e->len = len;
     e->mapped = 0;
+    e->lease = -1;
     return open_common(e, out, err, errlen);
 }
 

@@ -153,6 +153,7 @@ struct kh_engine {
     const uint8_t *image;
     size_t len;
     int mapped; /* 1: munmap; 0: free */
+    int lease;  /* lease.c slot protecting the mapping, or -1 */
     const struct kdb_header *hdr;
     /* Set when the payload's SHA-256 was computed while opening (from the
      * file, without mapping its pages in). */
@@ -189,6 +190,11 @@ struct kh_engine {
     uint32_t *ldb_zero;
     size_t nldb_zero;
 };
+
+/* Takes a read lease on the mapped database file (lease.c); returns a slot
+ * number for khx_lease_release, or -1 when the kernel refuses a lease. */
+int khx_lease_take(const char *path, const void *addr, size_t len);
+void khx_lease_release(int slot);
 
 /* The engine a scanner was created for. */
 const kh_engine *khx_scanner_engine(const kh_scanner *s);

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <khien/khien.h>
 
@@ -122,10 +124,49 @@ static void service_reload_while_scanning(void **state)
     tu_rmtree(dir);
 }
 
+/* Overwriting the live database in place (as `cp new.kdb live.kdb` does)
+ * must not crash the scanner: the engine copies its image to memory when the
+ * writer opens the file, and keeps scanning with the old database. */
+static void service_survives_in_place_overwrite(void **state)
+{
+    (void)state;
+    const char *tmp = tu_mkdtemp();
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s", tmp);
+    char *one = make_db(dir, "one.kdb", "Db.One:0:*:4549434152\n");
+    kh_service *svc = NULL;
+    char err[256];
+    assert_int_equal(kh_service_new(one, NULL, &svc, err, sizeof(err)), KH_OK);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        FILE *f = fopen(one, "w"); /* truncates the mapped file */
+        if (f == NULL)
+            _exit(1);
+        fputs("garbage", f);
+        _exit(fclose(f) == 0 ? 0 : 1);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    struct seen s = {"", 0};
+    assert_int_equal(kh_service_scan_mem(svc, eicar, 68, "x", on_hit, &s, NULL), KH_OK);
+    assert_string_equal(s.name, "Db.One");
+    /* The garbage is refused on reload and the old database stays. */
+    assert_int_not_equal(kh_service_reload(svc, one, err, sizeof(err)), KH_OK);
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(kh_service_scan_mem(svc, eicar, 68, "x", on_hit, &s, NULL), KH_OK);
+    assert_string_equal(s.name, "Db.One");
+    kh_service_free(svc);
+    free(one);
+    tu_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(service_reload_while_scanning),
+        cmocka_unit_test(service_survives_in_place_overwrite),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
