@@ -409,3 +409,12 @@ int khx_remove_flat_dir(const char *dir)
     closedir(d);
     return rmdir(dir) == 0 ? KH_OK : KH_EIO;
 }
+
+const char *khx_printable(char *dst, size_t cap, const char *s, size_t n)
+{
+    size_t k = KHX_MIN(n, cap - 1);
+    for (size_t i = 0; i < k; i++)
+        dst[i] = s[i] >= 0x20 && s[i] <= 0x7e ? s[i] : '?';
+    dst[k] = '\0';
+    return dst;
+}

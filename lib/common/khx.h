@@ -118,6 +118,10 @@ int khx_sha256(const void *data, size_t len, uint8_t out[32]);
 /* Milliseconds on CLOCK_MONOTONIC. */
 uint64_t khx_now_ms(void);
 
+/* Copies at most cap-1 bytes of untrusted text for a message, with anything
+ * but printable ASCII shown as '?'; returns dst. */
+const char *khx_printable(char *dst, size_t cap, const char *s, size_t n);
+
 /* Removes the regular files in `dir` (not recursively) and then `dir`. */
 int khx_remove_flat_dir(const char *dir);
 

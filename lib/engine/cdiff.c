@@ -72,35 +72,6 @@ struct patch {
     size_t errlen;
 };
 
-/* Database names in a script: letters, digits, '.', '_', '-', not starting
- * with '.', no "..". ClamAV allows only letters, digits and '.'; '_' and '-'
- * are harmless and appear in third-party databases. */
-static int db_name_ok(const char *s, size_t n)
-{
-    if (n == 0 || n > CDIFF_NAME_MAX || s[0] == '.')
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-'))
-            return 0;
-        if (c == '.' && i > 0 && s[i - 1] == '.')
-            return 0;
-    }
-    return 1;
-}
-
-/* Copies at most cap-1 bytes of script text for an error message, with
- * anything but printable ASCII shown as '?'. */
-static const char *shown(char *dst, size_t cap, const char *s, size_t n)
-{
-    size_t k = KHX_MIN(n, cap - 1);
-    for (size_t i = 0; i < k; i++)
-        dst[i] = s[i] >= 0x20 && s[i] <= 0x7e ? s[i] : '?';
-    dst[k] = '\0';
-    return dst;
-}
-
 /* ClamAV's token rule: tokens are separated by single spaces; token `idx`
  * starts after `idx` spaces. With `rest` the token runs to the end of the
  * line. An empty token is missing. */
@@ -273,7 +244,7 @@ static int cmd_close(struct patch *p)
                 char show[81];
                 khx_errf(p->err, p->errlen, "line %u: %s: line %u of %s does not start with \"%s\"",
                          e->script_line, e->is_xchg ? "XCHG" : "DEL", lineno, f->name,
-                         shown(show, sizeof(show), e->prefix, e->prefix_len));
+                         khx_printable(show, sizeof(show), e->prefix, e->prefix_len));
                 r = KH_EFORMAT;
                 goto out;
             }
@@ -342,7 +313,7 @@ static int cmd_move(struct patch *p, const char *s, size_t n)
         khx_errf(p->err, p->errlen, "line %u: MOVE takes only 6 arguments", p->line);
         return KH_EFORMAT;
     }
-    if (!db_name_ok(t[1], tl[1]) || !db_name_ok(t[2], tl[2])) {
+    if (!khx_cvd_name_ok(t[1], tl[1]) || !khx_cvd_name_ok(t[2], tl[2])) {
         khx_errf(p->err, p->errlen, "line %u: MOVE: forbidden database name", p->line);
         return KH_EFORMAT;
     }
@@ -386,14 +357,14 @@ static int cmd_move(struct patch *p, const char *s, size_t n)
         char show[81];
         if (want != NULL && (len < wlen || memcmp(line, want, wlen) != 0)) {
             khx_errf(p->err, p->errlen, "line %u: MOVE: line %u of %s does not start with \"%s\"",
-                     p->line, lineno, src->name, shown(show, sizeof(show), want, wlen));
+                     p->line, lineno, src->name, khx_printable(show, sizeof(show), want, wlen));
             r = KH_EFORMAT;
             goto out;
         }
         /* With start == end the one line must match both prefixes. */
         if (lineno == start && start == end && (len < tl[6] || memcmp(line, t[6], tl[6]) != 0)) {
             khx_errf(p->err, p->errlen, "line %u: MOVE: line %u of %s does not start with \"%s\"",
-                     p->line, lineno, src->name, shown(show, sizeof(show), t[6], tl[6]));
+                     p->line, lineno, src->name, khx_printable(show, sizeof(show), t[6], tl[6]));
             r = KH_EFORMAT;
             goto out;
         }
@@ -439,7 +410,7 @@ static int run_line(struct patch *p, const char *s, size_t n)
     if (!needs_open && !needs_closed) {
         char show[41];
         khx_errf(p->err, p->errlen, "line %u: unknown command \"%s\"", p->line,
-                 shown(show, sizeof(show), cmd, cl));
+                 khx_printable(show, sizeof(show), cmd, cl));
         return KH_EFORMAT;
     }
     if (needs_open && p->open < 0) {
@@ -453,7 +424,7 @@ static int run_line(struct patch *p, const char *s, size_t n)
     }
 
     if (IS("OPEN") || IS("UNLINK")) {
-        if (!token(s, n, 1, 1, &a1, &l1) || !db_name_ok(a1, l1)) {
+        if (!token(s, n, 1, 1, &a1, &l1) || !khx_cvd_name_ok(a1, l1)) {
             khx_errf(p->err, p->errlen, "line %u: %.*s: missing or forbidden database name",
                      p->line, (int)cl, cmd);
             return KH_EFORMAT;
@@ -514,7 +485,7 @@ static int run_line(struct patch *p, const char *s, size_t n)
     if (parse_lineno(a1, l1, &e->lineno) != 0) {
         char show[21];
         khx_errf(p->err, p->errlen, "line %u: bad line number \"%s\"", p->line,
-                 shown(show, sizeof(show), a1, l1));
+                 khx_printable(show, sizeof(show), a1, l1));
         return KH_EFORMAT;
     }
     e->is_xchg = xchg;

@@ -1021,6 +1021,20 @@ static int cpio_names_sane(const uint8_t *buf, size_t len)
     return 1;
 }
 
+int khx_walk_admit(const struct khx_walk_limits *lim, uint32_t *members, uint64_t *total_used,
+                   size_t n)
+{
+    (*members)++;
+    if (lim->max_members != 0 && *members > lim->max_members)
+        return KHX_WALK_MAX_FILES;
+    if (lim->max_member_size != 0 && n > lim->max_member_size)
+        return KHX_WALK_MAX_FILESIZE;
+    if (lim->max_total != 0 && (*total_used >= lim->max_total || n > lim->max_total - *total_used))
+        return KHX_WALK_MAX_SCANSIZE;
+    *total_used += n;
+    return 0;
+}
+
 int khx_container_walk(const uint8_t *buf, size_t len, enum khx_ftype t,
                        const struct khx_walk_limits *lim, uint64_t *total_used,
                        const struct khx_walk_cb *cb)

@@ -136,6 +136,14 @@ struct khx_magic {
 extern const struct khx_magic khx_embedded_magics[];
 extern const size_t khx_embedded_nmagics;
 
+/* Admits one fully decoded member of `n` bytes against the limits, counting
+ * it in *members and, when admitted, in *total_used. Returns 0 when it may be
+ * scanned, else the issue: KHX_WALK_MAX_FILES and KHX_WALK_MAX_SCANSIZE mean
+ * the walk should stop, KHX_WALK_MAX_FILESIZE only that this member is
+ * skipped. Shared by the walkers that decode whole members (mail, embedded). */
+int khx_walk_admit(const struct khx_walk_limits *lim, uint32_t *members, uint64_t *total_used,
+                   size_t n);
+
 /* The heuristic name for an issue and container type, e.g.
  * "Heuristics.Encrypted.Zip". Writes into out (NUL-terminated). */
 void khx_walk_issue_name(int issue, enum khx_ftype t, char *out, size_t outlen);

@@ -369,10 +369,10 @@ int khx_cvd_parse_header(const uint8_t *buf, size_t len, struct khx_cvd_header *
 /* Member names and the .info manifest                                       */
 /* ------------------------------------------------------------------------ */
 
-/* A member name must be a plain file name that is safe to create in a folder:
- * letters, digits, '.', '_' and '-', not starting with '.', at most 100
- * bytes. This excludes '/', "..", absolute paths and control characters. */
-static int member_name_ok(const char *s, size_t n)
+/* A member name must be a plain file name that is safe to create in a
+ * folder: see khx_cvd_name_ok. This excludes '/', "..", absolute paths and
+ * control characters. */
+int khx_cvd_name_ok(const char *s, size_t n)
 {
     if (n == 0 || n > CVD_NAME_MAX || s[0] == '.')
         return 0;
@@ -387,16 +387,6 @@ static int member_name_ok(const char *s, size_t n)
     return 1;
 }
 
-/* Copies at most cap-1 bytes of untrusted text for an error message, with
- * anything but printable ASCII shown as '?'. */
-static const char *shown(char *dst, size_t cap, const char *s, size_t n)
-{
-    size_t k = KHX_MIN(n, cap - 1);
-    for (size_t i = 0; i < k; i++)
-        dst[i] = s[i] >= 0x20 && s[i] <= 0x7e ? s[i] : '?';
-    dst[k] = '\0';
-    return dst;
-}
 
 static int has_suffix(const char *s, const char *suffix)
 {
@@ -477,7 +467,7 @@ static int info_parse(const uint8_t *p, size_t n, const char *what, struct info 
                 khx_errf(err, errlen, "%s line %u: expected name:size:sha256", what, lineno);
                 return KH_EFORMAT;
             }
-            if (!member_name_ok(f[0], fl[0])) {
+            if (!khx_cvd_name_ok(f[0], fl[0])) {
                 khx_errf(err, errlen, "%s line %u: bad file name", what, lineno);
                 return KH_EFORMAT;
             }
@@ -552,10 +542,10 @@ static int tar_next(struct archive *a, size_t index, char *name, uint64_t *size,
     }
     const char *path = archive_entry_pathname(e);
     size_t plen = path ? strlen(path) : 0;
-    if (!member_name_ok(path ? path : "", plen)) {
+    if (!khx_cvd_name_ok(path ? path : "", plen)) {
         char show[CVD_NAME_MAX + 1];
         khx_errf(err, errlen, "tar entry %zu: refusing member name \"%s\"", index + 1,
-                 shown(show, sizeof(show), path ? path : "", plen));
+                 khx_printable(show, sizeof(show), path ? path : "", plen));
         return KH_EFORMAT;
     }
     if (archive_entry_filetype(e) != AE_IFREG || archive_entry_hardlink(e) != NULL ||
@@ -990,7 +980,7 @@ static int pack_list(const char *dir, struct khx_vec *names, char *err, size_t e
         size_t n = strlen(de->d_name);
         if (de->d_name[0] == '.')
             continue;
-        if (!member_name_ok(de->d_name, n)) {
+        if (!khx_cvd_name_ok(de->d_name, n)) {
             khx_errf(err, errlen, "%s/%s: name cannot be a database member", dir, de->d_name);
             r = KH_EFORMAT;
             break;
@@ -1082,7 +1072,7 @@ int khx_cld_pack(const char *dir, const char *name, uint8_t **out, size_t *out_l
         goto out;
     }
     int k = snprintf(info_name, sizeof(info_name), "%s.info", name);
-    if (k < 0 || (size_t)k >= sizeof(info_name) || !member_name_ok(info_name, (size_t)k)) {
+    if (k < 0 || (size_t)k >= sizeof(info_name) || !khx_cvd_name_ok(info_name, (size_t)k)) {
         khx_errf(err, errlen, "bad database name \"%s\"", name);
         r = KH_EINVAL;
         goto out;

@@ -35,6 +35,12 @@ struct khx_rsa_key {
     const char *e;
 };
 
+/* Whether a database or member name is a plain file name safe to create in a
+ * folder: 1 to 100 of letters, digits, '.', '_' and '-', not starting with
+ * '.', no "..". (ClamAV itself allows letters, digits and '.'; '_' and '-'
+ * are harmless and appear in third-party databases.) */
+int khx_cvd_name_ok(const char *s, size_t n);
+
 /* ClamAV's built-in keys: header dsig (1024-bit), .info DSIG and .cdiff DSIG (2048-bit). */
 extern const struct khx_rsa_key khx_clamav_cvd_key;
 extern const struct khx_rsa_key khx_clamav_info_key;

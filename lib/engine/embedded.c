@@ -223,23 +223,21 @@ static void deliver(struct embed *m, enum kind k, size_t off, const uint8_t *dat
         m->stop = 1;
         return;
     }
-    m->members++;
-    if (lim->max_members != 0 && m->members > lim->max_members) {
+    switch (khx_walk_admit(lim, &m->members, m->total_used, n)) {
+    case 0:
+        break;
+    case KHX_WALK_MAX_FILES:
         issue(m, "", KHX_WALK_MAX_FILES, "more embedded objects than the member limit");
         m->stop = 1;
         return;
-    }
-    if (lim->max_member_size != 0 && n > lim->max_member_size) {
+    case KHX_WALK_MAX_FILESIZE:
         issue(m, name, KHX_WALK_MAX_FILESIZE, "embedded object is larger than the member limit");
         return;
-    }
-    if (lim->max_total != 0 &&
-        (*m->total_used >= lim->max_total || n > lim->max_total - *m->total_used)) {
+    default:
         issue(m, name, KHX_WALK_MAX_SCANSIZE, "scan budget used up");
         m->stop = 1;
         return;
     }
-    *m->total_used += n;
     int rc = m->cb->member(m->cb->ud, name, data, n);
     if (rc != 0) {
         m->rc = rc;

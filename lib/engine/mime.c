@@ -117,26 +117,24 @@ static void deliver(struct mail *m, const char *name, const uint8_t *data, size_
     if (m->stop || out_of_time(m, 1))
         return;
     const struct khx_walk_limits *lim = m->lim;
-    m->members++;
-    if (lim->max_members != 0 && m->members > lim->max_members) {
-        char d[64];
+    char d[64];
+    switch (khx_walk_admit(lim, &m->members, m->total_used, n)) {
+    case 0:
+        break;
+    case KHX_WALK_MAX_FILES:
         snprintf(d, sizeof(d), "more than %u parts", (unsigned)lim->max_members);
         issue(m, "", KHX_WALK_MAX_FILES, d);
         m->stop = 1;
         return;
-    }
-    if (lim->max_member_size != 0 && n > lim->max_member_size) {
+    case KHX_WALK_MAX_FILESIZE:
         issue(m, name, KHX_WALK_MAX_FILESIZE, "decoded part is larger than the member limit");
         return;
-    }
-    if (lim->max_total != 0 &&
-        (*m->total_used >= lim->max_total || n > lim->max_total - *m->total_used)) {
+    default:
         issue(m, name, KHX_WALK_MAX_SCANSIZE, "scan budget used up");
         m->stop = 1;
         return;
     }
     static const uint8_t empty[1];
-    *m->total_used += n;
     int rc = m->cb->member(m->cb->ud, name, n ? data : empty, n);
     if (rc != 0) {
         m->rc = rc;
