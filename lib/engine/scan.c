@@ -703,7 +703,8 @@ static void scan_members(struct scan_ctx *c, struct obj *o, const char *top_name
     } else if ((c->e->hdr->flags & KDB_FLAG_MAGICS) && !o->magics_lost) {
         /* Hyperscan reports each magic's ends in order, but the magics
          * interleave: sort the candidates. */
-        qsort(o->magics.items, o->magics.len, sizeof(uint64_t), cmp_u64);
+        if (o->magics.len > 1)
+            qsort(o->magics.items, o->magics.len, sizeof(uint64_t), cmp_u64);
         khx_embedded_walk_at(o->buf, o->len, o->type, o->magics.items, o->magics.len, &wl,
                              &c->total, &cb);
     } else {

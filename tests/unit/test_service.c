@@ -47,7 +47,8 @@ static int on_hit(void *ud, const struct kh_detection *d)
 struct worker {
     kh_service *svc;
     atomic_int *stop;
-    unsigned scans, one, two, bad;
+    atomic_uint scans;
+    unsigned one, two, bad;
 };
 
 static void *work(void *arg)
@@ -86,26 +87,34 @@ static void service_reload_while_scanning(void **state)
     pthread_t t[4];
     for (int i = 0; i < 4; i++) {
         memset(&w[i], 0, sizeof(w[i]));
+        atomic_init(&w[i].scans, 0);
         w[i].svc = svc;
         w[i].stop = &stop;
         assert_int_equal(pthread_create(&t[i], NULL, work, &w[i]), 0);
     }
-    for (int k = 0; k < 40; k++)
+    /* Reload only once every worker is scanning, and give them time to scan
+     * between reloads, so that scans really overlap the swaps. */
+    for (int i = 0; i < 4; i++)
+        while (atomic_load(&w[i].scans) == 0)
+            usleep(1000);
+    for (int k = 0; k < 40; k++) {
         assert_int_equal(kh_service_reload(svc, (k % 2) ? one : two, err, sizeof(err)), KH_OK);
+        usleep(2000);
+    }
     /* A failed reload leaves the current database (one.kdb) in place. */
     assert_int_not_equal(kh_service_reload(svc, "/nonexistent.kdb", err, sizeof(err)), KH_OK);
     atomic_store(&stop, 1);
     unsigned scans = 0, ones = 0, twos = 0, bad = 0;
     for (int i = 0; i < 4; i++) {
         pthread_join(t[i], NULL);
-        scans += w[i].scans;
+        scans += atomic_load(&w[i].scans);
         ones += w[i].one;
         twos += w[i].two;
         bad += w[i].bad;
     }
     print_message("scans %u: one %u, two %u, bad %u\n", scans, ones, twos, bad);
     assert_int_equal(bad, 0);
-    assert_true(scans > 0);
+    assert_true(ones > 0 && twos > 0); /* both databases were seen */
 
     struct seen s = {"", 0};
     assert_int_equal(kh_service_scan_mem(svc, eicar, 68, "x", on_hit, &s, NULL), KH_OK);
