@@ -256,8 +256,10 @@ static int listen_on(const char *path)
 int cmd_daemon(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"db", required_argument, NULL, 'd'},     {"socket", required_argument, NULL, 's'},
-        {"allmatch", no_argument, NULL, 'z'},     {"help", no_argument, NULL, 'h'},
+        {"db", required_argument, NULL, 'd'},
+        {"socket", required_argument, NULL, 's'},
+        {"allmatch", no_argument, NULL, 'z'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     struct daemon dm;

@@ -528,10 +528,8 @@ int cmd_db(int argc, char **argv)
     static const struct {
         const char *name;
         int (*run)(int, char **);
-    } subs[] = {{"compile", db_compile},
-                {"info", db_info},
-                {"unpack", db_unpack},
-                {"patch", db_patch}};
+    } subs[] = {
+        {"compile", db_compile}, {"info", db_info}, {"unpack", db_unpack}, {"patch", db_patch}};
     static char display[64];
 
     if (argc < 2) {
@@ -551,6 +549,7 @@ int cmd_db(int argc, char **argv)
         argv[1] = display;
         return subs[i].run(argc - 1, argv + 1);
     }
-    cli_errorf("unknown command '%s'; the db commands are 'compile', 'info', 'unpack' and 'patch'", argv[1]);
+    cli_errorf("unknown command '%s'; the db commands are 'compile', 'info', 'unpack' and 'patch'",
+               argv[1]);
     return CLI_EXIT_ERROR;
 }

@@ -29,18 +29,18 @@ extern "C" {
 
 typedef enum kh_err {
     KH_OK = 0,
-    KH_ENOMEM = -1,      /* out of memory */
-    KH_EIO = -2,         /* a file could not be read or written */
-    KH_EFORMAT = -3,     /* malformed input (signature line, file, .kdb) */
-    KH_EUNSUPPORTED = -4,/* well-formed but not supported by this engine */
-    KH_ESIGNATURE = -5,  /* checksum or digital signature does not verify */
-    KH_ELIMIT = -6,      /* a configured limit was reached */
-    KH_EINVAL = -7,      /* invalid argument */
-    KH_ETIMEOUT = -8,    /* the scan time limit was reached */
-    KH_EMATCHER = -9,    /* Hyperscan, libyara or PCRE2 reported an error */
-    KH_ESTRICT = -10,    /* a source had errors and strict loading was asked for */
-    KH_ENOTFOUND = -11,  /* no such file, entry or signature */
-    KH_EABORTED = -12,   /* the caller's callback asked to stop */
+    KH_ENOMEM = -1,       /* out of memory */
+    KH_EIO = -2,          /* a file could not be read or written */
+    KH_EFORMAT = -3,      /* malformed input (signature line, file, .kdb) */
+    KH_EUNSUPPORTED = -4, /* well-formed but not supported by this engine */
+    KH_ESIGNATURE = -5,   /* checksum or digital signature does not verify */
+    KH_ELIMIT = -6,       /* a configured limit was reached */
+    KH_EINVAL = -7,       /* invalid argument */
+    KH_ETIMEOUT = -8,     /* the scan time limit was reached */
+    KH_EMATCHER = -9,     /* Hyperscan, libyara or PCRE2 reported an error */
+    KH_ESTRICT = -10,     /* a source had errors and strict loading was asked for */
+    KH_ENOTFOUND = -11,   /* no such file, entry or signature */
+    KH_EABORTED = -12,    /* the caller's callback asked to stop */
 } kh_err;
 
 /* Returns a static English description of err. Never NULL. */
@@ -106,14 +106,14 @@ int kh_clamav_patch(const char *cvd, const char *const *cdiffs, size_t ncdiffs, 
 
 /* Signature kinds, used for counts and in detections. */
 enum kh_sigkind {
-    KH_SIG_HASH = 0,   /* whole-file MD5/SHA1/SHA256 (.hdb .hsb, hash lists) */
-    KH_SIG_PESECT,     /* PE section hash (.mdb .msb) */
-    KH_SIG_IMPHASH,    /* PE import table hash (.imp) */
-    KH_SIG_BODY,       /* extended body signature (.ndb) */
-    KH_SIG_LOGICAL,    /* logical signature (.ldb) */
-    KH_SIG_YARA,       /* YARA rule */
-    KH_SIG_ALLOW,      /* allowlist entry (.fp .sfp) */
-    KH_SIG_HEURISTIC,  /* built-in finding: encrypted, corrupt, over a limit */
+    KH_SIG_HASH = 0,  /* whole-file MD5/SHA1/SHA256 (.hdb .hsb, hash lists) */
+    KH_SIG_PESECT,    /* PE section hash (.mdb .msb) */
+    KH_SIG_IMPHASH,   /* PE import table hash (.imp) */
+    KH_SIG_BODY,      /* extended body signature (.ndb) */
+    KH_SIG_LOGICAL,   /* logical signature (.ldb) */
+    KH_SIG_YARA,      /* YARA rule */
+    KH_SIG_ALLOW,     /* allowlist entry (.fp .sfp) */
+    KH_SIG_HEURISTIC, /* built-in finding: encrypted, corrupt, over a limit */
     KH_SIG_KIND_COUNT
 };
 
@@ -121,22 +121,22 @@ enum kh_sigkind {
 const char *kh_sigkind_name(int kind);
 
 struct kh_source_info {
-    const char *name;      /* file name as added, e.g. "daily.cvd" or "local.ndb" */
-    uint32_t version;      /* CVD/CLD version, 0 for plain files */
-    uint32_t signatures;   /* signatures loaded from it */
-    uint32_t skipped;      /* outside our FLEVEL range, or of an unsupported kind */
-    uint32_t errors;       /* malformed lines */
-    int64_t built;         /* CVD build time (Unix seconds), 0 if unknown */
+    const char *name;    /* file name as added, e.g. "daily.cvd" or "local.ndb" */
+    uint32_t version;    /* CVD/CLD version, 0 for plain files */
+    uint32_t signatures; /* signatures loaded from it */
+    uint32_t skipped;    /* outside our FLEVEL range, or of an unsupported kind */
+    uint32_t errors;     /* malformed lines */
+    int64_t built;       /* CVD build time (Unix seconds), 0 if unknown */
 };
 
 struct kh_db_info {
     uint32_t format_version;
-    int64_t created;                       /* Unix seconds */
+    int64_t created; /* Unix seconds */
     uint64_t image_size;
-    uint64_t counts[KH_SIG_KIND_COUNT];    /* signatures per kind */
-    uint64_t ignored;                      /* dropped by .ign2 */
+    uint64_t counts[KH_SIG_KIND_COUNT]; /* signatures per kind */
+    uint64_t ignored;                   /* dropped by .ign2 */
     uint32_t nsources;
-    const struct kh_source_info *sources;  /* valid while the engine lives */
+    const struct kh_source_info *sources; /* valid while the engine lives */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -166,12 +166,12 @@ int kh_engine_info(const kh_engine *e, struct kh_db_info *info);
 /* ------------------------------------------------------------------------ */
 
 struct kh_limits {
-    uint64_t max_filesize;   /* larger files (and container members) are not scanned */
-    uint64_t max_scansize;   /* total bytes scanned for one top-level file */
-    uint32_t max_recursion;  /* container nesting depth */
-    uint32_t max_files;      /* members extracted from one top-level file */
-    uint32_t max_ratio;      /* uncompressed:compressed ratio above which a member is a bomb */
-    uint32_t max_scantime_ms;/* wall time for one top-level file, 0 = none */
+    uint64_t max_filesize;    /* larger files (and container members) are not scanned */
+    uint64_t max_scansize;    /* total bytes scanned for one top-level file */
+    uint32_t max_recursion;   /* container nesting depth */
+    uint32_t max_files;       /* members extracted from one top-level file */
+    uint32_t max_ratio;       /* uncompressed:compressed ratio above which a member is a bomb */
+    uint32_t max_scantime_ms; /* wall time for one top-level file, 0 = none */
 };
 
 /* Fills in safe defaults (ClamAV's, where they exist). */
@@ -179,10 +179,10 @@ void kh_limits_default(struct kh_limits *l);
 
 struct kh_scan_opts {
     struct kh_limits limits;
-    int allmatch;            /* report every matching signature, not just the first */
-    int scan_archives;       /* default 1 */
-    int want_sha256;         /* always compute kh_scan_result.sha256 (otherwise only for
-                                files with a detection, or when a signature needed it) */
+    int allmatch;      /* report every matching signature, not just the first */
+    int scan_archives; /* default 1 */
+    int want_sha256;   /* always compute kh_scan_result.sha256 (otherwise only for
+                          files with a detection, or when a signature needed it) */
 };
 
 void kh_scan_opts_default(struct kh_scan_opts *o);
@@ -193,24 +193,24 @@ enum kh_severity {
 };
 
 struct kh_detection {
-    const char *name;        /* e.g. "Eicar-Test-Signature", "Heuristics.Encrypted.Zip" */
-    int kind;                /* enum kh_sigkind */
-    int severity;            /* enum kh_severity */
-    const char *source;      /* the source file the signature came from ("" for heuristics) */
-    const char *inner_path;  /* path inside containers, members joined by "/"; NULL at top level */
-    uint32_t depth;          /* 0 for the scanned file itself */
+    const char *name;       /* e.g. "Eicar-Test-Signature", "Heuristics.Encrypted.Zip" */
+    int kind;               /* enum kh_sigkind */
+    int severity;           /* enum kh_severity */
+    const char *source;     /* the source file the signature came from ("" for heuristics) */
+    const char *inner_path; /* path inside containers, members joined by "/"; NULL at top level */
+    uint32_t depth;         /* 0 for the scanned file itself */
 };
 
 /* Called for each detection; return non-zero to stop the scan (KH_EABORTED). */
 typedef int (*kh_detect_fn)(void *ud, const struct kh_detection *d);
 
 struct kh_scan_result {
-    uint64_t size;           /* size of the top-level object */
-    int sha256_valid;        /* sha256 was computed (see kh_scan_opts.want_sha256) */
-    uint8_t sha256[32];      /* SHA-256 of the top-level object */
-    uint32_t detections;     /* KH_SEV_MALWARE detections reported */
-    uint32_t notices;        /* KH_SEV_NOTICE findings reported */
-    uint32_t objects;        /* objects scanned, the file itself and its members */
+    uint64_t size;       /* size of the top-level object */
+    int sha256_valid;    /* sha256 was computed (see kh_scan_opts.want_sha256) */
+    uint8_t sha256[32];  /* SHA-256 of the top-level object */
+    uint32_t detections; /* KH_SEV_MALWARE detections reported */
+    uint32_t notices;    /* KH_SEV_NOTICE findings reported */
+    uint32_t objects;    /* objects scanned, the file itself and its members */
     uint64_t bytes_scanned;
 };
 

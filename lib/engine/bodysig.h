@@ -25,14 +25,14 @@
 #include "exe.h"
 
 enum khx_offtype {
-    KHX_OFF_ANY = 0,   /* "*" */
-    KHX_OFF_ABS,       /* "n" */
-    KHX_OFF_EOF,       /* "EOF-n": start = size - n */
-    KHX_OFF_EP,        /* "EP+n" / "EP-n": n is signed */
-    KHX_OFF_SECT,      /* "Sx+n": start of section x (0-based) plus n */
-    KHX_OFF_SECT_WHOLE,/* "SEx": anywhere inside section x */
-    KHX_OFF_LASTSECT,  /* "SL+n": start of the last section plus n */
-    KHX_OFF_VI,        /* "VI": match against PE VersionInfo strings */
+    KHX_OFF_ANY = 0,    /* "*" */
+    KHX_OFF_ABS,        /* "n" */
+    KHX_OFF_EOF,        /* "EOF-n": start = size - n */
+    KHX_OFF_EP,         /* "EP+n" / "EP-n": n is signed */
+    KHX_OFF_SECT,       /* "Sx+n": start of section x (0-based) plus n */
+    KHX_OFF_SECT_WHOLE, /* "SEx": anywhere inside section x */
+    KHX_OFF_LASTSECT,   /* "SL+n": start of the last section plus n */
+    KHX_OFF_VI,         /* "VI": match against PE VersionInfo strings */
 };
 
 struct khx_offset {
@@ -73,12 +73,12 @@ enum {
 int khx_mods_parse(const char *s, size_t len, unsigned *mods, char *err, size_t errlen);
 
 struct khx_body {
-    uint8_t *prog;      /* matcher program, malloc'd */
+    uint8_t *prog; /* matcher program, malloc'd */
     size_t prog_len;
-    char *regex;        /* Hyperscan expression, malloc'd, NUL-terminated */
-    int exact;          /* Hyperscan reports are exact match ends */
-    uint32_t minlen;    /* shortest possible match, bytes */
-    uint32_t maxlen;    /* longest possible match, UINT32_MAX if unbounded */
+    char *regex;     /* Hyperscan expression, malloc'd, NUL-terminated */
+    int exact;       /* Hyperscan reports are exact match ends */
+    uint32_t minlen; /* shortest possible match, bytes */
+    uint32_t maxlen; /* longest possible match, UINT32_MAX if unbounded */
 };
 
 /* Parses a hex body pattern with KHX_MOD_* modifiers. Returns 0, KH_EFORMAT
@@ -99,7 +99,7 @@ int khx_body_prog_check(const uint8_t *prog, size_t prog_len);
  * (exclusive). On success returns 1 and sets *start and *end (exclusive);
  * returns 0 if there is none. The work done is bounded by the window size
  * times the program's size; the program must have passed khx_body_prog_check. */
-int khx_body_find(const uint8_t *prog, size_t prog_len, const uint8_t *buf, size_t len,
-                  uint64_t lo, uint64_t hi, uint64_t end_max, size_t *start, size_t *end);
+int khx_body_find(const uint8_t *prog, size_t prog_len, const uint8_t *buf, size_t len, uint64_t lo,
+                  uint64_t hi, uint64_t end_max, size_t *start, size_t *end);
 
 #endif

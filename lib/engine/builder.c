@@ -114,8 +114,7 @@ int khx_builder_source(kh_builder *b, const char *name)
     return (int)(b->sources.len - 1);
 }
 
-int64_t khx_builder_sig(kh_builder *b, const char *name, size_t name_len, int kind,
-                        uint32_t source)
+int64_t khx_builder_sig(kh_builder *b, const char *name, size_t name_len, int kind, uint32_t source)
 {
     struct bsig *s = khx_vec_push(&b->sigs);
     if (s == NULL)
@@ -175,10 +174,10 @@ int khx_builder_ignored(kh_builder *b, const char *name, size_t name_len, const 
 /* How a source file is handled, chosen by its extension. */
 enum srckind {
     SRC_UNKNOWN = 0,
-    SRC_HDB,     /* hash:size:name */
-    SRC_MDB,     /* size:hash:name (PE sections) */
-    SRC_IMP,     /* hash:size:name (import table) */
-    SRC_FP,      /* allowlist, hash:size:name */
+    SRC_HDB, /* hash:size:name */
+    SRC_MDB, /* size:hash:name (PE sections) */
+    SRC_IMP, /* hash:size:name (import table) */
+    SRC_FP,  /* allowlist, hash:size:name */
     SRC_NDB,
     SRC_LDB,
     SRC_IGN,
@@ -186,7 +185,7 @@ enum srckind {
     SRC_HASHLIST,
     SRC_CVD,
     SRC_CLD,
-    SRC_SKIP,    /* known ClamAV file we do not use (.info, .cfg, .cbc, .pdb ...) */
+    SRC_SKIP, /* known ClamAV file we do not use (.info, .cfg, .cbc, .pdb ...) */
 };
 
 static enum srckind source_kind(const char *name, int pua, int explicit)
@@ -197,22 +196,50 @@ static enum srckind source_kind(const char *name, int pua, int explicit)
         enum srckind kind;
         int pua;
     } table[] = {
-        {"hdb", SRC_HDB, 0},      {"hsb", SRC_HDB, 0},      {"hdu", SRC_HDB, 1},
-        {"hsu", SRC_HDB, 1},      {"mdb", SRC_MDB, 0},      {"msb", SRC_MDB, 0},
-        {"mdu", SRC_MDB, 1},      {"msu", SRC_MDB, 1},      {"imp", SRC_IMP, 0},
-        {"fp", SRC_FP, 0},        {"sfp", SRC_FP, 0},       {"ndb", SRC_NDB, 0},
-        {"ndu", SRC_NDB, 1},      {"ldb", SRC_LDB, 0},      {"ldu", SRC_LDB, 1},
-        {"ign2", SRC_IGN, 0},     {"ign", SRC_IGN, 0},      {"yar", SRC_YARA, 0},
-        {"yara", SRC_YARA, 0},    {"cvd", SRC_CVD, 0},      {"cld", SRC_CLD, 0},
-        {"hashes", SRC_HASHLIST, 0}, {"hashlist", SRC_HASHLIST, 0}, {"md5", SRC_HASHLIST, 0},
-        {"sha1", SRC_HASHLIST, 0}, {"sha256", SRC_HASHLIST, 0},
+        {"hdb", SRC_HDB, 0},
+        {"hsb", SRC_HDB, 0},
+        {"hdu", SRC_HDB, 1},
+        {"hsu", SRC_HDB, 1},
+        {"mdb", SRC_MDB, 0},
+        {"msb", SRC_MDB, 0},
+        {"mdu", SRC_MDB, 1},
+        {"msu", SRC_MDB, 1},
+        {"imp", SRC_IMP, 0},
+        {"fp", SRC_FP, 0},
+        {"sfp", SRC_FP, 0},
+        {"ndb", SRC_NDB, 0},
+        {"ndu", SRC_NDB, 1},
+        {"ldb", SRC_LDB, 0},
+        {"ldu", SRC_LDB, 1},
+        {"ign2", SRC_IGN, 0},
+        {"ign", SRC_IGN, 0},
+        {"yar", SRC_YARA, 0},
+        {"yara", SRC_YARA, 0},
+        {"cvd", SRC_CVD, 0},
+        {"cld", SRC_CLD, 0},
+        {"hashes", SRC_HASHLIST, 0},
+        {"hashlist", SRC_HASHLIST, 0},
+        {"md5", SRC_HASHLIST, 0},
+        {"sha1", SRC_HASHLIST, 0},
+        {"sha256", SRC_HASHLIST, 0},
         /* ClamAV files we recognise but do not use. */
-        {"info", SRC_SKIP, 0},    {"cfg", SRC_SKIP, 0},     {"cbc", SRC_SKIP, 0},
-        {"cdb", SRC_SKIP, 0},     {"idb", SRC_SKIP, 0},     {"pdb", SRC_SKIP, 0},
-        {"gdb", SRC_SKIP, 0},     {"wdb", SRC_SKIP, 0},     {"ftm", SRC_SKIP, 0},
-        {"crb", SRC_SKIP, 0},     {"cat", SRC_SKIP, 0},     {"pwdb", SRC_SKIP, 0},
-        {"sign", SRC_SKIP, 0},    {"cdiff", SRC_SKIP, 0},   {"zmd", SRC_SKIP, 0},
-        {"rmd", SRC_SKIP, 0},     {"hdbx", SRC_SKIP, 0},
+        {"info", SRC_SKIP, 0},
+        {"cfg", SRC_SKIP, 0},
+        {"cbc", SRC_SKIP, 0},
+        {"cdb", SRC_SKIP, 0},
+        {"idb", SRC_SKIP, 0},
+        {"pdb", SRC_SKIP, 0},
+        {"gdb", SRC_SKIP, 0},
+        {"wdb", SRC_SKIP, 0},
+        {"ftm", SRC_SKIP, 0},
+        {"crb", SRC_SKIP, 0},
+        {"cat", SRC_SKIP, 0},
+        {"pwdb", SRC_SKIP, 0},
+        {"sign", SRC_SKIP, 0},
+        {"cdiff", SRC_SKIP, 0},
+        {"zmd", SRC_SKIP, 0},
+        {"rmd", SRC_SKIP, 0},
+        {"hdbx", SRC_SKIP, 0},
     };
     for (size_t i = 0; i < KHX_ARRAY_LEN(table); i++) {
         if (strcmp(ext, table[i].ext) == 0) {
@@ -317,8 +344,7 @@ static int load_cvd(kh_builder *b, const char *name, const uint8_t *data, size_t
     r = khx_cvd_open(data, len, flags, NULL, &hdr, cvd_collect, &ctx, err, sizeof(err));
     if (r != 0) {
         if (r != KH_ENOMEM)
-            khx_builder_error(b, src, khx_path_base(name), 0, "%s",
-                              err[0] ? err : kh_strerror(r));
+            khx_builder_error(b, src, khx_path_base(name), 0, "%s", err[0] ? err : kh_strerror(r));
         r = r == KH_ENOMEM ? r : (b->opts.strict ? KH_ESTRICT : KH_OK);
         goto out;
     }

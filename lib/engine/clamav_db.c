@@ -15,7 +15,7 @@
 #include "cvd.h"
 #include "khx.h"
 
-#define CVD_MAX ((size_t)2 << 30)
+#define CVD_MAX   ((size_t)2 << 30)
 #define CDIFF_MAX ((size_t)256 << 20)
 
 static int is_cld(const char *path)

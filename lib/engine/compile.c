@@ -16,7 +16,7 @@
 #include "hashtab.h"
 #include "yara_int.h"
 
-#define IMAGE_MAX ((size_t)16 << 30)
+#define IMAGE_MAX      ((size_t)16 << 30)
 #define KDB_MAX_MAGICS 16
 
 struct section_buf {
@@ -85,8 +85,8 @@ static int build_hashes(kh_builder *b, struct image *img)
                     recs[k].sig = h->sig;
                     k++;
                 }
-                uint32_t id = (any ? KDB_SEC_HASHANY_BASE : KDB_SEC_HASH_BASE) +
-                              cls * KDB_HA_COUNT + algo;
+                uint32_t id =
+                    (any ? KDB_SEC_HASHANY_BASE : KDB_SEC_HASH_BASE) + cls * KDB_HA_COUNT + algo;
                 struct khx_buf *s = section(img, id);
                 int r = s ? khx_hashtab_write(recs, n, kdb_halgo_len(algo), !any, s) : KH_ENOMEM;
                 free(recs);
@@ -161,8 +161,8 @@ static int build_hs_view(kh_builder *b, struct image *img, unsigned view, const 
             goto out;
         }
         hs_compile_error_t *cerr = NULL;
-        hs_error_t e = hs_compile_multi(exprs, flags, ids, (unsigned)k, HS_MODE_BLOCK, NULL, &db,
-                                        &cerr);
+        hs_error_t e =
+            hs_compile_multi(exprs, flags, ids, (unsigned)k, HS_MODE_BLOCK, NULL, &db, &cerr);
         if (e == HS_SUCCESS)
             break;
         int idx = cerr ? cerr->expression : -1;
@@ -287,8 +287,8 @@ static int build_ldbs(kh_builder *b, struct image *img, struct khx_buf *strings)
         rec.ep_max = l->tdb.ep_max;
         rec.nsect_min = l->tdb.nsect_min;
         rec.nsect_max = l->tdb.nsect_max;
-        rec.present = l->tdb.present & (KHX_TDB_FILESIZE | KHX_TDB_ENTRYPOINT |
-                                        KHX_TDB_NSECTIONS | KHX_TDB_CONTAINER);
+        rec.present = l->tdb.present & (KHX_TDB_FILESIZE | KHX_TDB_ENTRYPOINT | KHX_TDB_NSECTIONS |
+                                        KHX_TDB_CONTAINER);
         if (l->tdb.present & KHX_TDB_CONTAINER)
             rec.container = add_string(strings, l->tdb.container, &r);
         if (r == 0)
@@ -408,8 +408,13 @@ int khx_compile(kh_builder *b, uint8_t **out, size_t *out_len)
     }
     for (size_t i = 0; i < b->sources.len && r == 0; i++) {
         struct bsource *s = KHX_VEC_AT(&b->sources, struct bsource, i);
-        struct kdb_source rec = {add_string(strings, s->name, &r), s->version, s->signatures,
-                                 s->skipped, s->errors, 0, s->built};
+        struct kdb_source rec = {add_string(strings, s->name, &r),
+                                 s->version,
+                                 s->signatures,
+                                 s->skipped,
+                                 s->errors,
+                                 0,
+                                 s->built};
         if (r == 0)
             r = khx_buf_append(srcs, &rec, sizeof(rec));
     }

@@ -387,7 +387,6 @@ int khx_cvd_name_ok(const char *s, size_t n)
     return 1;
 }
 
-
 static int has_suffix(const char *s, const char *suffix)
 {
     size_t n = strlen(s), k = strlen(suffix);

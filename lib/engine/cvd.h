@@ -23,10 +23,10 @@ struct khx_cvd_header {
     uint32_t version;
     uint32_t sigs;
     uint32_t flevel;
-    char md5[33];        /* hex, or "X" in CLD headers */
+    char md5[33]; /* hex, or "X" in CLD headers */
     char dsig[400];
     char builder[64];
-    int64_t stime;       /* build time, Unix seconds */
+    int64_t stime; /* build time, Unix seconds */
 };
 
 /* An RSA public key given as decimal strings (modulus, exponent). */
@@ -47,7 +47,7 @@ extern const struct khx_rsa_key khx_clamav_info_key;
 extern const struct khx_rsa_key khx_clamav_cdiff_key;
 
 struct khx_cvd_keys {
-    const struct khx_rsa_key *cvd;   /* NULL: the built-in key */
+    const struct khx_rsa_key *cvd; /* NULL: the built-in key */
     const struct khx_rsa_key *info;
     const struct khx_rsa_key *cdiff;
 };

@@ -66,7 +66,8 @@ static int attach(struct kh_engine *e, char *err, size_t errlen)
         return KH_EUNSUPPORTED;
     }
     if (h->image_size != e->len) {
-        khx_errf(err, errlen, "database is truncated or padded: header says %llu bytes, file has %zu",
+        khx_errf(err, errlen,
+                 "database is truncated or padded: header says %llu bytes, file has %zu",
                  (unsigned long long)h->image_size, e->len);
         return KH_EFORMAT;
     }
@@ -178,9 +179,9 @@ static int attach(struct kh_engine *e, char *err, size_t errlen)
     }
     for (size_t i = 0; i < e->nsubs; i++) {
         const struct kdb_ldbsub *s = &e->subs[i];
-        if (s->ref != UINT32_MAX && ((s->kind == KDB_SUB_PATTERN && s->ref >= e->npatterns) ||
-                                     (s->kind == KDB_SUB_PCRE && s->ref >= e->npcres) ||
-                                     s->kind > KDB_SUB_PCRE)) {
+        if (s->ref != UINT32_MAX &&
+            ((s->kind == KDB_SUB_PATTERN && s->ref >= e->npatterns) ||
+             (s->kind == KDB_SUB_PCRE && s->ref >= e->npcres) || s->kind > KDB_SUB_PCRE)) {
             khx_errf(err, errlen, "database subsignature %zu is damaged", i);
             return KH_EFORMAT;
         }
@@ -195,8 +196,7 @@ static int attach(struct kh_engine *e, char *err, size_t errlen)
         if (pc->ldb >= e->nldbs || pc->subsig >= e->ldbs[pc->ldb].nsubs || pc->blob > blobs_len ||
             pc->blob_len > blobs_len - pc->blob || pc->trigger > e->progs_len ||
             pc->trigger_len > e->progs_len - pc->trigger || check_offset(&pc->offset) != 0 ||
-            khx_lexpr_check(e->progs + pc->trigger, pc->trigger_len, e->ldbs[pc->ldb].nsubs) !=
-                0 ||
+            khx_lexpr_check(e->progs + pc->trigger, pc->trigger_len, e->ldbs[pc->ldb].nsubs) != 0 ||
             khx_pcre_load(blobs + pc->blob, pc->blob_len, pc->cflags, &e->pcre_code[i]) != 0) {
             khx_errf(err, errlen, "database PCRE %zu is damaged", i);
             return KH_EFORMAT;
@@ -227,8 +227,8 @@ static int attach(struct kh_engine *e, char *err, size_t errlen)
     for (unsigned cls = 0; cls < KDB_HC_COUNT; cls++) {
         for (unsigned algo = 0; algo < KDB_HA_COUNT; algo++) {
             for (int any = 0; any < 2; any++) {
-                uint32_t id = (any ? KDB_SEC_HASHANY_BASE : KDB_SEC_HASH_BASE) +
-                              cls * KDB_HA_COUNT + algo;
+                uint32_t id =
+                    (any ? KDB_SEC_HASHANY_BASE : KDB_SEC_HASH_BASE) + cls * KDB_HA_COUNT + algo;
                 get_array(e, id, 1, &p, &n);
                 struct khx_hashtab *t = any ? &e->hashany[cls][algo] : &e->hash[cls][algo];
                 if (khx_hashtab_attach(p, n, kdb_halgo_len(algo), !any, t) != 0) {
@@ -245,8 +245,10 @@ static int attach(struct kh_engine *e, char *err, size_t errlen)
             continue;
         if (hs_deserialize_database((const char *)e->image + s->offset, s->length, &e->hs[v]) !=
             HS_SUCCESS) {
-            khx_errf(err, errlen, "database pattern matcher (view %u) cannot be loaded; "
-                                  "was it built for another CPU or Hyperscan version?", v);
+            khx_errf(err, errlen,
+                     "database pattern matcher (view %u) cannot be loaded; "
+                     "was it built for another CPU or Hyperscan version?",
+                     v);
             return KH_EMATCHER;
         }
     }

@@ -40,21 +40,21 @@ struct bsig {
 };
 
 struct bhash {
-    uint64_t size;   /* ignored when any_size */
+    uint64_t size; /* ignored when any_size */
     uint8_t digest[32];
-    uint8_t cls;     /* enum kdb_hclass */
-    uint8_t algo;    /* enum kdb_halgo */
+    uint8_t cls;  /* enum kdb_hclass */
+    uint8_t algo; /* enum kdb_halgo */
     uint8_t any_size;
     uint32_t sig;
 };
 
 struct bpattern {
-    uint32_t owner;    /* signature index (.ndb) or ldb index */
-    uint16_t subsig;   /* 0xffff for .ndb */
+    uint32_t owner;  /* signature index (.ndb) or ldb index */
+    uint16_t subsig; /* 0xffff for .ndb */
     uint8_t view;
     uint8_t prefilter; /* forced by a failed exact compile */
     uint32_t target;
-    uint32_t source;   /* for diagnostics */
+    uint32_t source; /* for diagnostics */
     uint32_t line;
     struct khx_offset offset;
     struct khx_body body;

@@ -37,15 +37,15 @@ struct khx_verinfo {
 };
 
 struct khx_exe {
-    int type;             /* enum khx_exe_type */
-    int ep_valid;         /* 1 if `ep` maps into the file */
-    uint64_t ep;          /* entry point as a file offset */
+    int type;     /* enum khx_exe_type */
+    int ep_valid; /* 1 if `ep` maps into the file */
+    uint64_t ep;  /* entry point as a file offset */
     uint32_t nsections;
     struct khx_section *sections; /* malloc'd, nsections entries */
     /* PE only: the import hash string ClamAV's .imp signatures are computed
      * over: "dll.func" pairs, lowercase, comma-separated, dll extension
      * (.dll .ocx .sys) removed, ordinal imports named "ordNNN" (as pefile). */
-    char *imphash_str;    /* malloc'd, NUL-terminated, or NULL if no imports */
+    char *imphash_str; /* malloc'd, NUL-terminated, or NULL if no imports */
     size_t imphash_len;
     uint32_t nverinfo;
     struct khx_verinfo *verinfo; /* malloc'd, VersionInfo String entries */

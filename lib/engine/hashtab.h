@@ -61,7 +61,7 @@ int khx_hashtab_has_size(const struct khx_hashtab *t, uint64_t size);
 
 /* Finds the records with this size (ignored for "*" tables) and digest:
  * sets [*lo, *hi) to their indexes, an empty range when there are none. */
-void khx_hashtab_find(const struct khx_hashtab *t, uint64_t size, const uint8_t *digest,
-                      size_t *lo, size_t *hi);
+void khx_hashtab_find(const struct khx_hashtab *t, uint64_t size, const uint8_t *digest, size_t *lo,
+                      size_t *hi);
 
 #endif

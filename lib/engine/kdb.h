@@ -34,7 +34,7 @@ struct kdb_header {
     uint64_t image_size;
     int64_t created;
     uint32_t flevel;
-    uint32_t flags; /* KDB_FLAG_* */
+    uint32_t flags;     /* KDB_FLAG_* */
     uint8_t sha256[32]; /* of bytes [sizeof(struct kdb_header), image_size) */
     uint8_t reserved[56];
 };
@@ -85,7 +85,7 @@ enum kdb_section_id {
 };
 
 struct kdb_source {
-    uint32_t name;     /* string offset */
+    uint32_t name; /* string offset */
     uint32_t version;
     uint32_t signatures;
     uint32_t skipped;
@@ -108,13 +108,13 @@ enum kdb_pattern_flags {
 enum kdb_target { KDB_T_ANY = 0, KDB_T_PE = 1, KDB_T_HTML = 3, KDB_T_ELF = 6, KDB_T_ASCII = 7 };
 
 struct kdb_pattern {
-    uint32_t prog;       /* offset in PROGS */
+    uint32_t prog; /* offset in PROGS */
     uint32_t prog_len;
-    uint32_t owner;      /* .ndb: signature index; .ldb: index into LDBS */
-    uint16_t subsig;     /* .ldb subsignature number, 0xffff for .ndb */
-    uint8_t view;        /* enum kdb_view */
-    uint8_t flags;       /* enum kdb_pattern_flags */
-    uint32_t target;     /* enum kdb_target */
+    uint32_t owner;  /* .ndb: signature index; .ldb: index into LDBS */
+    uint16_t subsig; /* .ldb subsignature number, 0xffff for .ndb */
+    uint8_t view;    /* enum kdb_view */
+    uint8_t flags;   /* enum kdb_pattern_flags */
+    uint32_t target; /* enum kdb_target */
     uint32_t minlen;
     uint32_t maxlen;
     uint32_t reserved;
@@ -122,34 +122,34 @@ struct kdb_pattern {
 };
 
 struct kdb_ldb {
-    uint32_t sig;        /* index into SIGS */
+    uint32_t sig; /* index into SIGS */
     uint32_t nsubs;
-    uint32_t first_sub;  /* index into LDBSUBS */
-    uint32_t expr;       /* offset in PROGS */
+    uint32_t first_sub; /* index into LDBSUBS */
+    uint32_t expr;      /* offset in PROGS */
     uint32_t expr_len;
-    int32_t target;      /* -1: any */
+    int32_t target; /* -1: any */
     uint64_t filesize_min, filesize_max;
     uint64_t ep_min, ep_max;
     uint32_t nsect_min, nsect_max;
-    uint32_t present;    /* KHX_TDB_* bits that are checked */
-    uint32_t container;  /* string offset of a CL_TYPE_* name, 0 if none */
+    uint32_t present;   /* KHX_TDB_* bits that are checked */
+    uint32_t container; /* string offset of a CL_TYPE_* name, 0 if none */
 };
 
 enum kdb_ldbsub_kind { KDB_SUB_PATTERN = 0, KDB_SUB_PCRE = 1 };
 
 struct kdb_ldbsub {
-    uint32_t kind;       /* enum kdb_ldbsub_kind */
-    uint32_t ref;        /* pattern index or PCRE index */
+    uint32_t kind; /* enum kdb_ldbsub_kind */
+    uint32_t ref;  /* pattern index or PCRE index */
 };
 
 struct kdb_pcre {
-    uint32_t ldb;        /* index into LDBS */
+    uint32_t ldb; /* index into LDBS */
     uint32_t subsig;
-    uint32_t blob;       /* offset in BLOBS of the serialized code */
+    uint32_t blob; /* offset in BLOBS of the serialized code */
     uint32_t blob_len;
-    uint32_t trigger;    /* logical-expression program offset in PROGS */
+    uint32_t trigger; /* logical-expression program offset in PROGS */
     uint32_t trigger_len;
-    uint32_t cflags;     /* KHX_PCRE_* */
+    uint32_t cflags; /* KHX_PCRE_* */
     uint32_t reserved;
     struct khx_offset offset;
 };

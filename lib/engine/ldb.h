@@ -25,18 +25,18 @@ enum {
     KHX_TDB_NSECTIONS = 1 << 4,
     KHX_TDB_CONTAINER = 1 << 5,
     KHX_TDB_INTERMEDIATES = 1 << 6,
-    KHX_TDB_ICONGROUP = 1 << 7,  /* parsed, but needs .idb support we lack */
+    KHX_TDB_ICONGROUP = 1 << 7, /* parsed, but needs .idb support we lack */
     KHX_TDB_HANDLERTYPE = 1 << 8,
 };
 
 struct khx_tdb {
-    uint32_t present;        /* KHX_TDB_* bits */
+    uint32_t present; /* KHX_TDB_* bits */
     uint32_t engine_min, engine_max;
-    int32_t target;          /* ClamAV target type, -1 when absent */
+    int32_t target; /* ClamAV target type, -1 when absent */
     uint64_t filesize_min, filesize_max;
     uint64_t ep_min, ep_max;
     uint32_t nsect_min, nsect_max;
-    char container[48];      /* "CL_TYPE_ZIP" ..., "" when absent */
+    char container[48]; /* "CL_TYPE_ZIP" ..., "" when absent */
     char handler_type[48];
 };
 
@@ -57,8 +57,7 @@ int khx_lexpr_check(const uint8_t *prog, size_t prog_len, unsigned nsubsigs);
 
 /* Evaluates with counts[i] = matches of subsignature i (0..nsubsigs-1).
  * Returns 1 if the expression is true, 0 if not. */
-int khx_lexpr_eval(const uint8_t *prog, size_t prog_len, const uint32_t *counts,
-                   unsigned nsubsigs);
+int khx_lexpr_eval(const uint8_t *prog, size_t prog_len, const uint32_t *counts, unsigned nsubsigs);
 
 /* Returns a bitmask of the subsignatures the expression mentions (bit i for
  * subsignature i), so unreferenced ones can be skipped. */
@@ -73,16 +72,16 @@ enum khx_subsig_kind {
 };
 
 struct khx_subsig {
-    int kind;                /* enum khx_subsig_kind */
-    struct khx_offset offset;/* KHX_OFF_ANY when there is no offset prefix */
+    int kind;                 /* enum khx_subsig_kind */
+    struct khx_offset offset; /* KHX_OFF_ANY when there is no offset prefix */
     /* KHX_SUB_BODY: the hex text (pointing into the parsed line) and modifiers */
     const char *hex;
     size_t hex_len;
     unsigned mods;
     /* KHX_SUB_PCRE: pointing into the parsed line */
-    const char *trigger;     /* logical expression over earlier subsigs */
+    const char *trigger; /* logical expression over earlier subsigs */
     size_t trigger_len;
-    const char *regex;       /* with "\x3B"-style escapes still in place */
+    const char *regex; /* with "\x3B"-style escapes still in place */
     size_t regex_len;
     const char *flags;
     size_t flags_len;
@@ -104,8 +103,7 @@ struct khx_ldb_line {
 };
 
 /* Splits an .ldb line into its fields (no copies). Returns 0 or KH_EFORMAT. */
-int khx_ldb_split(const char *line, size_t len, struct khx_ldb_line *out, char *err,
-                  size_t errlen);
+int khx_ldb_split(const char *line, size_t len, struct khx_ldb_line *out, char *err, size_t errlen);
 
 /* PCRE subsignatures. The flags are ClamAV's: g (count every match),
  * r (rolling, accepted and ignored), e (encompass: the match must lie inside

@@ -56,8 +56,7 @@ static void on_lease_break(int sig, siginfo_t *si, void *uctx)
         if (copy != MAP_FAILED) {
             memcpy(copy, s->addr, s->len);
             mprotect(copy, s->len, PROT_READ);
-            if (mremap(copy, s->len, s->len, MREMAP_MAYMOVE | MREMAP_FIXED, s->addr) ==
-                MAP_FAILED)
+            if (mremap(copy, s->len, s->len, MREMAP_MAYMOVE | MREMAP_FIXED, s->addr) == MAP_FAILED)
                 munmap(copy, s->len);
         }
         fcntl(s->fd, F_SETLEASE, F_UNLCK);

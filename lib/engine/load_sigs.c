@@ -254,8 +254,7 @@ int khx_load_ign(kh_builder *b, uint32_t src, const char *file, const char *text
 
 static int target_supported(int64_t t)
 {
-    return t == KDB_T_ANY || t == KDB_T_PE || t == KDB_T_HTML || t == KDB_T_ELF ||
-           t == KDB_T_ASCII;
+    return t == KDB_T_ANY || t == KDB_T_PE || t == KDB_T_HTML || t == KDB_T_ELF || t == KDB_T_ASCII;
 }
 
 static uint8_t target_view(int64_t t)
@@ -436,8 +435,8 @@ static int load_ldb_line(kh_builder *b, uint32_t src, const char *file, unsigned
             }
             s->kind = KDB_SUB_PATTERN;
             s->ref = (uint32_t)b->patterns.len;
-            int rr = push_pattern(b, ldb_index, (uint16_t)i, target, &sub.offset, &body, src,
-                                  lineno);
+            int rr =
+                push_pattern(b, ldb_index, (uint16_t)i, target, &sub.offset, &body, src, lineno);
             if (rr != 0) {
                 khx_body_clear(&body);
                 r = rr;
@@ -454,8 +453,8 @@ static int load_ldb_line(kh_builder *b, uint32_t src, const char *file, unsigned
             s->kind = KDB_SUB_PCRE;
             s->ref = (uint32_t)(b->pcres.len - 1);
             /* A trigger may only refer to earlier subsignatures. */
-            if (khx_lexpr_compile(sub.trigger, sub.trigger_len, i, &p->trigger,
-                                  &p->trigger_len, err, sizeof(err)) != 0) {
+            if (khx_lexpr_compile(sub.trigger, sub.trigger_len, i, &p->trigger, &p->trigger_len,
+                                  err, sizeof(err)) != 0) {
                 khx_builder_error(b, src, file, lineno, "subsignature %u trigger: %s", i, err);
                 r = 2;
                 break;

@@ -40,8 +40,8 @@ struct kh_scanner {
     uint64_t *sub_last_end; /* last counted match end + 1, to count each end once */
     uint32_t *touched;      /* .ldb indexes with counts in this object */
     size_t ntouched;
-    uint8_t *ldb_mark;      /* 1 if the ldb is in `touched` */
-    atomic_int cancel;      /* set by kh_scanner_cancel */
+    uint8_t *ldb_mark; /* 1 if the ldb is in `touched` */
+    atomic_int cancel; /* set by kh_scanner_cancel */
 };
 
 /* One top-level scan. */
@@ -445,8 +445,7 @@ static void scan_view(struct scan_ctx *c, struct obj *o, unsigned view, const ui
     }
 }
 
-static const uint8_t *view_buffer(const struct obj *o, unsigned view, uint8_t *norm,
-                                  size_t *len)
+static const uint8_t *view_buffer(const struct obj *o, unsigned view, uint8_t *norm, size_t *len)
 {
     if (view == KDB_VIEW_ASCII) {
         *len = khx_normalize_ascii(o->buf, o->len, norm);

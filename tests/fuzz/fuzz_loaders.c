@@ -9,9 +9,9 @@
 
 #include <khien/khien.h>
 
-static const char *const names[] = {"f.hdb", "f.hsb", "f.mdb", "f.msb", "f.imp",  "f.fp",
-                                    "f.sfp", "f.ndb", "f.ldb", "f.ign2", "f.yar", "f.sha256",
-                                    "f.cvd", "f.cld"};
+static const char *const names[] = {"f.hdb", "f.hsb",    "f.mdb", "f.msb", "f.imp",
+                                    "f.fp",  "f.sfp",    "f.ndb", "f.ldb", "f.ign2",
+                                    "f.yar", "f.sha256", "f.cvd", "f.cld"};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -32,7 +32,8 @@ static void setup(void)
                   "Ldb.Tdb;Engine:51-255,Target:1,FileSize:10-100000,NumberOfSections:1-20;0;"
                   "2e64617461\n"
                   "Ldb.Cont;Engine:51-255,Container:CL_TYPE_ZIP;0;504b\n"},
-        {"a.yar", "rule R { strings: $a = \"MZ\" $b = { 50 45 00 00 } condition: $a at 0 and $b }\n"},
+        {"a.yar",
+         "rule R { strings: $a = \"MZ\" $b = { 50 45 00 00 } condition: $a at 0 and $b }\n"},
     };
     kh_builder *b = NULL;
     if (kh_builder_new(NULL, &b) != KH_OK)

@@ -96,8 +96,7 @@ static struct hits scan(kh_engine *e, const void *data, size_t len, int allmatch
     return h;
 }
 
-static const char eicar[] =
-    "X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+static const char eicar[] = "X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
 
 static void hdb_md5_sized_and_any(void **state)
 {
@@ -258,8 +257,8 @@ static void ldb_negation_fires_without_any_match(void **state)
 {
     (void)state;
     struct diags d = {0};
-    kh_engine *e = engine_from(&d, 0, "t.ldb",
-                               "Ldb.NoEicar;Engine:51-255,Target:0;0=0;4549434152\n", NULL);
+    kh_engine *e =
+        engine_from(&d, 0, "t.ldb", "Ldb.NoEicar;Engine:51-255,Target:0;0=0;4549434152\n", NULL);
     if (d.n)
         fail_msg("%s", d.last);
     struct hits h = scan(e, "plain clean text", 16, 1);
@@ -273,10 +272,11 @@ static void ldb_pcre_subsignature(void **state)
 {
     (void)state;
     struct diags d = {0};
-    kh_engine *e = engine_from(&d, 0, "t.ldb",
-                               "Ldb.Pcre;Engine:81-255,Target:0;0&1;4549434152;0/TEST-FILE!\\$H/\n"
-                               "Ldb.Pcre.Miss;Engine:81-255,Target:0;0&1;4549434152;0/NOPE[0-9]+/\n",
-                               NULL);
+    kh_engine *e =
+        engine_from(&d, 0, "t.ldb",
+                    "Ldb.Pcre;Engine:81-255,Target:0;0&1;4549434152;0/TEST-FILE!\\$H/\n"
+                    "Ldb.Pcre.Miss;Engine:81-255,Target:0;0&1;4549434152;0/NOPE[0-9]+/\n",
+                    NULL);
     if (d.n)
         fail_msg("%s", d.last);
     struct hits h = scan(e, eicar, 68, 1);
@@ -315,10 +315,11 @@ static void yara_rule_matches_with_prefix(void **state)
 {
     (void)state;
     struct diags d = {0};
-    kh_engine *e = engine_from(&d, 0, "r.yar",
-                               "rule Eicar_Yara { strings: $a = \"EICAR-STANDARD\" condition: $a }\n"
-                               "rule Never { strings: $a = \"zzzzzzzz\" condition: $a }\n",
-                               NULL);
+    kh_engine *e =
+        engine_from(&d, 0, "r.yar",
+                    "rule Eicar_Yara { strings: $a = \"EICAR-STANDARD\" condition: $a }\n"
+                    "rule Never { strings: $a = \"zzzzzzzz\" condition: $a }\n",
+                    NULL);
     assert_int_equal(d.n, 0);
     struct kh_db_info info;
     kh_engine_info(e, &info);
@@ -347,12 +348,13 @@ static void hash_list_with_comments(void **state)
 {
     (void)state;
     struct diags d = {0};
-    kh_engine *e = engine_from(&d, 0, "feed.sha256",
-                               "# a feed\n"
-                               "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f;Eicar "
-                               "test file\n"
-                               "not-a-hash\n",
-                               NULL);
+    kh_engine *e =
+        engine_from(&d, 0, "feed.sha256",
+                    "# a feed\n"
+                    "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f;Eicar "
+                    "test file\n"
+                    "not-a-hash\n",
+                    NULL);
     assert_int_equal(d.n, 1);
     struct hits h = scan(e, eicar, 68, 1);
     assert_true(has(&h, "Eicar_test_file"));
@@ -404,8 +406,8 @@ static void first_match_stops_without_allmatch(void **state)
 {
     (void)state;
     struct diags d = {0};
-    kh_engine *e = engine_from(&d, 0, "t.ndb", "One:0:*:4549434152\nTwo:0:*:5354414e44415244\n",
-                               NULL);
+    kh_engine *e =
+        engine_from(&d, 0, "t.ndb", "One:0:*:4549434152\nTwo:0:*:5354414e44415244\n", NULL);
     struct hits h = scan(e, eicar, 68, 0);
     assert_int_equal(h.n, 1);
     h = scan(e, eicar, 68, 1);
