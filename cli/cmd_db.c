@@ -32,7 +32,7 @@
 
 static void print_db_help(FILE *out)
 {
-    fputs("Usage: khien db compile [--strict] [--pua] SOURCES... -o FILE.kdb\n"
+    fputs("Usage: khien db compile [--strict] [--pua] [--portable] SOURCES... -o FILE.kdb\n"
           "       khien db info [--json] FILE.kdb\n"
           "       khien db unpack FILE.cvd -o DIR\n"
           "       khien db patch FILE.cvd PATCH.cdiff... -o FILE.cld\n"
@@ -52,7 +52,7 @@ static void print_db_help(FILE *out)
 
 static void print_compile_help(FILE *out)
 {
-    fputs("Usage: khien db compile [--strict] [--pua] SOURCES... -o FILE.kdb\n"
+    fputs("Usage: khien db compile [--strict] [--pua] [--portable] SOURCES... -o FILE.kdb\n"
           "\n"
           "Reads signature sources and compiles them into one .kdb image. A SOURCE is a\n"
           "signature file or a directory whose signature files are all read (not\n"
@@ -67,6 +67,9 @@ static void print_compile_help(FILE *out)
           "                     written and the exit status is 1.\n"
           "      --pua          Also load PUA databases (.hdu .ndu .ldu ...), which\n"
           "                     describe potentially unwanted applications.\n"
+          "      --portable     Build the pattern matcher for any x86-64 CPU, not only\n"
+          "                     this machine's (for a database other machines will load;\n"
+          "                     slightly slower than one tuned for the machine).\n"
           "  -q, --quiet        Do not print the summary (problems are still printed).\n"
           "  -h, --help         Show this help and exit.\n"
           "\n"
@@ -254,9 +257,13 @@ fail:
 static int db_compile(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"help", no_argument, NULL, 'h'},   {"output", required_argument, NULL, 'o'},
-        {"strict", no_argument, NULL, 'S'}, {"pua", no_argument, NULL, 'P'},
-        {"quiet", no_argument, NULL, 'q'},  {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},
+        {"output", required_argument, NULL, 'o'},
+        {"strict", no_argument, NULL, 'S'},
+        {"pua", no_argument, NULL, 'P'},
+        {"portable", no_argument, NULL, 'G'},
+        {"quiet", no_argument, NULL, 'q'},
+        {NULL, 0, NULL, 0},
     };
     int rc = CLI_EXIT_ERROR, c, r, quiet = 0, failed = 0;
     const char *output = NULL;
@@ -279,6 +286,9 @@ static int db_compile(int argc, char **argv)
             break;
         case 'S':
             bo.strict = 1;
+            break;
+        case 'G':
+            bo.portable = 1;
             break;
         case 'P':
             bo.pua = 1;

@@ -64,6 +64,8 @@ struct kh_build_opts {
     int strict;          /* any bad line fails the load with KH_ESTRICT */
     int pua;             /* also load PUA databases (.hdu .ndu ...) */
     int skip_cvd_verify; /* accept CVD/CLD files whose signature fails (testing only) */
+    int portable;        /* build the pattern matcher for any CPU Hyperscan supports, not
+                            only for this machine's (for databases sent to other machines) */
     kh_diag_fn diag;     /* NULL: problems are only counted */
     void *diag_ud;
 };

@@ -161,8 +161,11 @@ static int build_hs_view(kh_builder *b, struct image *img, unsigned view, const 
             goto out;
         }
         hs_compile_error_t *cerr = NULL;
-        hs_error_t e =
-            hs_compile_multi(exprs, flags, ids, (unsigned)k, HS_MODE_BLOCK, NULL, &db, &cerr);
+        /* NULL targets this CPU (its widest vector unit); a portable database
+         * uses only the baseline Hyperscan needs, so any agent can load it. */
+        hs_platform_info_t generic = {HS_TUNE_FAMILY_GENERIC, 0, 0, 0};
+        hs_error_t e = hs_compile_multi(exprs, flags, ids, (unsigned)k, HS_MODE_BLOCK,
+                                        b->opts.portable ? &generic : NULL, &db, &cerr);
         if (e == HS_SUCCESS)
             break;
         int idx = cerr ? cerr->expression : -1;

@@ -674,6 +674,25 @@ static void cancel_stops_the_scan(void **state)
     kh_engine_free(e);
 }
 
+static void portable_database_scans_the_same(void **state)
+{
+    (void)state;
+    struct kh_build_opts o = {.portable = 1};
+    kh_builder *b = NULL;
+    assert_int_equal(kh_builder_new(&o, &b), KH_OK);
+    const char *ndb = "Body.Jump:0:*:4549434152{1-3}5354414e44415244\n";
+    assert_int_equal(kh_builder_add_mem(b, "t.ndb", ndb, strlen(ndb)), KH_OK);
+    void *img = NULL;
+    size_t len = 0;
+    assert_int_equal(kh_builder_compile(b, &img, &len), KH_OK);
+    kh_builder_free(b);
+    kh_engine *e = NULL;
+    assert_int_equal(kh_engine_open_image(img, len, &e, NULL, 0), KH_OK);
+    struct hits h = scan(e, eicar, 68, 1);
+    assert_true(has(&h, "Body.Jump"));
+    kh_engine_free(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -702,6 +721,7 @@ int main(void)
         cmocka_unit_test(limit_max_filesize_top_and_member),
         cmocka_unit_test(limit_max_scansize_and_ratio),
         cmocka_unit_test(cancel_stops_the_scan),
+        cmocka_unit_test(portable_database_scans_the_same),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
