@@ -253,9 +253,9 @@ const size_t khx_embedded_nmagics = sizeof(khx_embedded_magics) / sizeof(khx_emb
 /* The search itself, over either every offset (cand == NULL) or the sorted
  * candidate offsets a caller found (the scanner gets them from its Hyperscan
  * pass at no extra cost). */
-static int walk(const uint8_t *buf, size_t len, enum khx_ftype t, const uint64_t *cand,
-                size_t ncand, const struct khx_walk_limits *lim, uint64_t *total_used,
-                const struct khx_walk_cb *cb)
+static int walk(const uint8_t *buf, size_t len, enum khx_ftype t, int listed,
+                const uint64_t *cand, size_t ncand, const struct khx_walk_limits *lim,
+                uint64_t *total_used, const struct khx_walk_cb *cb)
 {
     if (lim == NULL || total_used == NULL || cb == NULL || cb->member == NULL ||
         (buf == NULL && len > 0) || (cand == NULL && ncand > 0))
@@ -268,7 +268,7 @@ static int walk(const uint8_t *buf, size_t len, enum khx_ftype t, const uint64_t
     size_t found = 0, probes = 0, next = 1; /* offset 0 is the object itself */
     for (size_t i = 0; !m.stop; i++) {
         size_t off;
-        if (cand) {
+        if (listed) {
             if (i >= ncand)
                 break;
             if (cand[i] < next || cand[i] >= len)
@@ -310,12 +310,13 @@ int khx_embedded_walk(const uint8_t *buf, size_t len, enum khx_ftype t,
                       const struct khx_walk_limits *lim, uint64_t *total_used,
                       const struct khx_walk_cb *cb)
 {
-    return walk(buf, len, t, NULL, 0, lim, total_used, cb);
+    return walk(buf, len, t, 0, NULL, 0, lim, total_used, cb);
 }
 
 int khx_embedded_walk_at(const uint8_t *buf, size_t len, enum khx_ftype t, const uint64_t *cand,
                          size_t ncand, const struct khx_walk_limits *lim, uint64_t *total_used,
                          const struct khx_walk_cb *cb)
 {
-    return walk(buf, len, t, cand, ncand, lim, total_used, cb);
+    /* An empty list means no candidates, not "search everywhere". */
+    return walk(buf, len, t, 1, cand, ncand, lim, total_used, cb);
 }

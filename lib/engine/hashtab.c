@@ -6,6 +6,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define BLOOM_BITS_PER_RECORD 10
+#define BLOOM_PROBES          3
+
+/* Digests are uniformly distributed, so their bytes serve as the two hash
+ * values of double hashing. Every digest is at least 16 bytes. */
+static void bloom_keys(const uint8_t *digest, uint64_t *h1, uint64_t *h2)
+{
+    memcpy(h1, digest, 8);
+    memcpy(h2, digest + 8, 8);
+    *h2 |= 1; /* odd, so the probes differ */
+}
+
 static int cmp_rec(const void *a, const void *b)
 {
     const struct khx_hashrec *x = a, *y = b;
@@ -27,7 +39,10 @@ int khx_hashtab_write(struct khx_hashrec *recs, size_t n, unsigned dlen, int siz
     size_t nsizes = 0;
     for (size_t i = 0; sized && i < n; i++)
         nsizes += i == 0 || recs[i].size != recs[i - 1].size;
-    struct kdb_hashtab h = {dlen, 0, n, nsizes};
+    uint64_t words = 1;
+    while (words * 64 < (uint64_t)n * BLOOM_BITS_PER_RECORD)
+        words *= 2;
+    struct kdb_hashtab h = {dlen, 0, n, nsizes, words};
     if ((r = khx_buf_align(out, 8)) != 0 || (r = khx_buf_append(out, &h, sizeof(h))) != 0)
         return r;
     for (size_t i = 0; sized && i < n; i++)
@@ -47,7 +62,23 @@ int khx_hashtab_write(struct khx_hashrec *recs, size_t n, unsigned dlen, int siz
     for (size_t i = 0; i < n; i++)
         if ((r = khx_buf_append_u32(out, recs[i].sig)) != 0)
             return r;
-    return KH_OK;
+    if ((r = khx_buf_align(out, 8)) != 0)
+        return r;
+    uint64_t *bloom = calloc(words, sizeof(uint64_t));
+    if (bloom == NULL)
+        return KH_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t h1, h2;
+        bloom_keys(recs[i].digest, &h1, &h2);
+        for (int j = 0; j < BLOOM_PROBES; j++) {
+            uint64_t bit = (h1 + (uint64_t)j * h2) & (words * 64 - 1);
+            bloom[bit / 64] |= (uint64_t)1 << (bit % 64);
+        }
+    }
+    for (uint64_t i = 0; i < words && r == 0; i++)
+        r = khx_buf_append_u64(out, bloom[i]);
+    free(bloom);
+    return r;
 }
 
 int khx_hashtab_attach(const uint8_t *p, size_t len, unsigned dlen, int sized,
@@ -64,12 +95,15 @@ int khx_hashtab_attach(const uint8_t *p, size_t len, unsigned dlen, int sized,
         return KH_EFORMAT;
     /* Every count is bounded by the section length before it is multiplied. */
     uint64_t room = len - sizeof(h);
-    if (h.records > room / (dlen + 4) || h.nsizes > room / 16 || h.nsizes > h.records)
+    if (h.records > room / (dlen + 4) || h.nsizes > room / 16 || h.nsizes > h.records ||
+        h.bloom_words == 0 || (h.bloom_words & (h.bloom_words - 1)) != 0 ||
+        h.bloom_words > room / 8)
         return KH_EFORMAT;
     uint64_t idx = sized ? 16 * h.nsizes + 8 : 0;
     uint64_t dig = h.records * dlen;
-    uint64_t need = sizeof(h) + idx + ((dig + 7) & ~(uint64_t)7) + 4 * h.records;
-    if (need > len)
+    uint64_t sigs_end = sizeof(h) + idx + ((dig + 7) & ~(uint64_t)7) + 4 * h.records;
+    uint64_t bloom_at = (sigs_end + 7) & ~(uint64_t)7;
+    if (bloom_at > len || 8 * h.bloom_words > len - bloom_at)
         return KH_EFORMAT;
     t->dlen = dlen;
     t->n = (size_t)h.records;
@@ -82,6 +116,8 @@ int khx_hashtab_attach(const uint8_t *p, size_t len, unsigned dlen, int sized,
     }
     t->digests = q;
     t->sigs = (const uint32_t *)(q + ((dig + 7) & ~(uint64_t)7));
+    t->bloom = (const uint64_t *)(p + bloom_at);
+    t->bloom_mask = h.bloom_words * 64 - 1;
     return KH_OK;
 }
 
@@ -113,6 +149,13 @@ void khx_hashtab_find(const struct khx_hashtab *t, uint64_t size, const uint8_t 
     *lo_out = *hi_out = 0;
     if (t->n == 0)
         return;
+    uint64_t h1, h2;
+    bloom_keys(digest, &h1, &h2);
+    for (int j = 0; j < BLOOM_PROBES; j++) {
+        uint64_t bit = (h1 + (uint64_t)j * h2) & t->bloom_mask;
+        if (!(t->bloom[bit / 64] & ((uint64_t)1 << (bit % 64))))
+            return; /* certainly absent: the records are not touched */
+    }
     if (t->nsizes > 0) {
         int64_t k = size_index(t, size);
         if (k < 0)

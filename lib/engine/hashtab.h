@@ -12,6 +12,9 @@
  *   uint64_t first[n + 1]  index of the first record of each size; first[n] = records
  *   uint8_t  digests[]     records * dlen bytes, sorted within each size's run
  *   uint32_t sigs[]        signature index of each record (after padding to 8)
+ *   uint64_t bloom[]       a Bloom filter over the digests (10 bits per record, 3 probes),
+ *                          so that a file whose digest is in no table — nearly every
+ *                          file — never touches the records' pages
  */
 #ifndef KHX_HASHTAB_H
 #define KHX_HASHTAB_H
@@ -26,6 +29,7 @@ struct kdb_hashtab {
     uint32_t reserved;
     uint64_t records;
     uint64_t nsizes;
+    uint64_t bloom_words; /* a power of two */
 };
 
 struct khx_hashtab {
@@ -36,6 +40,8 @@ struct khx_hashtab {
     const uint64_t *first;
     const uint8_t *digests;
     const uint32_t *sigs;
+    const uint64_t *bloom;
+    uint64_t bloom_mask; /* bits - 1 */
 };
 
 /* One record handed to the builder. */

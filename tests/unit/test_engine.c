@@ -381,6 +381,25 @@ static void kdb_file_roundtrip_and_tamper(void **state)
     assert_true(has(&h, "Body"));
     kh_engine_free(e);
 
+    /* Opened once, the file is stamped as verified; a change in place must
+     * still be caught on the next open (the stamp names the mtime). */
+    assert_int_equal(kh_engine_open(path, &e, err, sizeof(err)), KH_OK);
+    kh_engine_free(e);
+    {
+        FILE *f = fopen(path, "r+b");
+        assert_non_null(f);
+        fseek(f, -100, SEEK_END);
+        int ch = fgetc(f);
+        fseek(f, -100, SEEK_END);
+        fputc(ch ^ 0x40, f);
+        fclose(f);
+        assert_int_equal(kh_engine_open(path, &e, err, sizeof(err)), KH_ESIGNATURE);
+        f = fopen(path, "r+b");
+        fseek(f, -100, SEEK_END);
+        fputc(ch, f);
+        fclose(f);
+    }
+
     /* Flip one byte in the payload: the checksum must catch it. */
     uint8_t *data;
     size_t len;
