@@ -661,6 +661,10 @@ static void on_issue(void *ud, const char *name, int issue, const char *detail)
     struct walk_ctx *w = ud;
     char inner[MAX_INNER_PATH], hname[128];
     (void)detail;
+    /* An object the embedded search found is a guess (a library may hold
+     * "Rar!" as a constant): if it turns out not to parse, that is not news. */
+    if (w->parent->embedded && issue == KHX_WALK_CORRUPT)
+        return;
     struct obj where = *w->parent;
     if (name && *name) {
         join_inner(inner, sizeof(inner), w->parent, name, w->top_name);

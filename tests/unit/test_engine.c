@@ -582,6 +582,22 @@ static struct hits scan_with(kh_engine *e, const void *data, size_t len,
     return h;
 }
 
+/* A binary that merely contains an archive's magic (libarchive itself holds
+ * "Rar!\x1a\x07") must not be reported as a broken archive. */
+static void embedded_false_magic_is_not_broken(void **state)
+{
+    (void)state;
+    struct diags d = {0};
+    kh_engine *e = engine_from(&d, 0, "t.ndb", "Body:0:*:4549434152\n", NULL);
+    uint8_t buf[4096];
+    memset(buf, 0x90, sizeof(buf));
+    memcpy(buf + 1000, "Rar!\x1a\x07\x00garbage follows", 22);
+    memcpy(buf + 2000, "PK\x03\x04\x14\x00\x00\x00\x08\x00", 10);
+    struct hits h = scan(e, buf, sizeof(buf), 1);
+    assert_int_equal(h.n, 0);
+    kh_engine_free(e);
+}
+
 static void limit_max_recursion_reported(void **state)
 {
     (void)state;
@@ -736,6 +752,7 @@ int main(void)
         cmocka_unit_test(first_match_stops_without_allmatch),
         cmocka_unit_test(pe_section_and_import_hashes),
         cmocka_unit_test(embedded_search_no_notice_on_dense_magic),
+        cmocka_unit_test(embedded_false_magic_is_not_broken),
         cmocka_unit_test(limit_max_recursion_reported),
         cmocka_unit_test(limit_max_filesize_top_and_member),
         cmocka_unit_test(limit_max_scansize_and_ratio),
