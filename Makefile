@@ -55,3 +55,10 @@ format:
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+
+# Side-by-side benchmark against clamscan and yara; not part of `make test`.
+# BENCH_SCALE is small, medium or full (default); see bench/run for the rest.
+BENCH_SCALE ?= full
+.PHONY: bench
+bench: build
+	BENCH_BUILD=$(abspath $(BUILD)) bench/run $(BENCH_SCALE)

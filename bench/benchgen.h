@@ -316,9 +316,9 @@ struct bg_body {
     int target; /* 0 any file, 1 PE */
     int offkind;
     uint32_t offn;
-    uint32_t sec;    /* x of Sx+n */
-    size_t maxlen;   /* longest instance */
-    int cls;         /* enum bg_class */
+    uint32_t sec;  /* x of Sx+n */
+    size_t maxlen; /* longest instance */
+    int cls;       /* enum bg_class */
     size_t ntoks;
     struct bg_tok toks[BG_MAX_TOKS];
     size_t npool;
@@ -740,8 +740,9 @@ static inline int bg_make_pe(struct bg_rng *r, const struct bg_vocab *v, size_t 
         secs[s].data = data[s];
         secs[s].size = sz[s];
         secs[s].vsize = 0;
-        secs[s].characteristics = s == 0 ? PEGEN_SCN_CODE : s == 1 ? PEGEN_SCN_RDATA
-                                                                   : PEGEN_SCN_DATA;
+        secs[s].characteristics = s == 0   ? PEGEN_SCN_CODE
+                                  : s == 1 ? PEGEN_SCN_RDATA
+                                           : PEGEN_SCN_DATA;
     }
     if (b)
         memcpy(data[psec] + poff, inst, ilen);
@@ -847,8 +848,8 @@ static inline void bg_plan(const struct bg_params *p, uint64_t k, struct bg_plan
 
 /* The infected object of plant k (a whole file, or the archive member that
  * carries the detection) into a malloc'd *out. */
-static inline int bg_plant_object(const struct bg_params *p, const struct bg_vocab *v,
-                                  uint64_t k, struct bg_plant *pl, uint8_t **out, size_t *outlen)
+static inline int bg_plant_object(const struct bg_params *p, const struct bg_vocab *v, uint64_t k,
+                                  struct bg_plant *pl, uint8_t **out, size_t *outlen)
 {
     struct bg_body body;
     uint8_t inst[BG_MAX_POOL + BG_MAX_TOKS * BG_STAR_MAX];

@@ -172,8 +172,7 @@ static long long write_clean(const struct bg_params *p, const struct bg_vocab *v
 
 /* Writes plant k at base, alone or inside an archive, and its truth line. */
 static long long write_plant(const struct bg_params *p, const struct bg_vocab *v, uint64_t k,
-                             char *path, size_t cap, size_t baselen, const char *rel,
-                             FILE *truth)
+                             char *path, size_t cap, size_t baselen, const char *rel, FILE *truth)
 {
     long long rc = -1;
     struct bg_plant pl;

@@ -26,7 +26,8 @@ struct planted_hash {
 static void usage(FILE *f)
 {
     fprintf(f, "Usage: gen_db [OPTIONS] --db DIR --yara FILE\n"
-               "Writes DIR/bench.hdb, DIR/bench.hsb, DIR/bench.ndb and the YARA rules FILE.\n" BG_USAGE_SHARED);
+               "Writes DIR/bench.hdb, DIR/bench.hsb, DIR/bench.ndb and the YARA rules "
+               "FILE.\n" BG_USAGE_SHARED);
 }
 
 static FILE *open_out(const char *dir, const char *name, char *path, size_t cap)
