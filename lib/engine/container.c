@@ -982,41 +982,40 @@ static int64_t parse_num(const uint8_t *p, size_t digits, unsigned base)
 
 /* libarchive's cpio reader allocates a header's name size before it checks
  * that the archive holds that many bytes, so a hostile 4 GiB name size costs
- * a 4 GiB allocation. Walk the ASCII headers first (newc/crc and odc) and
- * refuse name or data sizes that run past the buffer. */
+ * a 4 GiB allocation. It also resynchronises on the next header magic after
+ * damage, so every ASCII header (newc/crc "070701"/"070702", odc "070707")
+ * anywhere in the buffer is checked, not only the chain from the start: a
+ * name or file size that runs past the buffer refuses the archive. */
 static int cpio_names_sane(const uint8_t *buf, size_t len)
 {
-    size_t off = 0;
-    for (unsigned n = 0; n < 1000000 && off < len; n++) {
-        const uint8_t *h = buf + off;
-        size_t left = len - off, hdr, name, data, name_end;
-        if (left >= 6 && (memcmp(h, "070701", 6) == 0 || memcmp(h, "070702", 6) == 0)) {
-            if (left < 110)
-                return 0;
-            int64_t fs = parse_num(h + 54, 8, 16), ns = parse_num(h + 94, 8, 16);
-            if (fs < 0 || ns < 0)
-                return 1; /* libarchive reports the damage itself */
-            hdr = 110, name = (size_t)ns, data = (size_t)fs;
-            name_end = (hdr + name + 3) & ~(size_t)3;
-            data = (data + 3) & ~(size_t)3;
-        } else if (left >= 6 && memcmp(h, "070707", 6) == 0) {
+    const uint8_t *p = buf, *end = buf + len;
+    while (p < end) {
+        const uint8_t *h = memmem(p, (size_t)(end - p), "07070", 5);
+        if (h == NULL)
+            break;
+        size_t left = (size_t)(end - h);
+        p = h + 1;
+        if (left < 6 || (h[5] != '1' && h[5] != '2' && h[5] != '7'))
+            continue;
+        int64_t ns, fs;
+        size_t hdr;
+        if (h[5] == '7') {
             if (left < 76)
-                return 0;
-            int64_t ns = parse_num(h + 59, 6, 8), fs = parse_num(h + 65, 11, 8);
-            if (fs < 0 || ns < 0)
-                return 1;
-            hdr = 76, name = (size_t)ns, data = (size_t)fs;
-            name_end = hdr + name;
+                continue; /* too short to be read as a header */
+            ns = parse_num(h + 59, 6, 8);
+            fs = parse_num(h + 65, 11, 8);
+            hdr = 76;
         } else {
-            return 1; /* binary cpio (16-bit sizes) or trailing padding */
+            if (left < 110)
+                continue;
+            ns = parse_num(h + 94, 8, 16);
+            fs = parse_num(h + 54, 8, 16);
+            hdr = 110;
         }
-        if (name > left || name_end > left)
+        if (ns < 0 || fs < 0)
+            continue; /* not a header libarchive would accept either */
+        if ((uint64_t)ns > left - hdr || (uint64_t)fs > left)
             return 0;
-        if (name >= 10 && memcmp(h + hdr, "TRAILER!!!", 10) == 0)
-            return 1;
-        if (data > left - name_end)
-            return 1; /* a truncated member: libarchive reports it */
-        off += name_end + data;
     }
     return 1;
 }

@@ -12,6 +12,13 @@
  *
  * Every check tests the length before it reads; no input can make this file
  * read outside buf[0..len).
+ *
+ * The scanner calls this once for every file and every unpacked member, so
+ * its cost is bounded and kept small: apart from the fixed offsets above it
+ * reads at most the first TEXT_WINDOW bytes (text, HTML and mail tests) and
+ * the last 64 KiB + 22 (the zip record, found with memrchr rather than byte
+ * by byte), and the text window is classified eight bytes at a time where
+ * it is plain ASCII and searched for HTML markers in one pass.
  */
 #include "container.h"
 
@@ -145,36 +152,79 @@ static int is_lha(const uint8_t *buf, size_t len)
     return buf[20] <= 3;
 }
 
+/* Whether buf[e..e + 22) is a zip end-of-central-directory record that
+ * describes a directory ending right at e, for is_zip_eocd below. Returns 1
+ * or 0 when the record settles the question, -1 when e holds no such record
+ * and the search should go on. The caller ensures e + 22 <= len. */
+static int eocd_verdict(const uint8_t *buf, size_t len, size_t e)
+{
+    if (memcmp(buf + e, "PK\5\6", 4) != 0)
+        return -1;
+    size_t comment = le16(buf + e + 20);
+    uint32_t cd_size = le32(buf + e + 12);
+    uint16_t entries = le16(buf + e + 10);
+    if (comment > len - e - 22 || cd_size > e)
+        return -1;
+    /* The directory's recorded offset must be its real one: then the
+     * archive's offsets count from the start of this buffer (a split part,
+     * or a zip whose first bytes were damaged). Data with a zip appended (a
+     * picture, an installer) records the offset from where the zip begins;
+     * such files keep their own type and the zip is found by
+     * khx_embedded_walk. */
+    if ((uint64_t)le32(buf + e + 16) + cd_size != e)
+        return -1;
+    if (entries == 0)
+        return cd_size == 0;
+    return cd_size >= 46 && memcmp(buf + e - cd_size, "PK\1\2", 4) == 0;
+}
+
 /* A zip that does not start with a local header: the last part of a split
  * archive, or a zip with data prepended. Its end-of-central-directory record
  * ("PK\5\6", 22 bytes plus a comment of at most 64 KiB) sits near the end,
  * and the central directory it describes ends right where the record starts,
  * at the offset the record gives, beginning with "PK\1\2". All must hold,
- * which random data does not do. */
+ * which random data does not do.
+ *
+ * The candidates e run from `lowest` up to len - 22 and the highest one that
+ * eocd_verdict settles decides. Rather than test every position, memrchr
+ * finds the next '\6' (the record's fourth byte, rare in text, unlike 'P')
+ * below `top`, which is one past the highest candidate still to test; the
+ * bytes searched, buf[lowest + 3 .. top + 2], end at len - 19 at most. Data
+ * dense with '\6' would make that one call per byte, several times slower
+ * than stepping, so while memrchr has stopped more often than once per 64
+ * bytes (after a grace of 64 stops) the loop tests the next 64 positions one
+ * by one instead, and goes back to memrchr once the stops have thinned out.
+ * Either way each position is tested once, highest first. */
 static int is_zip_eocd(const uint8_t *buf, size_t len)
 {
     if (len < 22)
         return 0;
     size_t lowest = len > 22 + 65535 ? len - 22 - 65535 : 0;
-    for (size_t e = len - 22 + 1; e-- > lowest;) {
-        if (buf[e] != 'P' || memcmp(buf + e, "PK\5\6", 4) != 0)
+    size_t end = len - 22 + 1;
+    size_t top = end, stops = 0;
+    while (top > lowest) {
+        if (stops < (end - top) / 64 + 64) {
+            const uint8_t *six = memrchr(buf + lowest + 3, '\6', top - lowest);
+            if (six == NULL)
+                return 0;
+            stops++;
+            top = (size_t)(six - buf) - 3;
+            if (buf[top] == 'P') {
+                int v = eocd_verdict(buf, len, top);
+                if (v >= 0)
+                    return v;
+            }
             continue;
-        size_t comment = le16(buf + e + 20);
-        uint32_t cd_size = le32(buf + e + 12);
-        uint16_t entries = le16(buf + e + 10);
-        if (comment > len - e - 22 || cd_size > e)
-            continue;
-        /* The directory's recorded offset must be its real one: then the
-         * archive's offsets count from the start of this buffer (a split
-         * part, or a zip whose first bytes were damaged). Data with a zip
-         * appended (a picture, an installer) records the offset from where
-         * the zip begins; such files keep their own type and the zip is
-         * found by khx_embedded_walk. */
-        if ((uint64_t)le32(buf + e + 16) + cd_size != e)
-            continue;
-        if (entries == 0)
-            return cd_size == 0;
-        return cd_size >= 46 && memcmp(buf + e - cd_size, "PK\1\2", 4) == 0;
+        }
+        size_t block_end = top - lowest > 64 ? top - 64 : lowest;
+        while (top > block_end) {
+            top--;
+            if (buf[top] == 'P' && buf[top + 3] == '\6') {
+                int v = eocd_verdict(buf, len, top);
+                if (v >= 0)
+                    return v;
+            }
+        }
     }
     return 0;
 }
@@ -309,9 +359,30 @@ static size_t utf8_seq(const uint8_t *p, size_t n)
     return need;
 }
 
+/* The control bytes text may hold, one bit each: \t \n \v \f \r and ESC
+ * (which ANSI-coloured logs are full of). */
+#define TEXT_CONTROLS                                                                              \
+    ((1u << '\t') | (1u << '\n') | (1u << '\v') | (1u << '\f') | (1u << '\r') | (1u << 0x1B))
+
+/* Whether the 8 bytes at p are all printable ASCII (0x20 to 0x7E), tested
+ * on one 64-bit word so that runs of plain text skip the byte-by-byte tests
+ * in looks_like_text. When no byte is 0x80 or above, w - 0x2020... sets some
+ * byte's top bit exactly when some byte is below 0x20 (the lowest such byte
+ * wraps, whatever borrows follow it), and w + 0x0101... sets one exactly
+ * where a byte is 0x7F (no byte carries into the next). */
+static int printable8(const uint8_t *p)
+{
+    const uint64_t ones = 0x0101010101010101u, tops = 0x8080808080808080u;
+    uint64_t w;
+    memcpy(&w, p, sizeof(w));
+    return ((w | (w - 0x20 * ones) | (w + ones)) & tops) == 0;
+}
+
 /* Mostly printable: no NUL byte, and at most one byte in 16 that is neither
  * printable ASCII, common white space, nor part of valid UTF-8. The margin
- * lets Latin-1 or Windows-1258 text through. */
+ * lets Latin-1 or Windows-1258 text through. Once the bad bytes are over
+ * the margin the answer cannot change, so the loop stops there: random
+ * data is turned down after a few dozen bytes. */
 static int looks_like_text(const uint8_t *buf, size_t len, size_t *start)
 {
     size_t n = KHX_MIN(len, (size_t)TEXT_WINDOW);
@@ -319,50 +390,60 @@ static int looks_like_text(const uint8_t *buf, size_t len, size_t *start)
     if (n >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0)
         i = 3;
     *start = i;
+    size_t max_bad = n / 16;
     while (i < n) {
+        if (n - i >= 8 && printable8(buf + i)) {
+            i += 8;
+            continue;
+        }
         uint8_t c = buf[i];
+        size_t step = 1;
+        int good;
         if (c == 0)
             return 0;
-        if ((c >= 0x20 && c < 0x7F) || c == '\t' || c == '\n' || c == '\r' || c == '\f' ||
-            c == '\v' || c == 0x1B) {
-            i++;
-            continue;
+        if (c < 0x20)
+            good = (TEXT_CONTROLS >> c) & 1;
+        else if (c < 0x7F)
+            good = 1;
+        else if (c == 0x7F)
+            good = 0;
+        else {
+            size_t s = utf8_seq(buf + i, n - i);
+            good = s > 0;
+            step = good ? s : 1;
         }
-        size_t s = c >= 0x80 ? utf8_seq(buf + i, n - i) : 0;
-        if (s > 0) {
-            i += s;
-            continue;
-        }
-        bad++;
-        i++;
+        if (!good && ++bad > max_bad)
+            return 0;
+        i += step;
     }
-    return n > 0 && bad * 16 <= n;
+    return n > 0;
 }
 
-/* Case-insensitive search for `needle` (lowercase) in hay[0..n). */
-static int contains_nocase(const uint8_t *hay, size_t n, const char *needle)
+/* ASCII-only lowercasing: the tags are ASCII, and folding other bytes (as
+ * tolower() might in some locales) would let non-ASCII text match them. */
+static uint8_t ascii_lower(uint8_t c)
 {
-    size_t m = strlen(needle);
-    for (size_t i = 0; i + m <= n; i++) {
-        size_t j = 0;
-        while (j < m) {
-            uint8_t c = hay[i + j];
-            if (c >= 'A' && c <= 'Z')
-                c = (uint8_t)(c + 32);
-            if (c != (uint8_t)needle[j])
-                break;
-            j++;
-        }
-        if (j == m)
-            return 1;
-    }
-    return 0;
+    return c >= 'A' && c <= 'Z' ? (uint8_t)(c + 32) : c;
+}
+
+/* Whether the `avail` bytes at p start with `lower`, a NUL-terminated
+ * lowercase string, with ASCII A-Z folded to a-z; other bytes must match
+ * exactly, and all of `lower` must fit in the `avail` bytes. */
+static int starts_nocase(const uint8_t *p, size_t avail, const char *lower)
+{
+    for (size_t j = 0; lower[j] != 0; j++)
+        if (j >= avail || ascii_lower(p[j]) != (uint8_t)lower[j])
+            return 0;
+    return 1;
 }
 
 /* HTML: text that carries one of the tags a browser-rendered page starts
  * with, within the text window. A text file that merely mentions "<b>" stays
  * text; one with "<script" or "<iframe" is treated as HTML because those are
- * what HTML signatures are written against. */
+ * what HTML signatures are written against. Every tag starts with '<', so
+ * one memchr pass visits each '<' of the window and tests the tags there,
+ * instead of searching the window once per tag. A tag must end inside the
+ * window, as it had to when each was searched for on its own. */
 static int looks_like_html(const uint8_t *buf, size_t len, size_t start)
 {
     static const char *const tags[] = {
@@ -370,9 +451,24 @@ static int looks_like_html(const uint8_t *buf, size_t len, size_t start)
         "<meta",          "<title", "<frameset", "<object", "<embed",  "<svg",
     };
     size_t n = KHX_MIN(len, (size_t)TEXT_WINDOW);
-    for (size_t i = 0; i < KHX_ARRAY_LEN(tags); i++)
-        if (contains_nocase(buf + start, n - start, tags[i]))
-            return 1;
+    size_t i = start;
+    while (i < n) {
+        const uint8_t *lt = memchr(buf + i, '<', n - i);
+        if (lt == NULL)
+            return 0;
+        i = (size_t)(lt - buf);
+        size_t avail = n - i;
+        /* Every tag is longer than two bytes, so none fits after a '<'
+         * that ends the window, and no '<' follows it. */
+        if (avail < 2)
+            return 0;
+        /* The byte after '<' rules out all tags but one or two. */
+        uint8_t c1 = ascii_lower(lt[1]);
+        for (size_t t = 0; t < KHX_ARRAY_LEN(tags); t++)
+            if ((uint8_t)tags[t][1] == c1 && starts_nocase(lt + 2, avail - 2, tags[t] + 2))
+                return 1;
+        i++;
+    }
     return 0;
 }
 
