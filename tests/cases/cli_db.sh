@@ -12,74 +12,13 @@
 # Every check compares real values; the test goes on after a failed check and
 # exits 1 if any failed. Needs jq (skips, exit 77, when it is absent).
 set -uo pipefail
-: "${KHIEN_BIN:?KHIEN_BIN must name the folder holding the khien binary}"
-khien="$KHIEN_BIN/khien"
-if [ ! -x "$khien" ]; then
-	echo "FAIL: $khien does not exist or is not executable (build the khien-cli target)"
-	exit 1
-fi
-for tool in jq od md5sum sha256sum cmp; do
-	if ! command -v "$tool" >/dev/null 2>&1; then
-		echo "SKIP: '$tool' is not installed"
-		exit 77
-	fi
-done
-export LC_ALL=C
-unset KHIEN_DB
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$tmp" || exit 1
+# shellcheck source=common.bash
+source "$(dirname "${BASH_SOURCE[0]}")/common.bash"
+case_init jq od md5sum sha256sum cmp
 
 # ---------------------------------------------------------------------------
-# Helpers (as in cli_scan.sh)
+# Helpers of this test (the shared checks are in common.bash)
 # ---------------------------------------------------------------------------
-
-failures=0 checks=0 label=""
-
-fail() {
-	failures=$((failures + 1))
-	echo "FAIL [$label]: $*"
-	echo "  command: khien ${cmdline:-}"
-	echo "  exit status: ${rc:-}"
-	sed -n '1,25s/^/  stdout| /p' "$tmp/stdout" 2>/dev/null
-	sed -n '1,10s/^/  stderr| /p' "$tmp/stderr" 2>/dev/null
-}
-
-ok() {
-	checks=$((checks + 1))
-}
-
-run() {
-	label=$1
-	shift
-	cmdline="$*"
-	"$khien" "$@" </dev/null >"$tmp/stdout" 2>"$tmp/stderr"
-	rc=$?
-}
-
-expect_rc() {
-	if [ "$rc" = "$1" ]; then ok; else fail "exit status $rc, expected $1"; fi
-}
-
-has_line() {
-	if grep -Fxq -- "$1" "${2:-$tmp/stdout}"; then ok; else fail "${2:-stdout} lacks the line '$1'"; fi
-}
-has_re() {
-	if grep -Eq -- "$1" "${2:-$tmp/stdout}"; then ok; else fail "no line matches /$1/ in ${2:-stdout}"; fi
-}
-no_re() {
-	if grep -Eq -- "$1" "${2:-$tmp/stdout}"; then fail "a line matches /$1/ in ${2:-stdout}"; else ok; fi
-}
-count_re() {
-	local n
-	n=$(grep -Ec -- "$1" "${3:-$tmp/stdout}")
-	if [ "$n" = "$2" ]; then ok; else fail "$n lines match /$1/ in ${3:-stdout}, expected $2"; fi
-}
-same() {
-	if [ "$1" = "$2" ]; then ok; else
-		fail "$3: got '$1', expected '$2'"
-	fi
-}
 
 # field NAME: the value of the "NAME:   value" line of a summary, spaces
 # trimmed; kind NAME: the count of one kind in the indented per-kind list.
@@ -92,10 +31,6 @@ kind() {
 # source_row NAME: "signatures skipped errors" of the source table's row NAME.
 source_row() {
 	awk -v n="$1" '$1 == n && NF == 6 { print $3, $4, $5 }' "$tmp/stdout"
-}
-
-hex() {
-	printf '%s' "$1" | od -An -v -tx1 | tr -d ' \n'
 }
 
 # ---------------------------------------------------------------------------
@@ -207,10 +142,7 @@ run info_json db info --json good.kdb
 expect_rc 0
 if jq -e . "$tmp/stdout" >/dev/null 2>&1; then ok; else fail "db info --json is not JSON"; fi
 cp "$tmp/stdout" info.json
-jq_is() {
-	label=$1
-	same "$(jq -c "$2" info.json)" "$3" "$1"
-}
+jq_file=info.json
 jq_is info_json_file '.file' '"good.kdb"'
 jq_is info_json_total '.signatures' 8
 jq_is info_json_counts '.counts | [.hash, .body, .logical, .yara, .allow, .["pe-section"], .imphash, .heuristic]' '[2,3,1,2,0,0,0,0]'
@@ -347,10 +279,4 @@ has_re '^bad/b\.ndb:2: ' "$tmp/stderr"
 
 # ---------------------------------------------------------------------------
 
-label=result
-if [ "$failures" -gt 0 ]; then
-	echo "FAILED: $failures of $((checks + failures)) checks"
-	exit 1
-fi
-echo "PASS: $checks checks"
-exit 0
+case_finish

@@ -12,79 +12,13 @@
 # so that one run lists every difference; it exits 1 if any check failed.
 # Needs jq, zip, tar, gzip and sha256sum (skips, exit 77, when one is absent).
 set -uo pipefail
-: "${KHIEN_BIN:?KHIEN_BIN must name the folder holding the khien binary}"
-khien="$KHIEN_BIN/khien"
-if [ ! -x "$khien" ]; then
-	echo "FAIL: $khien does not exist or is not executable (build the khien-cli target)"
-	exit 1
-fi
-for tool in jq zip tar gzip sha256sum od; do
-	if ! command -v "$tool" >/dev/null 2>&1; then
-		echo "SKIP: '$tool' is not installed"
-		exit 77
-	fi
-done
-export LC_ALL=C
-unset KHIEN_DB
-tmp=$(mktemp -d)
-trap 'chmod -R u+rwx "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
-cd "$tmp" || exit 1
+# shellcheck source=common.bash
+source "$(dirname "${BASH_SOURCE[0]}")/common.bash"
+case_init jq zip tar gzip sha256sum od
 
 # ---------------------------------------------------------------------------
-# Helpers
+# Helpers of this test (the shared checks are in common.bash)
 # ---------------------------------------------------------------------------
-
-failures=0 checks=0 label=""
-
-# fail MESSAGE: records a failed check and shows what the command printed.
-fail() {
-	failures=$((failures + 1))
-	echo "FAIL [$label]: $*"
-	echo "  command: khien ${cmdline:-}"
-	echo "  exit status: ${rc:-}"
-	sed -n '1,25s/^/  stdout| /p' "$tmp/stdout" 2>/dev/null
-	sed -n '1,10s/^/  stderr| /p' "$tmp/stderr" 2>/dev/null
-}
-
-ok() {
-	checks=$((checks + 1))
-}
-
-# run LABEL ARGS...: runs khien ARGS with standard input from $stdin_file
-# (default /dev/null); stdout, stderr and the status land in $tmp/stdout,
-# $tmp/stderr and $rc.
-stdin_file=/dev/null
-run() {
-	label=$1
-	shift
-	cmdline="$*"
-	"$khien" "$@" <"$stdin_file" >"$tmp/stdout" 2>"$tmp/stderr"
-	rc=$?
-}
-
-expect_rc() {
-	if [ "$rc" = "$1" ]; then ok; else fail "exit status $rc, expected $1"; fi
-}
-
-# has_line LINE: stdout has LINE exactly.
-has_line() {
-	if grep -Fxq -- "$1" "$tmp/stdout"; then ok; else fail "stdout lacks the line '$1'"; fi
-}
-
-# has_re ERE [FILE]: a line of stdout (or FILE) matches ERE; no_re the opposite.
-has_re() {
-	if grep -Eq -- "$1" "${2:-$tmp/stdout}"; then ok; else fail "no line matches /$1/ in ${2:-stdout}"; fi
-}
-no_re() {
-	if grep -Eq -- "$1" "${2:-$tmp/stdout}"; then fail "a line matches /$1/ in ${2:-stdout}"; else ok; fi
-}
-
-# count_re ERE N: exactly N lines of stdout match ERE.
-count_re() {
-	local n
-	n=$(grep -Ec -- "$1" "$tmp/stdout")
-	if [ "$n" = "$2" ]; then ok; else fail "$n lines match /$1/, expected $2"; fi
-}
 
 # summary FIELD: the value of "FIELD: value" in the summary (stdout, or
 # stderr with --json).
@@ -97,21 +31,9 @@ expect_summary() {
 	if [ "$v" = "$2" ]; then ok; else fail "summary '$1' is '$v', expected '$2'"; fi
 }
 
-# same A B WHAT: two strings are equal.
-same() {
-	if [ "$1" = "$2" ]; then ok; else
-		fail "$3 differ"
-		diff <(printf '%s\n' "$1") <(printf '%s\n' "$2") | sed -n '1,20s/^/  diff| /p'
-	fi
-}
-
 # The lines of a report without the summary block (which has the time).
 report_lines() {
 	sed '/^$/,$d' "$tmp/stdout"
-}
-
-hex() {
-	printf '%s' "$1" | od -An -v -tx1 | tr -d ' \n'
 }
 
 padding() {
@@ -452,13 +374,7 @@ while IFS=$'\t' read -r path size sha; do
 	if [ "$sha" = "$want_sha" ]; then ok; else fail "$path: sha256 $sha, expected $want_sha"; fi
 done < <(jq -r 'select(.status != "error") | [.path, .size, .sha256] | @tsv' "$tmp/json")
 
-# jq_is LABEL FILTER EXPECTED: the filter's compact output over the JSON lines.
-jq_is() {
-	label=$1
-	local got
-	got=$(jq -c "$2" "$tmp/json")
-	same "$got" "$3" "$1"
-}
+jq_file="$tmp/json"
 jq_is json_status_alpha 'select(.path == "files/alpha.txt") | .status' '"infected"'
 jq_is json_status_clean 'select(.path == "files/clean.txt") | [.status, .detections]' '["clean",[]]'
 jq_is json_body 'select(.path == "files/alpha.txt") | .detections' \
@@ -539,10 +455,4 @@ same "$(report_lines)" "$src_lines" "the lines with four -d files and with -d si
 
 # ---------------------------------------------------------------------------
 
-label=result
-if [ "$failures" -gt 0 ]; then
-	echo "FAILED: $failures of $((checks + failures)) checks"
-	exit 1
-fi
-echo "PASS: $checks checks"
-exit 0
+case_finish

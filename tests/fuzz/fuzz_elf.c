@@ -4,19 +4,10 @@
  * range pointing outside the input is caught here.
  */
 #include "exe.h"
+#include "fuzz_walk.h"
 
 #include <stddef.h>
 #include <stdint.h>
-
-static unsigned touch(const uint8_t *buf, size_t len, uint64_t off, uint64_t n)
-{
-    unsigned sum = 0;
-    if (off > len || n > len - off)
-        __builtin_trap();
-    for (uint64_t i = 0; i < n; i++)
-        sum += buf[off + i];
-    return sum;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -27,11 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     if (exe.type != KHX_EXE_ELF32 && exe.type != KHX_EXE_ELF64)
         __builtin_trap();
-    for (uint32_t i = 0; i < exe.nsections; i++)
-        if (exe.sections[i].raw_size)
-            sink += touch(data, size, exe.sections[i].raw_off, exe.sections[i].raw_size);
-    if (exe.ep_valid)
-        sink += touch(data, size, exe.ep, 1);
+    sink += fuzz_touch_exe(data, size, &exe);
     if (exe.imphash_str != NULL || exe.nverinfo != 0)
         __builtin_trap();
     (void)sink;

@@ -11,36 +11,17 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "container.h"
-
-struct fuzz_ctx {
-    const struct khx_walk_limits *lim;
-    uint64_t *total;
-    int depth;
-};
-
-static void on_issue(void *ud, const char *name, int issue, const char *detail)
-{
-    (void)ud;
-    (void)issue;
-    if (strlen(name) + strlen(detail) == (size_t)-1)
-        abort();
-}
+#include "fuzz_walk.h"
 
 static int on_member(void *ud, const char *name, const uint8_t *data, size_t len)
 {
     struct fuzz_ctx *ctx = ud;
-    if (strlen(name) == (size_t)-1)
-        abort();
-    volatile uint8_t sink = 0;
-    for (size_t i = 0; i < len; i++)
-        sink ^= data[i];
-    (void)sink;
+    fuzz_touch_str(name);
+    fuzz_touch_bytes(data, len);
     enum khx_ftype t = khx_filetype(data, len);
     if (ctx->depth < 1) {
-        struct khx_walk_cb cb = {on_member, on_issue, ctx};
+        struct khx_walk_cb cb = {on_member, fuzz_on_issue, ctx};
         ctx->depth++;
         if (khx_ftype_is_container(t))
             khx_container_walk(data, len, t, ctx->lim, ctx->total, &cb);
@@ -51,25 +32,12 @@ static int on_member(void *ud, const char *name, const uint8_t *data, size_t len
     return 0;
 }
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct khx_walk_limits lim = {
-        .max_member_size = 1u << 20,
-        .max_total = 4u << 20,
-        .max_members = 32,
-        .max_ratio = 50,
-        .deadline_ms = now_ms() + 2000,
-    };
+    struct khx_walk_limits lim = fuzz_walk_limits(32);
     uint64_t total = 0;
     struct fuzz_ctx ctx = {&lim, &total, 0};
-    struct khx_walk_cb cb = {on_member, on_issue, &ctx};
+    struct khx_walk_cb cb = {on_member, fuzz_on_issue, &ctx};
     khx_embedded_walk(data, size, khx_filetype(data, size), &lim, &total, &cb);
 
     uint8_t *buf = malloc(size + 7);

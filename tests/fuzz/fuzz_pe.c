@@ -6,21 +6,11 @@
  * the scanner that would trust it.
  */
 #include "exe.h"
+#include "fuzz_walk.h"
 
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-
-/* Reads every byte of buf[off, off + n); the sum keeps the reads alive. */
-static unsigned touch(const uint8_t *buf, size_t len, uint64_t off, uint64_t n)
-{
-    unsigned sum = 0;
-    if (off > len || n > len - off)
-        __builtin_trap();
-    for (uint64_t i = 0; i < n; i++)
-        sum += buf[off + i];
-    return sum;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -31,13 +21,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     if (exe.type != KHX_EXE_PE32 && exe.type != KHX_EXE_PE32PLUS)
         __builtin_trap();
-    for (uint32_t i = 0; i < exe.nsections; i++)
-        if (exe.sections[i].raw_size)
-            sink += touch(data, size, exe.sections[i].raw_off, exe.sections[i].raw_size);
+    sink += fuzz_touch_exe(data, size, &exe);
     for (uint32_t i = 0; i < exe.nverinfo; i++)
-        sink += touch(data, size, exe.verinfo[i].off, exe.verinfo[i].len);
-    if (exe.ep_valid)
-        sink += touch(data, size, exe.ep, 1);
+        sink += fuzz_touch_range(data, size, exe.verinfo[i].off, exe.verinfo[i].len);
     if (exe.imphash_str != NULL && strlen(exe.imphash_str) != exe.imphash_len)
         __builtin_trap();
     (void)sink;

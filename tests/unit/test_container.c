@@ -11,6 +11,7 @@
  * The expected normaliser outputs were taken from ClamAV 1.4's sigtool.
  */
 #include "testutil.h"
+#include "walkutil.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,8 +22,6 @@
 
 #include "container.h"
 #include "khx.h"
-
-#define MARKER "KHX-MARKER-7f3a"
 
 static char fixdir[512];
 
@@ -87,7 +86,7 @@ static int setup_fixtures(void **state)
     (void)state;
     snprintf(fixdir, sizeof(fixdir), "%s", tu_mkdtemp());
     sh("mkdir -p src/sub many bomb");
-    const char *hello = "Hello from Khien " MARKER "\n";
+    const char *hello = "Hello from Khien " TU_MARKER "\n";
     write_fixture("src/hello.txt", hello, strlen(hello));
     write_fixture("src/sub/inner.txt", "inner file\n", 11);
     sh("ln -s hello.txt src/link");
@@ -181,115 +180,16 @@ static int teardown_fixtures(void **state)
 /* Walk recording                                                            */
 /* ------------------------------------------------------------------------ */
 
-#define REC_MAX 64
-
-struct rec {
-    int nmembers;
-    char names[REC_MAX][256];
-    size_t lens[REC_MAX];
-    int marker[REC_MAX];
-    uint8_t first[REC_MAX][4];
-    int nissues;
-    int issues[REC_MAX];
-    char inames[REC_MAX][256];
-    char details[REC_MAX][256];
-    int stop_after; /* member callback returns stop_value after this many */
-    int stop_value;
-    int recurse; /* walk members that are containers themselves */
-    int depth;
-    char prefix[256];
-    const struct khx_walk_limits *lim;
-    uint64_t *total;
-};
-
-static int rec_member(void *ud, const char *name, const uint8_t *data, size_t len);
-
-static void rec_issue(void *ud, const char *name, int issue, const char *detail)
-{
-    struct rec *r = ud;
-    if (r->nissues >= REC_MAX)
-        return;
-    r->issues[r->nissues] = issue;
-    snprintf(r->inames[r->nissues], sizeof(r->inames[0]), "%s%s", r->prefix, name);
-    snprintf(r->details[r->nissues], sizeof(r->details[0]), "%s", detail);
-    r->nissues++;
-}
-
-static int rec_member(void *ud, const char *name, const uint8_t *data, size_t len)
-{
-    struct rec *r = ud;
-    assert_non_null(data);
-    if (r->nmembers < REC_MAX) {
-        int i = r->nmembers++;
-        snprintf(r->names[i], sizeof(r->names[0]), "%s%s", r->prefix, name);
-        r->lens[i] = len;
-        r->marker[i] = memmem(data, len, MARKER, strlen(MARKER)) != NULL;
-        memset(r->first[i], 0, 4);
-        memcpy(r->first[i], data, KHX_MIN(len, (size_t)4));
-    }
-    if (r->recurse && r->depth < 4) {
-        enum khx_ftype t = khx_filetype(data, len);
-        if (khx_ftype_is_container(t)) {
-            char saved[256];
-            snprintf(saved, sizeof(saved), "%s", r->prefix);
-            if (snprintf(r->prefix, sizeof(r->prefix), "%s%s>", saved, name) >=
-                (int)sizeof(r->prefix))
-                fail_msg("nested path too long");
-            struct khx_walk_cb cb = {rec_member, rec_issue, r};
-            r->depth++;
-            int rc = khx_container_walk(data, len, t, r->lim, r->total, &cb);
-            r->depth--;
-            snprintf(r->prefix, sizeof(r->prefix), "%s", saved);
-            assert_int_equal(rc, 0);
-        }
-    }
-    if (r->stop_after > 0 && r->nmembers >= r->stop_after)
-        return r->stop_value;
-    return 0;
-}
-
-static const struct khx_walk_limits generous = {
-    .max_member_size = 32u << 20,
-    .max_total = 256u << 20,
-    .max_members = 1000,
-    .max_ratio = 1000,
-    .deadline_ms = 0,
-};
-
 /* Walks `buf` as type t with `lim`, recording into r. Returns the walk's result. */
 static int walk(const uint8_t *buf, size_t len, enum khx_ftype t, const struct khx_walk_limits *lim,
-                struct rec *r)
+                struct tu_rec *r)
 {
     static uint64_t total;
     total = 0;
     r->lim = lim;
     r->total = &total;
-    struct khx_walk_cb cb = {rec_member, rec_issue, r};
+    struct khx_walk_cb cb = tu_rec_cb(r);
     return khx_container_walk(buf, len, t, lim, &total, &cb);
-}
-
-static int find_member(const struct rec *r, const char *name)
-{
-    for (int i = 0; i < r->nmembers; i++)
-        if (strcmp(r->names[i], name) == 0)
-            return i;
-    return -1;
-}
-
-static int find_issue(const struct rec *r, int issue)
-{
-    for (int i = 0; i < r->nissues; i++)
-        if (r->issues[i] == issue)
-            return i;
-    return -1;
-}
-
-static void dump(const struct rec *r)
-{
-    for (int i = 0; i < r->nmembers; i++)
-        printf("  member '%s' %zu bytes\n", r->names[i], r->lens[i]);
-    for (int i = 0; i < r->nissues; i++)
-        printf("  issue %d '%s': %s\n", r->issues[i], r->inames[i], r->details[i]);
 }
 
 /* Loads a fixture, checks its detected type, walks it and checks that the
@@ -303,16 +203,16 @@ static void check_archive(const char *fixture, enum khx_ftype want, const char *
     if (data == NULL)
         return;
     assert_int_equal(khx_filetype(data, len), want);
-    struct rec r = {0};
-    assert_int_equal(walk(data, len, want, &generous, &r), 0);
-    dump(&r);
+    struct tu_rec r = {0};
+    assert_int_equal(walk(data, len, want, &tu_generous, &r), 0);
+    tu_rec_dump(&r);
     assert_int_equal(r.nissues, 0);
-    int i = find_member(&r, marker_name);
+    int i = tu_find_member(&r, marker_name);
     assert_true(i >= 0);
     assert_true(r.marker[i]);
     int n = 0;
     for (; names[n] != NULL; n++)
-        assert_true(find_member(&r, names[n]) >= 0);
+        assert_true(tu_find_member(&r, names[n]) >= 0);
     assert_int_equal(r.nmembers, n);
     free(data);
 }
@@ -395,14 +295,14 @@ static void walk_nested_zip_gzip_tar(void **state)
     uint8_t *data = load("nested.zip", &len);
     if (data == NULL)
         return;
-    struct rec r = {.recurse = 1};
-    assert_int_equal(walk(data, len, KHX_FT_ZIP, &generous, &r), 0);
-    dump(&r);
+    struct tu_rec r = {.recurse = 1};
+    assert_int_equal(walk(data, len, KHX_FT_ZIP, &tu_generous, &r), 0);
+    tu_rec_dump(&r);
     assert_int_equal(r.nissues, 0);
     /* zip -> t.tar.gz -> "" (the tar) -> hello.txt */
-    assert_true(find_member(&r, "t.tar.gz") >= 0);
-    assert_true(find_member(&r, "t.tar.gz>") >= 0);
-    int i = find_member(&r, "t.tar.gz>>hello.txt");
+    assert_true(tu_find_member(&r, "t.tar.gz") >= 0);
+    assert_true(tu_find_member(&r, "t.tar.gz>") >= 0);
+    int i = tu_find_member(&r, "t.tar.gz>>hello.txt");
     assert_true(i >= 0);
     assert_true(r.marker[i]);
     free(data);
@@ -507,11 +407,11 @@ static void walk_rar5_stored_built_in_code(void **state)
 {
     (void)state;
     uint8_t rar[1024];
-    size_t len = build_rar5(rar, "dir/hello.txt", "rar5 says " MARKER "\n", 0);
+    size_t len = build_rar5(rar, "dir/hello.txt", "rar5 says " TU_MARKER "\n", 0);
     assert_int_equal(khx_filetype(rar, len), KHX_FT_RAR);
-    struct rec r = {0};
-    assert_int_equal(walk(rar, len, KHX_FT_RAR, &generous, &r), 0);
-    dump(&r);
+    struct tu_rec r = {0};
+    assert_int_equal(walk(rar, len, KHX_FT_RAR, &tu_generous, &r), 0);
+    tu_rec_dump(&r);
     assert_int_equal(r.nissues, 0);
     assert_int_equal(r.nmembers, 1);
     assert_string_equal(r.names[0], "dir/hello.txt");
@@ -522,12 +422,12 @@ static void walk_rar5_encrypted_reported(void **state)
 {
     (void)state;
     uint8_t rar[1024];
-    size_t len = build_rar5(rar, "secret.txt", "rar5 says " MARKER "\n", 1);
-    struct rec r = {0};
-    assert_int_equal(walk(rar, len, KHX_FT_RAR, &generous, &r), 0);
-    dump(&r);
+    size_t len = build_rar5(rar, "secret.txt", "rar5 says " TU_MARKER "\n", 1);
+    struct tu_rec r = {0};
+    assert_int_equal(walk(rar, len, KHX_FT_RAR, &tu_generous, &r), 0);
+    tu_rec_dump(&r);
     assert_int_equal(r.nmembers, 0);
-    assert_true(find_issue(&r, KHX_WALK_ENCRYPTED) >= 0);
+    assert_true(tu_find_issue(&r, KHX_WALK_ENCRYPTED) >= 0);
 }
 
 /* RAR 4 (the 1.5-4.x block format), stored: marker block, archive header,
@@ -587,11 +487,11 @@ static void walk_rar4_stored_built_in_code(void **state)
 {
     (void)state;
     uint8_t rar[512];
-    size_t len = build_rar4(rar, "hello.txt", "rar4 says " MARKER "\n", 0);
+    size_t len = build_rar4(rar, "hello.txt", "rar4 says " TU_MARKER "\n", 0);
     assert_int_equal(khx_filetype(rar, len), KHX_FT_RAR);
-    struct rec r = {0};
-    assert_int_equal(walk(rar, len, KHX_FT_RAR, &generous, &r), 0);
-    dump(&r);
+    struct tu_rec r = {0};
+    assert_int_equal(walk(rar, len, KHX_FT_RAR, &tu_generous, &r), 0);
+    tu_rec_dump(&r);
     assert_int_equal(r.nissues, 0);
     assert_int_equal(r.nmembers, 1);
     assert_true(r.marker[0]);
@@ -601,12 +501,12 @@ static void walk_rar4_encrypted_reported(void **state)
 {
     (void)state;
     uint8_t rar[512];
-    size_t len = build_rar4(rar, "secret.txt", "rar4 says " MARKER "\n", 1);
-    struct rec r = {0};
-    assert_int_equal(walk(rar, len, KHX_FT_RAR, &generous, &r), 0);
-    dump(&r);
+    size_t len = build_rar4(rar, "secret.txt", "rar4 says " TU_MARKER "\n", 1);
+    struct tu_rec r = {0};
+    assert_int_equal(walk(rar, len, KHX_FT_RAR, &tu_generous, &r), 0);
+    tu_rec_dump(&r);
     assert_int_equal(r.nmembers, 0);
-    int i = find_issue(&r, KHX_WALK_ENCRYPTED);
+    int i = tu_find_issue(&r, KHX_WALK_ENCRYPTED);
     assert_true(i >= 0);
     assert_string_equal(r.inames[i], "secret.txt");
 }
@@ -623,9 +523,9 @@ static void walk_rar5_encrypted_headers_reported(void **state)
     size_t len = 8 + rar5_header(rar + 8, body, 5 + 16 + 12);
     memset(rar + len, 0xEE, 64); /* the encrypted rest */
     len += 64;
-    struct rec r = {0};
-    assert_int_equal(walk(rar, len, KHX_FT_RAR, &generous, &r), 0);
-    dump(&r);
+    struct tu_rec r = {0};
+    assert_int_equal(walk(rar, len, KHX_FT_RAR, &tu_generous, &r), 0);
+    tu_rec_dump(&r);
     assert_int_equal(r.nmembers, 0);
     assert_int_equal(r.nissues, 1);
     assert_int_equal(r.issues[0], KHX_WALK_ENCRYPTED);
@@ -636,62 +536,22 @@ static void walk_rar5_encrypted_headers_reported(void **state)
 /* ------------------------------------------------------------------------ */
 
 /* ClamAV ships its samples XOR-obfuscated; see ../shared/data/MANIFEST.md. */
-static uint8_t *load_clamav_xor(const char *name, size_t *len)
-{
-    static const char key[] = "bhcftqarohcdiayfohalohkgmoefxrrgfnczssgybajvkzjaahpfrlqsratkhhfvpxyt"
-                              "culmwgmtyzujlbjlgrhtwxhzpjazlibbwepffyjyfkjwzyofgpopoueurinpdujkphxw"
-                              "hnaxfkaiwrpzdqsnwughtejr";
-    const char *shared = tu_shared_data();
-    if (shared == NULL) {
-        printf("SKIP: ../shared/data is absent, %s not tested\n", name);
-        return NULL;
-    }
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/clamav/files/clamav_hdb_scanfiles_xor/%s.xor", shared, name);
-    uint8_t *data = NULL;
-    if (khx_read_file(path, 16u << 20, &data, len) != 0) {
-        printf("SKIP: %s not found\n", path);
-        return NULL;
-    }
-    assert_int_equal(strlen(key), 160);
-    for (size_t i = 0; i < *len; i++)
-        data[i] ^= (uint8_t)key[i % 160];
-    return data;
-}
-
-static uint8_t *load_shared(const char *rel, size_t *len)
-{
-    const char *shared = tu_shared_data();
-    if (shared == NULL) {
-        printf("SKIP: ../shared/data is absent, %s not tested\n", rel);
-        return NULL;
-    }
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/%s", shared, rel);
-    uint8_t *data = NULL;
-    if (khx_read_file(path, 16u << 20, &data, len) != 0) {
-        printf("SKIP: %s not found\n", path);
-        return NULL;
-    }
-    return data;
-}
-
 static void walk_rar4_clamav_sample(void **state)
 {
     (void)state;
     size_t len;
-    uint8_t *data = load_clamav_xor("clam-v3.rar", &len);
+    uint8_t *data = tu_load_clamav_xor("clam-v3.rar", &len);
     if (data == NULL)
         return;
     assert_int_equal(khx_filetype(data, len), KHX_FT_RAR);
-    struct rec r = {0};
-    assert_int_equal(walk(data, len, KHX_FT_RAR, &generous, &r), 0);
-    dump(&r);
+    struct tu_rec r = {0};
+    assert_int_equal(walk(data, len, KHX_FT_RAR, &tu_generous, &r), 0);
+    tu_rec_dump(&r);
     assert_int_equal(r.nissues, 0);
     assert_int_equal(r.nmembers, 1);
     assert_string_equal(r.names[0], "clam.exe");
     assert_int_equal(r.lens[0], 544);
-    assert_memory_equal(r.first[0], "MZ", 2);
+    assert_memory_equal(r.data[0], "MZ", 2);
     free(data);
 }
 
@@ -701,17 +561,17 @@ static void walk_rar_unsupported_method_reported(void **state)
 {
     (void)state;
     size_t len;
-    uint8_t *data = load_clamav_xor("clam-v2.rar", &len);
+    uint8_t *data = tu_load_clamav_xor("clam-v2.rar", &len);
     if (data == NULL)
         return;
-    struct rec r = {0};
-    assert_int_equal(walk(data, len, KHX_FT_RAR, &generous, &r), 0);
-    dump(&r);
+    struct tu_rec r = {0};
+    assert_int_equal(walk(data, len, KHX_FT_RAR, &tu_generous, &r), 0);
+    tu_rec_dump(&r);
     if (r.nmembers == 1) {
         assert_int_equal(r.lens[0], 544);
     } else {
         assert_int_equal(r.nmembers, 0);
-        int i = find_issue(&r, KHX_WALK_CORRUPT);
+        int i = tu_find_issue(&r, KHX_WALK_CORRUPT);
         assert_true(i >= 0);
         assert_string_equal(r.inames[i], "clam.exe");
     }
@@ -727,20 +587,20 @@ static void walk_lha_clamav_samples(void **state)
         char rel[256];
         snprintf(rel, sizeof(rel), "clamav/files/other_scanfiles/lha_lzh/%s", files[f]);
         size_t len;
-        uint8_t *data = load_shared(rel, &len);
+        uint8_t *data = tu_load_shared(rel, &len);
         if (data == NULL)
             return;
         assert_int_equal(khx_filetype(data, len), KHX_FT_LHA);
-        struct rec r = {0};
-        assert_int_equal(walk(data, len, KHX_FT_LHA, &generous, &r), 0);
+        struct tu_rec r = {0};
+        assert_int_equal(walk(data, len, KHX_FT_LHA, &tu_generous, &r), 0);
         printf("%s:\n", files[f]);
-        dump(&r);
+        tu_rec_dump(&r);
         assert_int_equal(r.nissues, 0);
         /* cisco.png, logo.png and a text file with a Japanese name. */
         assert_int_equal(r.nmembers, 3);
-        assert_true(find_member(&r, "archive_contents/images/logo.png") >= 0);
-        assert_memory_equal(r.first[find_member(&r, "archive_contents/images/logo.png")], "\x89PNG",
-                            4);
+        assert_true(tu_find_member(&r, "archive_contents/images/logo.png") >= 0);
+        assert_memory_equal(r.data[tu_find_member(&r, "archive_contents/images/logo.png")],
+                            "\x89PNG", 4);
         free(data);
     }
 }
@@ -751,14 +611,14 @@ static void walk_lha_unsupported_method_reported(void **state)
 {
     (void)state;
     size_t len;
-    uint8_t *data = load_shared("clamav/files/other_scanfiles/lha_lzh/lh1.lzh", &len);
+    uint8_t *data = tu_load_shared("clamav/files/other_scanfiles/lha_lzh/lh1.lzh", &len);
     if (data == NULL)
         return;
-    struct rec r = {0};
-    assert_int_equal(walk(data, len, KHX_FT_LHA, &generous, &r), 0);
-    dump(&r);
-    assert_true(find_member(&r, "archive_contents/images/cisco.png") >= 0);
-    int i = find_issue(&r, KHX_WALK_CORRUPT);
+    struct tu_rec r = {0};
+    assert_int_equal(walk(data, len, KHX_FT_LHA, &tu_generous, &r), 0);
+    tu_rec_dump(&r);
+    assert_true(tu_find_member(&r, "archive_contents/images/cisco.png") >= 0);
+    int i = tu_find_issue(&r, KHX_WALK_CORRUPT);
     assert_true(i >= 0);
     assert_string_equal(r.inames[i], "archive_contents/images/logo.png");
     free(data);
@@ -768,13 +628,13 @@ static void walk_split_zip_single_segment(void **state)
 {
     (void)state;
     size_t len;
-    uint8_t *data = load_clamav_xor("clam.split.oneseg.zip", &len);
+    uint8_t *data = tu_load_clamav_xor("clam.split.oneseg.zip", &len);
     if (data == NULL)
         return;
     assert_memory_equal(data, "PK\x07\x08", 4);
     assert_int_equal(khx_filetype(data, len), KHX_FT_ZIP);
-    struct rec r = {0};
-    assert_int_equal(walk(data, len, KHX_FT_ZIP, &generous, &r), 0);
+    struct tu_rec r = {0};
+    assert_int_equal(walk(data, len, KHX_FT_ZIP, &tu_generous, &r), 0);
     assert_int_equal(r.nmembers, 1);
     assert_int_equal(r.lens[0], 544);
     free(data);
@@ -790,15 +650,15 @@ static void walk_split_zip_last_part_gives_present_members(void **state)
     /* It starts with the tail of big.bin, not with a zip signature. */
     assert_true(memcmp(data, "PK", 2) != 0);
     assert_int_equal(khx_filetype(data, len), KHX_FT_ZIP);
-    struct rec r = {0};
-    assert_int_equal(walk(data, len, KHX_FT_ZIP, &generous, &r), 0);
-    dump(&r);
-    int i = find_member(&r, "hello.txt");
+    struct tu_rec r = {0};
+    assert_int_equal(walk(data, len, KHX_FT_ZIP, &tu_generous, &r), 0);
+    tu_rec_dump(&r);
+    int i = tu_find_member(&r, "hello.txt");
     assert_true(i >= 0);
     assert_true(r.marker[i]);
     assert_int_equal(r.nmembers, 1);
     /* big.bin started in the other part: said, not skipped silently. */
-    i = find_issue(&r, KHX_WALK_CORRUPT);
+    i = tu_find_issue(&r, KHX_WALK_CORRUPT);
     assert_true(i >= 0);
     assert_string_equal(r.inames[i], "big.bin");
     assert_non_null(strstr(r.details[i], "split"));
@@ -816,13 +676,13 @@ static void walk_zip_damaged_local_header_rest_read(void **state)
      * still leads to the second. */
     memcpy(data, "XXXX", 4);
     assert_int_equal(khx_filetype(data, len), KHX_FT_ZIP);
-    struct rec r = {0};
-    assert_int_equal(walk(data, len, KHX_FT_ZIP, &generous, &r), 0);
-    dump(&r);
+    struct tu_rec r = {0};
+    assert_int_equal(walk(data, len, KHX_FT_ZIP, &tu_generous, &r), 0);
+    tu_rec_dump(&r);
     assert_int_equal(r.nmembers, 1);
     assert_string_equal(r.names[0], "hello.txt");
     assert_true(r.marker[0]);
-    int i = find_issue(&r, KHX_WALK_CORRUPT);
+    int i = tu_find_issue(&r, KHX_WALK_CORRUPT);
     assert_true(i >= 0);
     assert_string_equal(r.inames[i], "big.bin");
     free(data);
@@ -853,9 +713,9 @@ static void walk_iso_joliet_image_members_once(void **state)
     uint8_t *data = load("t.iso", &len);
     if (data == NULL)
         return;
-    struct rec r = {0};
-    assert_int_equal(walk(data, len, KHX_FT_ISO, &generous, &r), 0);
-    dump(&r);
+    struct tu_rec r = {0};
+    assert_int_equal(walk(data, len, KHX_FT_ISO, &tu_generous, &r), 0);
+    tu_rec_dump(&r);
     /* Both trees are read, but each file is delivered once. */
     int markers = 0;
     for (int i = 0; i < r.nmembers; i++)
@@ -868,13 +728,13 @@ static void walk_iso_primary_tree_when_joliet_tree_lacks_files(void **state)
 {
     (void)state;
     size_t len;
-    uint8_t *data = load_shared("clamav/files/other_scanfiles/iso_no_joliet.logo.iso", &len);
+    uint8_t *data = tu_load_shared("clamav/files/other_scanfiles/iso_no_joliet.logo.iso", &len);
     if (data == NULL)
         return;
     assert_int_equal(khx_filetype(data, len), KHX_FT_ISO);
-    struct rec r = {0};
-    assert_int_equal(walk(data, len, KHX_FT_ISO, &generous, &r), 0);
-    dump(&r);
+    struct tu_rec r = {0};
+    assert_int_equal(walk(data, len, KHX_FT_ISO, &tu_generous, &r), 0);
+    tu_rec_dump(&r);
     /* The Joliet tree is empty; the file is only in the primary tree. */
     assert_int_equal(r.nmembers, 1);
     assert_string_equal(r.names[0], "EICAR.PNG");
@@ -886,13 +746,13 @@ static void walk_split_zip_clamav_last_part(void **state)
 {
     (void)state;
     size_t len;
-    uint8_t *data = load_shared("clamav/files/other_scanfiles/zip/logos.zip", &len);
+    uint8_t *data = tu_load_shared("clamav/files/other_scanfiles/zip/logos.zip", &len);
     if (data == NULL)
         return;
     assert_int_equal(khx_filetype(data, len), KHX_FT_ZIP);
-    struct rec r = {0};
-    assert_int_equal(walk(data, len, KHX_FT_ZIP, &generous, &r), 0);
-    dump(&r);
+    struct tu_rec r = {0};
+    assert_int_equal(walk(data, len, KHX_FT_ZIP, &tu_generous, &r), 0);
+    tu_rec_dump(&r);
     assert_int_equal(r.nmembers, 1);
     assert_string_equal(r.names[0], "logos/logo.3.png");
     assert_int_equal(r.lens[0], 25476);
@@ -915,8 +775,8 @@ static void walk_mail_dispatched_to_mime_walker(void **state)
                                "S0hYLU1BUktFUi03ZjNh\r\n";
     assert_int_equal(khx_filetype((const uint8_t *)mail, strlen(mail)), KHX_FT_MAIL);
     assert_true(khx_ftype_is_container(KHX_FT_MAIL));
-    struct rec r = {0};
-    assert_int_equal(walk((const uint8_t *)mail, strlen(mail), KHX_FT_MAIL, &generous, &r), 0);
+    struct tu_rec r = {0};
+    assert_int_equal(walk((const uint8_t *)mail, strlen(mail), KHX_FT_MAIL, &tu_generous, &r), 0);
     assert_int_equal(r.nmembers, 1);
     assert_string_equal(r.names[0], "m.bin");
     assert_true(r.marker[0]);
@@ -926,12 +786,12 @@ static void walk_zstd_skippable_frame(void **state)
 {
     (void)state;
     size_t len;
-    uint8_t *data = load_shared("clamav/files/other_scanfiles/zstd/skip_prefix.txt.zst", &len);
+    uint8_t *data = tu_load_shared("clamav/files/other_scanfiles/zstd/skip_prefix.txt.zst", &len);
     if (data == NULL)
         return;
     assert_int_equal(khx_filetype(data, len), KHX_FT_ZSTD);
-    struct rec r = {0};
-    assert_int_equal(walk(data, len, KHX_FT_ZSTD, &generous, &r), 0);
+    struct tu_rec r = {0};
+    assert_int_equal(walk(data, len, KHX_FT_ZSTD, &tu_generous, &r), 0);
     assert_int_equal(r.nissues, 0);
     assert_int_equal(r.nmembers, 1);
     assert_true(r.lens[0] > 0);
@@ -949,11 +809,11 @@ static void walk_encrypted_zip_reported(void **state)
     uint8_t *data = load("enc.zip", &len);
     if (data == NULL)
         return;
-    struct rec r = {0};
-    assert_int_equal(walk(data, len, KHX_FT_ZIP, &generous, &r), 0);
-    dump(&r);
+    struct tu_rec r = {0};
+    assert_int_equal(walk(data, len, KHX_FT_ZIP, &tu_generous, &r), 0);
+    tu_rec_dump(&r);
     assert_int_equal(r.nmembers, 0);
-    int i = find_issue(&r, KHX_WALK_ENCRYPTED);
+    int i = tu_find_issue(&r, KHX_WALK_ENCRYPTED);
     assert_true(i >= 0);
     assert_string_equal(r.inames[i], "hello.txt");
     char name[96];
@@ -971,12 +831,12 @@ static void walk_encrypted_7z_reported(void **state)
         uint8_t *data = load(files[f], &len);
         if (data == NULL)
             return;
-        struct rec r = {0};
-        assert_int_equal(walk(data, len, KHX_FT_7Z, &generous, &r), 0);
-        dump(&r);
+        struct tu_rec r = {0};
+        assert_int_equal(walk(data, len, KHX_FT_7Z, &tu_generous, &r), 0);
+        tu_rec_dump(&r);
         assert_int_equal(r.nmembers, 0);
-        assert_true(find_issue(&r, KHX_WALK_ENCRYPTED) >= 0);
-        assert_int_equal(find_issue(&r, KHX_WALK_CORRUPT), -1);
+        assert_true(tu_find_issue(&r, KHX_WALK_ENCRYPTED) >= 0);
+        assert_int_equal(tu_find_issue(&r, KHX_WALK_CORRUPT), -1);
         free(data);
     }
 }
@@ -989,14 +849,14 @@ static void walk_truncated_zip_is_corrupt(void **state)
     if (data == NULL)
         return;
     size_t cut = len / 2;
-    struct rec r = {0};
-    assert_int_equal(walk(data, cut, KHX_FT_ZIP, &generous, &r), 0);
-    dump(&r);
-    assert_int_equal(find_member(&r, "big.bin"), -1);
-    assert_true(find_issue(&r, KHX_WALK_CORRUPT) >= 0);
+    struct tu_rec r = {0};
+    assert_int_equal(walk(data, cut, KHX_FT_ZIP, &tu_generous, &r), 0);
+    tu_rec_dump(&r);
+    assert_int_equal(tu_find_member(&r, "big.bin"), -1);
+    assert_true(tu_find_issue(&r, KHX_WALK_CORRUPT) >= 0);
     /* The whole file is fine: the same walk without the cut reports nothing. */
-    struct rec whole = {0};
-    assert_int_equal(walk(data, len, KHX_FT_ZIP, &generous, &whole), 0);
+    struct tu_rec whole = {0};
+    assert_int_equal(walk(data, len, KHX_FT_ZIP, &tu_generous, &whole), 0);
     assert_int_equal(whole.nissues, 0);
     assert_int_equal(whole.nmembers, 2);
     free(data);
@@ -1009,11 +869,11 @@ static void walk_truncated_gzip_is_corrupt(void **state)
     uint8_t *data = load("big.gz", &len);
     if (data == NULL)
         return;
-    struct rec r = {0};
-    assert_int_equal(walk(data, len - 100, KHX_FT_GZ, &generous, &r), 0);
-    dump(&r);
+    struct tu_rec r = {0};
+    assert_int_equal(walk(data, len - 100, KHX_FT_GZ, &tu_generous, &r), 0);
+    tu_rec_dump(&r);
     assert_int_equal(r.nmembers, 0);
-    assert_true(find_issue(&r, KHX_WALK_CORRUPT) >= 0);
+    assert_true(tu_find_issue(&r, KHX_WALK_CORRUPT) >= 0);
     free(data);
 }
 
@@ -1023,28 +883,28 @@ static void walk_wrong_type_is_corrupt_not_echoed(void **state)
 {
     (void)state;
     const uint8_t junk[] = "this is not a gzip stream at all, just text";
-    struct rec r = {0};
-    assert_int_equal(walk(junk, sizeof(junk), KHX_FT_GZ, &generous, &r), 0);
+    struct tu_rec r = {0};
+    assert_int_equal(walk(junk, sizeof(junk), KHX_FT_GZ, &tu_generous, &r), 0);
     assert_int_equal(r.nmembers, 0);
-    assert_true(find_issue(&r, KHX_WALK_CORRUPT) >= 0);
-    struct rec z = {0};
-    assert_int_equal(walk(junk, sizeof(junk), KHX_FT_ZIP, &generous, &z), 0);
+    assert_true(tu_find_issue(&r, KHX_WALK_CORRUPT) >= 0);
+    struct tu_rec z = {0};
+    assert_int_equal(walk(junk, sizeof(junk), KHX_FT_ZIP, &tu_generous, &z), 0);
     assert_int_equal(z.nmembers, 0);
-    assert_true(find_issue(&z, KHX_WALK_CORRUPT) >= 0);
+    assert_true(tu_find_issue(&z, KHX_WALK_CORRUPT) >= 0);
 }
 
 static void walk_empty_and_invalid_arguments(void **state)
 {
     (void)state;
-    struct rec r = {0};
-    assert_int_equal(walk((const uint8_t *)"", 0, KHX_FT_ZIP, &generous, &r), 0);
-    assert_true(find_issue(&r, KHX_WALK_CORRUPT) >= 0);
+    struct tu_rec r = {0};
+    assert_int_equal(walk((const uint8_t *)"", 0, KHX_FT_ZIP, &tu_generous, &r), 0);
+    assert_true(tu_find_issue(&r, KHX_WALK_CORRUPT) >= 0);
     uint64_t total = 0;
-    struct khx_walk_cb cb = {rec_member, rec_issue, &r};
+    struct khx_walk_cb cb = tu_rec_cb(&r);
     assert_int_equal(
-        khx_container_walk((const uint8_t *)"abc", 3, KHX_FT_TEXT, &generous, &total, &cb),
+        khx_container_walk((const uint8_t *)"abc", 3, KHX_FT_TEXT, &tu_generous, &total, &cb),
         KH_EINVAL);
-    assert_int_equal(khx_container_walk(NULL, 3, KHX_FT_ZIP, &generous, &total, &cb), KH_EINVAL);
+    assert_int_equal(khx_container_walk(NULL, 3, KHX_FT_ZIP, &tu_generous, &total, &cb), KH_EINVAL);
     assert_int_equal(khx_container_walk((const uint8_t *)"abc", 3, KHX_FT_ZIP, NULL, &total, &cb),
                      KH_EINVAL);
 }
@@ -1060,18 +920,18 @@ static void walk_zip_bomb_hits_ratio(void **state)
     uint8_t *data = load("bomb.zip", &len);
     if (data == NULL)
         return;
-    struct khx_walk_limits lim = generous;
+    struct khx_walk_limits lim = tu_generous;
     lim.max_ratio = 100; /* 8 MiB of zeros deflate ~1000:1 */
-    struct rec r = {0};
+    struct tu_rec r = {0};
     assert_int_equal(walk(data, len, KHX_FT_ZIP, &lim, &r), 0);
-    dump(&r);
+    tu_rec_dump(&r);
     assert_int_equal(r.nmembers, 0);
-    int i = find_issue(&r, KHX_WALK_MAX_RATIO);
+    int i = tu_find_issue(&r, KHX_WALK_MAX_RATIO);
     assert_true(i >= 0);
     assert_string_equal(r.inames[i], "zeros.bin");
     /* With the ratio check off (0) the same member comes out whole. */
     lim.max_ratio = 0;
-    struct rec ok = {0};
+    struct tu_rec ok = {0};
     assert_int_equal(walk(data, len, KHX_FT_ZIP, &lim, &ok), 0);
     assert_int_equal(ok.nissues, 0);
     assert_int_equal(ok.nmembers, 1);
@@ -1086,12 +946,12 @@ static void walk_gzip_bomb_hits_ratio(void **state)
     uint8_t *data = load("bomb.gz", &len);
     if (data == NULL)
         return;
-    struct khx_walk_limits lim = generous;
+    struct khx_walk_limits lim = tu_generous;
     lim.max_ratio = 100;
-    struct rec r = {0};
+    struct tu_rec r = {0};
     assert_int_equal(walk(data, len, KHX_FT_GZ, &lim, &r), 0);
     assert_int_equal(r.nmembers, 0);
-    assert_true(find_issue(&r, KHX_WALK_MAX_RATIO) >= 0);
+    assert_true(tu_find_issue(&r, KHX_WALK_MAX_RATIO) >= 0);
     free(data);
 }
 
@@ -1104,9 +964,9 @@ static void walk_small_compressible_member_is_not_a_bomb(void **state)
     uint8_t *data = load("small_zeros.gz", &len);
     if (data == NULL)
         return;
-    struct khx_walk_limits lim = generous;
+    struct khx_walk_limits lim = tu_generous;
     lim.max_ratio = 10;
-    struct rec r = {0};
+    struct tu_rec r = {0};
     assert_int_equal(walk(data, len, KHX_FT_GZ, &lim, &r), 0);
     assert_int_equal(r.nissues, 0);
     assert_int_equal(r.nmembers, 1);
@@ -1121,15 +981,15 @@ static void walk_too_many_members(void **state)
     uint8_t *data = load("many.zip", &len);
     if (data == NULL)
         return;
-    struct khx_walk_limits lim = generous;
+    struct khx_walk_limits lim = tu_generous;
     lim.max_members = 5;
-    struct rec r = {0};
+    struct tu_rec r = {0};
     assert_int_equal(walk(data, len, KHX_FT_ZIP, &lim, &r), 0);
     assert_int_equal(r.nmembers, 5);
     assert_int_equal(r.nissues, 1);
     assert_int_equal(r.issues[0], KHX_WALK_MAX_FILES);
     lim.max_members = 20;
-    struct rec all = {0};
+    struct tu_rec all = {0};
     assert_int_equal(walk(data, len, KHX_FT_ZIP, &lim, &all), 0);
     assert_int_equal(all.nmembers, 20);
     assert_int_equal(all.nissues, 0);
@@ -1145,16 +1005,16 @@ static void walk_member_over_size_declared(void **state)
     uint8_t *data = load("big.zip", &len);
     if (data == NULL)
         return;
-    struct khx_walk_limits lim = generous;
+    struct khx_walk_limits lim = tu_generous;
     lim.max_member_size = 50000;
-    struct rec r = {0};
+    struct tu_rec r = {0};
     assert_int_equal(walk(data, len, KHX_FT_ZIP, &lim, &r), 0);
-    dump(&r);
-    int i = find_issue(&r, KHX_WALK_MAX_FILESIZE);
+    tu_rec_dump(&r);
+    int i = tu_find_issue(&r, KHX_WALK_MAX_FILESIZE);
     assert_true(i >= 0);
     assert_string_equal(r.inames[i], "big.bin");
-    assert_int_equal(find_member(&r, "big.bin"), -1);
-    assert_true(find_member(&r, "hello.txt") >= 0);
+    assert_int_equal(tu_find_member(&r, "big.bin"), -1);
+    assert_true(tu_find_member(&r, "hello.txt") >= 0);
     free(data);
 }
 
@@ -1167,14 +1027,14 @@ static void walk_member_over_size_actual(void **state)
     uint8_t *data = load("big.gz", &len);
     if (data == NULL)
         return;
-    struct khx_walk_limits lim = generous;
+    struct khx_walk_limits lim = tu_generous;
     lim.max_member_size = 50000;
-    struct rec r = {0};
+    struct tu_rec r = {0};
     assert_int_equal(walk(data, len, KHX_FT_GZ, &lim, &r), 0);
     assert_int_equal(r.nmembers, 0);
-    assert_true(find_issue(&r, KHX_WALK_MAX_FILESIZE) >= 0);
+    assert_true(tu_find_issue(&r, KHX_WALK_MAX_FILESIZE) >= 0);
     lim.max_member_size = 100000;
-    struct rec ok = {0};
+    struct tu_rec ok = {0};
     assert_int_equal(walk(data, len, KHX_FT_GZ, &lim, &ok), 0);
     assert_int_equal(ok.nmembers, 1);
     assert_int_equal(ok.lens[0], 100000);
@@ -1190,22 +1050,22 @@ static void walk_total_budget_shared(void **state)
     uint8_t *data = load("t.a", &len);
     if (data == NULL)
         return;
-    struct khx_walk_limits lim = generous;
+    struct khx_walk_limits lim = tu_generous;
     lim.max_total = 150000;
-    struct rec r = {0};
+    struct tu_rec r = {0};
     uint64_t total = 0;
-    struct khx_walk_cb cb = {rec_member, rec_issue, &r};
+    struct khx_walk_cb cb = tu_rec_cb(&r);
     assert_int_equal(khx_container_walk(data, len, KHX_FT_AR, &lim, &total, &cb), 0);
     assert_int_equal(r.nmembers, 2);
-    assert_int_equal(total, 100000 + strlen("Hello from Khien " MARKER "\n"));
+    assert_int_equal(total, 100000 + strlen("Hello from Khien " TU_MARKER "\n"));
 
-    struct rec over = {0};
+    struct tu_rec over = {0};
     total = 60000; /* already used by earlier objects of the same scan */
     cb.ud = &over;
     assert_int_equal(khx_container_walk(data, len, KHX_FT_AR, &lim, &total, &cb), 0);
-    dump(&over);
+    tu_rec_dump(&over);
     assert_int_equal(over.nmembers, 1); /* hello.txt fits, big.bin does not */
-    int i = find_issue(&over, KHX_WALK_MAX_SCANSIZE);
+    int i = tu_find_issue(&over, KHX_WALK_MAX_SCANSIZE);
     assert_true(i >= 0);
     assert_string_equal(over.inames[i], "big.bin");
     free(data);
@@ -1218,19 +1078,19 @@ static void walk_deadline_passed(void **state)
     uint8_t *data = load("t.zip", &len);
     if (data == NULL)
         return;
-    struct khx_walk_limits lim = generous;
+    struct khx_walk_limits lim = tu_generous;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     uint64_t now = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
     lim.deadline_ms = now > 1 ? now - 1 : 1;
-    struct rec r = {0};
+    struct tu_rec r = {0};
     assert_int_equal(walk(data, len, KHX_FT_ZIP, &lim, &r), 0);
     assert_int_equal(r.nmembers, 0);
     assert_int_equal(r.nissues, 1);
     assert_int_equal(r.issues[0], KHX_WALK_MAX_TIME);
     /* A deadline an hour away does not get in the way. */
     lim.deadline_ms = now + 3600u * 1000u;
-    struct rec ok = {0};
+    struct tu_rec ok = {0};
     assert_int_equal(walk(data, len, KHX_FT_ZIP, &lim, &ok), 0);
     assert_int_equal(ok.nissues, 0);
     assert_int_equal(ok.nmembers, 2);
@@ -1244,8 +1104,8 @@ static void walk_callback_stops_walk(void **state)
     uint8_t *data = load("many.zip", &len);
     if (data == NULL)
         return;
-    struct rec r = {.stop_after = 3, .stop_value = 42};
-    assert_int_equal(walk(data, len, KHX_FT_ZIP, &generous, &r), 42);
+    struct tu_rec r = {.stop_after = 3, .stop_value = 42};
+    assert_int_equal(walk(data, len, KHX_FT_ZIP, &tu_generous, &r), 42);
     assert_int_equal(r.nmembers, 3);
     free(data);
 }
@@ -1317,8 +1177,8 @@ static void filetype_zip_empty_and_split_markers(void **state)
     assert_int_equal(khx_filetype(empty, sizeof(empty)), KHX_FT_ZIP);
     uint8_t split[30] = {'P', 'K', 7, 8, 'P', 'K', 3, 4};
     assert_int_equal(khx_filetype(split, sizeof(split)), KHX_FT_ZIP);
-    struct rec r = {0};
-    assert_int_equal(walk(empty, sizeof(empty), KHX_FT_ZIP, &generous, &r), 0);
+    struct tu_rec r = {0};
+    assert_int_equal(walk(empty, sizeof(empty), KHX_FT_ZIP, &tu_generous, &r), 0);
     assert_int_equal(r.nmembers, 0);
 }
 

@@ -7,6 +7,7 @@
  * embedded test files from ../shared/data are used when present.
  */
 #include "testutil.h"
+#include "walkutil.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,64 +18,17 @@
 #include "khx.h"
 #include "pegen.h"
 
-#define REC_MAX 80
-
-struct rec {
-    int nmembers;
-    char names[REC_MAX][64];
-    size_t lens[REC_MAX];
-    const uint8_t *ptrs[REC_MAX];
-    int nissues;
-    int issues[REC_MAX];
-};
-
-static int rec_member(void *ud, const char *name, const uint8_t *data, size_t len)
-{
-    struct rec *r = ud;
-    if (r->nmembers < REC_MAX) {
-        int i = r->nmembers++;
-        snprintf(r->names[i], sizeof(r->names[0]), "%s", name);
-        r->lens[i] = len;
-        r->ptrs[i] = data;
-    }
-    return 0;
-}
-
-static void rec_issue(void *ud, const char *name, int issue, const char *detail)
-{
-    struct rec *r = ud;
-    (void)name;
-    (void)detail;
-    if (r->nissues < REC_MAX)
-        r->issues[r->nissues++] = issue;
-}
-
-static const struct khx_walk_limits generous = {
-    .max_member_size = 32u << 20,
-    .max_total = 256u << 20,
-    .max_members = 1000,
-    .max_ratio = 1000,
-};
-
 static int walk_lim(const uint8_t *buf, size_t len, enum khx_ftype t,
-                    const struct khx_walk_limits *lim, struct rec *r)
+                    const struct khx_walk_limits *lim, struct tu_rec *r)
 {
     uint64_t total = 0;
-    struct khx_walk_cb cb = {rec_member, rec_issue, r};
+    struct khx_walk_cb cb = tu_rec_cb(r);
     return khx_embedded_walk(buf, len, t, lim, &total, &cb);
 }
 
-static int walk(const uint8_t *buf, size_t len, struct rec *r)
+static int walk(const uint8_t *buf, size_t len, struct tu_rec *r)
 {
-    return walk_lim(buf, len, khx_filetype(buf, len), &generous, r);
-}
-
-static int find_issue(const struct rec *r, int issue)
-{
-    for (int i = 0; i < r->nissues; i++)
-        if (r->issues[i] == issue)
-            return i;
-    return -1;
+    return walk_lim(buf, len, khx_filetype(buf, len), &tu_generous, r);
 }
 
 /* A small PE: one code section with `fill` bytes. */
@@ -140,7 +94,7 @@ static void embedded_pe_in_overlay_extent_from_sections(void **state)
     memset(buf + host_len + 100 + inner_len, 'Z', 50);
     assert_int_equal(khx_filetype(buf, len), KHX_FT_PE);
 
-    struct rec r = {0};
+    struct tu_rec r = {0};
     assert_int_equal(walk(buf, len, &r), 0);
     /* The host at offset 0 is the object itself: not reported. */
     assert_int_equal(r.nmembers, 1);
@@ -172,7 +126,7 @@ static void embedded_zips_appended_to_picture(void **state)
     /* Offsets count from each zip's start: the file stays binary. */
     assert_int_equal(khx_filetype(buf, len), KHX_FT_BINARY);
 
-    struct rec r = {0};
+    struct tu_rec r = {0};
     assert_int_equal(walk(buf, len, &r), 0);
     assert_int_equal(r.nmembers, 2);
     size_t off1 = sizeof(png) + 300;
@@ -196,9 +150,9 @@ static void embedded_not_reported_for_containers_or_offset_zero(void **state)
     size_t z_len, pe_len;
     uint8_t *z = make_zip("a.txt", "hello", &z_len);
     uint8_t *pe = make_pe(100, &pe_len);
-    struct rec r = {0};
+    struct tu_rec r = {0};
     /* A zip at offset 0: the container walk's business. */
-    assert_int_equal(walk_lim(z, z_len, KHX_FT_ZIP, &generous, &r), 0);
+    assert_int_equal(walk_lim(z, z_len, KHX_FT_ZIP, &tu_generous, &r), 0);
     assert_int_equal(r.nmembers, 0);
     /* A lone PE: itself, at offset 0. */
     assert_int_equal(walk(pe, pe_len, &r), 0);
@@ -219,14 +173,14 @@ static void embedded_signatures_without_headers_ignored(void **state)
     memcpy(buf + 600, "MSCF\0\0\0\0\xff\xff\xff\x7f", 12);
     memcpy(buf + 900, "7z\xBC\xAF\x27\x1C\x09\x04", 8);
     memcpy(buf + 1200, "Rar!\x1A\x07\x05", 7);
-    struct rec r = {0};
-    assert_int_equal(walk_lim(buf, sizeof(buf), KHX_FT_BINARY, &generous, &r), 0);
+    struct tu_rec r = {0};
+    assert_int_equal(walk_lim(buf, sizeof(buf), KHX_FT_BINARY, &tu_generous, &r), 0);
     assert_int_equal(r.nmembers, 0);
     assert_int_equal(r.nissues, 0);
     /* A valid RAR signature runs to the end of the buffer. */
     memcpy(buf + 2000, "Rar!\x1A\x07\x00", 7);
-    struct rec r2 = {0};
-    assert_int_equal(walk_lim(buf, sizeof(buf), KHX_FT_BINARY, &generous, &r2), 0);
+    struct tu_rec r2 = {0};
+    assert_int_equal(walk_lim(buf, sizeof(buf), KHX_FT_BINARY, &tu_generous, &r2), 0);
     assert_int_equal(r2.nmembers, 1);
     assert_string_equal(r2.names[0], "embedded-rar@0x7d0");
     assert_int_equal(r2.lens[0], sizeof(buf) - 2000);
@@ -245,41 +199,42 @@ static void embedded_limits_and_candidate_cap(void **state)
     for (size_t i = 0; i < n; i++)
         memcpy(buf + 1 + i * z_len, z, z_len);
 
-    struct rec r = {0};
-    assert_int_equal(walk_lim(buf, len, KHX_FT_BINARY, &generous, &r), 0);
+    struct tu_rec r = {0};
+    assert_int_equal(walk_lim(buf, len, KHX_FT_BINARY, &tu_generous, &r), 0);
     assert_int_equal(r.nmembers, 64);
-    assert_true(find_issue(&r, KHX_WALK_MAX_FILES) >= 0);
+    assert_true(tu_find_issue(&r, KHX_WALK_MAX_FILES) >= 0);
 
-    struct khx_walk_limits lim = generous;
+    struct khx_walk_limits lim = tu_generous;
     lim.max_members = 5;
-    struct rec r2 = {0};
+    struct tu_rec r2 = {0};
     assert_int_equal(walk_lim(buf, len, KHX_FT_BINARY, &lim, &r2), 0);
     assert_int_equal(r2.nmembers, 5);
-    assert_true(find_issue(&r2, KHX_WALK_MAX_FILES) >= 0);
+    assert_true(tu_find_issue(&r2, KHX_WALK_MAX_FILES) >= 0);
 
-    lim = generous;
+    lim = tu_generous;
     lim.max_member_size = z_len - 1;
-    struct rec r3 = {0};
+    struct tu_rec r3 = {0};
     assert_int_equal(walk_lim(buf, len, KHX_FT_BINARY, &lim, &r3), 0);
     assert_int_equal(r3.nmembers, 0);
-    assert_true(find_issue(&r3, KHX_WALK_MAX_FILESIZE) >= 0);
+    assert_true(tu_find_issue(&r3, KHX_WALK_MAX_FILESIZE) >= 0);
 
-    lim = generous;
+    lim = tu_generous;
     lim.max_total = 3 * z_len;
-    struct rec r4 = {0};
+    struct tu_rec r4 = {0};
     assert_int_equal(walk_lim(buf, len, KHX_FT_BINARY, &lim, &r4), 0);
     assert_int_equal(r4.nmembers, 3);
-    assert_true(find_issue(&r4, KHX_WALK_MAX_SCANSIZE) >= 0);
+    assert_true(tu_find_issue(&r4, KHX_WALK_MAX_SCANSIZE) >= 0);
 
-    lim = generous;
+    lim = tu_generous;
     lim.deadline_ms = 1;
-    struct rec r5 = {0};
+    struct tu_rec r5 = {0};
     assert_int_equal(walk_lim(buf, len, KHX_FT_BINARY, &lim, &r5), 0);
-    assert_true(find_issue(&r5, KHX_WALK_MAX_TIME) >= 0);
+    assert_true(tu_find_issue(&r5, KHX_WALK_MAX_TIME) >= 0);
 
     uint64_t total = 0;
-    struct khx_walk_cb cb = {rec_member, rec_issue, &r};
-    assert_int_equal(khx_embedded_walk(NULL, 1, KHX_FT_BINARY, &generous, &total, &cb), KH_EINVAL);
+    struct khx_walk_cb cb = tu_rec_cb(&r);
+    assert_int_equal(khx_embedded_walk(NULL, 1, KHX_FT_BINARY, &tu_generous, &total, &cb),
+                     KH_EINVAL);
     assert_int_equal(khx_embedded_walk(buf, len, KHX_FT_BINARY, NULL, &total, &cb), KH_EINVAL);
     free(buf);
     free(z);
@@ -288,23 +243,6 @@ static void embedded_limits_and_candidate_cap(void **state)
 /* ------------------------------------------------------------------------ */
 /* ClamAV's embedded test files                                              */
 /* ------------------------------------------------------------------------ */
-
-static uint8_t *load_shared(const char *rel, size_t *len)
-{
-    const char *shared = tu_shared_data();
-    if (shared == NULL) {
-        printf("SKIP: ../shared/data is absent, %s not tested\n", rel);
-        return NULL;
-    }
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/%s", shared, rel);
-    uint8_t *data = NULL;
-    if (khx_read_file(path, 16u << 20, &data, len) != 0) {
-        printf("SKIP: %s not found\n", path);
-        return NULL;
-    }
-    return data;
-}
 
 /* Counts the members of the embedded objects whose SHA-256 starts with one
  * of the four payload prefixes of ClamAV's embedded .hsb signatures. */
@@ -334,7 +272,7 @@ static int walk_found_object(void *ud, const char *name, const uint8_t *data, si
     assert_true(khx_ftype_is_container(t));
     uint64_t total = 0;
     struct khx_walk_cb cb = {payload_member, NULL, ud};
-    assert_int_equal(khx_container_walk(data, len, t, &generous, &total, &cb), 0);
+    assert_int_equal(khx_container_walk(data, len, t, &tu_generous, &total, &cb), 0);
     return 0;
 }
 
@@ -347,7 +285,7 @@ static void embedded_clamav_png_with_zips_and_cabs(void **state)
     };
     for (size_t f = 0; f < KHX_ARRAY_LEN(files); f++) {
         size_t len;
-        uint8_t *data = load_shared(files[f], &len);
+        uint8_t *data = tu_load_shared(files[f], &len);
         if (data == NULL)
             return;
         assert_false(khx_ftype_is_container(khx_filetype(data, len)));
@@ -355,7 +293,7 @@ static void embedded_clamav_png_with_zips_and_cabs(void **state)
         uint64_t total = 0;
         struct khx_walk_cb cb = {walk_found_object, NULL, &p};
         assert_int_equal(
-            khx_embedded_walk(data, len, khx_filetype(data, len), &generous, &total, &cb), 0);
+            khx_embedded_walk(data, len, khx_filetype(data, len), &tu_generous, &total, &cb), 0);
         for (int i = 0; i < 4; i++)
             assert_int_equal(p.hits[i], 1);
         free(data);
@@ -366,11 +304,11 @@ static void embedded_clamav_exe_with_exes(void **state)
 {
     (void)state;
     size_t len;
-    uint8_t *data = load_shared("clamav/files/embedded_testfiles/clam.exe.emb-exes", &len);
+    uint8_t *data = tu_load_shared("clamav/files/embedded_testfiles/clam.exe.emb-exes", &len);
     if (data == NULL)
         return;
     assert_int_equal(khx_filetype(data, len), KHX_FT_PE);
-    struct rec r = {0};
+    struct tu_rec r = {0};
     assert_int_equal(walk(data, len, &r), 0);
     assert_int_equal(r.nmembers, 2);
     /* Each carries the string its .ldb signature looks for at 1552. */

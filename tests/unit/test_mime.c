@@ -7,6 +7,7 @@
  * from ../shared/data are used when present (a SKIP line otherwise).
  */
 #include "testutil.h"
+#include "walkutil.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,92 +17,19 @@
 #include "container.h"
 #include "khx.h"
 
-#define MARKER     "KHX-MARKER-7f3a"
-#define MARKER_B64 "S0hYLU1BUktFUi03ZjNh" /* base64 of MARKER */
+#define MARKER_B64 "S0hYLU1BUktFUi03ZjNh" /* base64 of TU_MARKER */
 
-#define REC_MAX 64
-
-struct rec {
-    int nmembers;
-    char names[REC_MAX][256];
-    size_t lens[REC_MAX];
-    int marker[REC_MAX];
-    uint8_t data[REC_MAX][64];
-    int nissues;
-    int issues[REC_MAX];
-    char details[REC_MAX][256];
-    int stop_after;
-};
-
-static int rec_member(void *ud, const char *name, const uint8_t *data, size_t len)
-{
-    struct rec *r = ud;
-    assert_non_null(data);
-    if (r->nmembers < REC_MAX) {
-        int i = r->nmembers++;
-        snprintf(r->names[i], sizeof(r->names[0]), "%s", name);
-        r->lens[i] = len;
-        r->marker[i] = memmem(data, len, MARKER, strlen(MARKER)) != NULL;
-        memset(r->data[i], 0, sizeof(r->data[0]));
-        memcpy(r->data[i], data, KHX_MIN(len, sizeof(r->data[0]) - 1));
-    }
-    if (r->stop_after > 0 && r->nmembers >= r->stop_after)
-        return 42;
-    return 0;
-}
-
-static void rec_issue(void *ud, const char *name, int issue, const char *detail)
-{
-    struct rec *r = ud;
-    (void)name;
-    if (r->nissues >= REC_MAX)
-        return;
-    r->issues[r->nissues] = issue;
-    snprintf(r->details[r->nissues], sizeof(r->details[0]), "%s", detail);
-    r->nissues++;
-}
-
-static const struct khx_walk_limits generous = {
-    .max_member_size = 32u << 20,
-    .max_total = 256u << 20,
-    .max_members = 1000,
-    .max_ratio = 1000,
-};
-
-static int walk_lim(const char *msg, size_t len, const struct khx_walk_limits *lim, struct rec *r)
+static int walk_lim(const char *msg, size_t len, const struct khx_walk_limits *lim,
+                    struct tu_rec *r)
 {
     uint64_t total = 0;
-    struct khx_walk_cb cb = {rec_member, rec_issue, r};
+    struct khx_walk_cb cb = tu_rec_cb(r);
     return khx_mail_walk((const uint8_t *)msg, len, lim, &total, &cb);
 }
 
-static int walk(const char *msg, struct rec *r)
+static int walk(const char *msg, struct tu_rec *r)
 {
-    return walk_lim(msg, strlen(msg), &generous, r);
-}
-
-static int find_member(const struct rec *r, const char *name)
-{
-    for (int i = 0; i < r->nmembers; i++)
-        if (strcmp(r->names[i], name) == 0)
-            return i;
-    return -1;
-}
-
-static int find_issue(const struct rec *r, int issue)
-{
-    for (int i = 0; i < r->nissues; i++)
-        if (r->issues[i] == issue)
-            return i;
-    return -1;
-}
-
-static void dump(const struct rec *r)
-{
-    for (int i = 0; i < r->nmembers; i++)
-        printf("  member '%s' %zu bytes\n", r->names[i], r->lens[i]);
-    for (int i = 0; i < r->nissues; i++)
-        printf("  issue %d: %s\n", r->issues[i], r->details[i]);
+    return walk_lim(msg, strlen(msg), &tu_generous, r);
 }
 
 static int is_mail(const char *s)
@@ -166,13 +94,13 @@ static void mime_multipart_base64_attachment_named(void **state)
                               "\r\n" MARKER_B64 "\r\n"
                               "--b1--\r\n"
                               "epilogue\r\n";
-    struct rec r = {0};
+    struct tu_rec r = {0};
     assert_int_equal(walk(msg, &r), 0);
-    dump(&r);
+    tu_rec_dump(&r);
     /* The plain text part is in the message as it is: not delivered. */
     assert_int_equal(r.nmembers, 1);
     assert_string_equal(r.names[0], "right.exe");
-    assert_int_equal(r.lens[0], strlen(MARKER));
+    assert_int_equal(r.lens[0], strlen(TU_MARKER));
     assert_true(r.marker[0]);
     assert_int_equal(r.nissues, 0);
 }
@@ -206,9 +134,9 @@ static void mime_part_names_rfc2231_and_rfc2047(void **state)
         "Content-Transfer-Encoding: base64\n"
         "\n" MARKER_B64 "\n"
         "--zz--\n";
-    struct rec r = {0};
+    struct tu_rec r = {0};
     assert_int_equal(walk(msg, &r), 0);
-    dump(&r);
+    tu_rec_dump(&r);
     assert_int_equal(r.nmembers, 5);
     assert_string_equal(r.names[0], "na\xC3\xAFve one.exe");
     assert_string_equal(r.names[1], "abcd.exe");
@@ -228,50 +156,50 @@ static void mime_quoted_printable_html_delivered(void **state)
                               "\n"
                               "=3Cscript=3E KHX-MARK=\n"
                               "ER-7f3a =3D=3d =ZZ end=\n";
-    struct rec r = {0};
+    struct tu_rec r = {0};
     assert_int_equal(walk(msg, &r), 0);
-    dump(&r);
+    tu_rec_dump(&r);
     assert_int_equal(r.nmembers, 1);
     assert_string_equal(r.names[0], "part-1");
     /* Soft breaks joined, escapes decoded in either case, bad escapes kept. */
-    assert_string_equal((const char *)r.data[0], "<script> " MARKER " == =ZZ end");
+    assert_string_equal((const char *)r.data[0], "<script> " TU_MARKER " == =ZZ end");
 }
 
 static void mime_uuencoded_block_in_text_and_as_encoding(void **state)
 {
     (void)state;
-    /* "KHX-MARKER-7f3a" uuencoded. */
+    /* "KHX-TU_MARKER-7f3a" uuencoded. */
     static const char uu[] = "begin 644 evil.exe\n"
                              "/2TA8+4U!4DM%4BTW9C-A\n"
                              "`\n"
                              "end\n";
     char msg[1024];
     snprintf(msg, sizeof(msg), "From: a@example.org\nSubject: s\n\nSee attached.\n%sThanks.\n", uu);
-    struct rec r = {0};
+    struct tu_rec r = {0};
     assert_int_equal(walk(msg, &r), 0);
-    dump(&r);
+    tu_rec_dump(&r);
     assert_int_equal(r.nmembers, 1);
     assert_string_equal(r.names[0], "evil.exe");
-    assert_int_equal(r.lens[0], strlen(MARKER));
+    assert_int_equal(r.lens[0], strlen(TU_MARKER));
     assert_true(r.marker[0]);
 
     snprintf(msg, sizeof(msg),
              "From: a@example.org\nContent-Type: application/octet-stream\n"
              "Content-Transfer-Encoding: x-uuencode\n\n%s",
              uu);
-    struct rec r2 = {0};
+    struct tu_rec r2 = {0};
     assert_int_equal(walk(msg, &r2), 0);
     assert_int_equal(r2.nmembers, 1);
     assert_true(r2.marker[0]);
 
     /* Declared uuencode without a begin line: said, not silent. */
-    struct rec r3 = {0};
+    struct tu_rec r3 = {0};
     assert_int_equal(walk("From: a@b\nContent-Type: application/octet-stream\n"
                           "Content-Transfer-Encoding: uuencode\n\nnothing here\n",
                           &r3),
                      0);
     assert_int_equal(r3.nmembers, 0);
-    assert_true(find_issue(&r3, KHX_WALK_CORRUPT) >= 0);
+    assert_true(tu_find_issue(&r3, KHX_WALK_CORRUPT) >= 0);
 }
 
 /* BinHex 4.0 encoding of a file with the given data fork, for the tests:
@@ -321,16 +249,16 @@ static void mime_binhex_file_data_fork(void **state)
 {
     (void)state;
     uint8_t data[64];
-    size_t n = strlen(MARKER);
-    memcpy(data, MARKER, n);
+    size_t n = strlen(TU_MARKER);
+    memcpy(data, TU_MARKER, n);
     data[n++] = 0x90; /* a literal 0x90 must survive the run-length coding */
     data[n++] = 'z';
     size_t len;
     char *hqx = binhex_encode("payload.exe", data, n, &len);
     assert_true(is_mail(hqx));
-    struct rec r = {0};
+    struct tu_rec r = {0};
     assert_int_equal(walk(hqx, &r), 0);
-    dump(&r);
+    tu_rec_dump(&r);
     assert_int_equal(r.nmembers, 1);
     assert_string_equal(r.names[0], "payload.exe");
     assert_int_equal(r.lens[0], n);
@@ -338,10 +266,10 @@ static void mime_binhex_file_data_fork(void **state)
     free(hqx);
 
     /* Truncated right after the mark: reported, nothing delivered. */
-    struct rec r2 = {0};
+    struct tu_rec r2 = {0};
     assert_int_equal(walk("(This file must be converted with BinHex 4.0)\n:!!!:\n", &r2), 0);
     assert_int_equal(r2.nmembers, 0);
-    assert_true(find_issue(&r2, KHX_WALK_CORRUPT) >= 0);
+    assert_true(tu_find_issue(&r2, KHX_WALK_CORRUPT) >= 0);
 }
 
 static void mime_binhex_run_length_bounded(void **state)
@@ -370,12 +298,12 @@ static void mime_binhex_run_length_bounded(void **state)
     }
     khx_buf_printf(&out, ":\n");
     khx_buf_append_u8(&out, 0);
-    struct khx_walk_limits lim = generous;
+    struct khx_walk_limits lim = tu_generous;
     lim.max_member_size = 1024;
-    struct rec r = {0};
+    struct tu_rec r = {0};
     assert_int_equal(walk_lim((const char *)out.data, out.len - 1, &lim, &r), 0);
-    dump(&r);
-    assert_true(find_issue(&r, KHX_WALK_MAX_FILESIZE) >= 0);
+    tu_rec_dump(&r);
+    assert_true(tu_find_issue(&r, KHX_WALK_MAX_FILESIZE) >= 0);
     khx_buf_free(&raw);
     khx_buf_free(&out);
 }
@@ -392,7 +320,7 @@ static void mime_nested_multipart_and_message_rfc822(void **state)
                               "--inner\n"
                               "Content-Type: text/html\n"
                               "\n"
-                              "<b>" MARKER "</b>\n"
+                              "<b>" TU_MARKER "</b>\n"
                               "--inner--\n"
                               "--outer\n"
                               "Content-Type: message/rfc822\n"
@@ -402,9 +330,9 @@ static void mime_nested_multipart_and_message_rfc822(void **state)
                               "Content-Transfer-Encoding: base64\n"
                               "\n" MARKER_B64 "\n"
                               "--outer--\n";
-    struct rec r = {0};
+    struct tu_rec r = {0};
     assert_int_equal(walk(msg, &r), 0);
-    dump(&r);
+    tu_rec_dump(&r);
     assert_int_equal(r.nmembers, 2);
     assert_string_equal(r.names[0], "part-1");
     assert_true(r.marker[0]);
@@ -427,9 +355,9 @@ static void mime_mbox_every_message(void **state)
                               "Content-Transfer-Encoding: base64\n"
                               "\n" MARKER_B64 "\n";
     assert_true(is_mail(msg));
-    struct rec r = {0};
+    struct tu_rec r = {0};
     assert_int_equal(walk(msg, &r), 0);
-    dump(&r);
+    tu_rec_dump(&r);
     assert_int_equal(r.nmembers, 2);
     assert_string_equal(r.names[0], "one.bin");
     assert_string_equal(r.names[1], "two.bin");
@@ -464,11 +392,11 @@ static void mime_boundary_tricks_all_readings_taken(void **state)
                  "\n--%s--\n",
                  heads[i], y, y);
         assert_true(is_mail(msg));
-        struct rec r = {0};
+        struct tu_rec r = {0};
         assert_int_equal(walk(msg, &r), 0);
         printf("variant %zu\n", i);
-        dump(&r);
-        int m = find_member(&r, "clam.exe");
+        tu_rec_dump(&r);
+        int m = tu_find_member(&r, "clam.exe");
         assert_true(m >= 0);
         assert_true(r.marker[m]);
     }
@@ -499,36 +427,36 @@ static void mime_limits_members_size_budget_deadline(void **state)
     char *msg = many_parts(10);
     size_t len = strlen(msg);
 
-    struct khx_walk_limits lim = generous;
+    struct khx_walk_limits lim = tu_generous;
     lim.max_members = 3;
-    struct rec r = {0};
+    struct tu_rec r = {0};
     assert_int_equal(walk_lim(msg, len, &lim, &r), 0);
     assert_int_equal(r.nmembers, 3);
-    assert_true(find_issue(&r, KHX_WALK_MAX_FILES) >= 0);
+    assert_true(tu_find_issue(&r, KHX_WALK_MAX_FILES) >= 0);
 
-    lim = generous;
+    lim = tu_generous;
     lim.max_member_size = 4;
-    struct rec r2 = {0};
+    struct tu_rec r2 = {0};
     assert_int_equal(walk_lim(msg, len, &lim, &r2), 0);
     assert_int_equal(r2.nmembers, 0);
-    assert_true(find_issue(&r2, KHX_WALK_MAX_FILESIZE) >= 0);
+    assert_true(tu_find_issue(&r2, KHX_WALK_MAX_FILESIZE) >= 0);
 
-    lim = generous;
-    lim.max_total = 2 * strlen(MARKER) + 1;
-    struct rec r3 = {0};
+    lim = tu_generous;
+    lim.max_total = 2 * strlen(TU_MARKER) + 1;
+    struct tu_rec r3 = {0};
     assert_int_equal(walk_lim(msg, len, &lim, &r3), 0);
     assert_int_equal(r3.nmembers, 2);
-    assert_true(find_issue(&r3, KHX_WALK_MAX_SCANSIZE) >= 0);
+    assert_true(tu_find_issue(&r3, KHX_WALK_MAX_SCANSIZE) >= 0);
 
-    lim = generous;
+    lim = tu_generous;
     lim.deadline_ms = 1; /* long past */
-    struct rec r4 = {0};
+    struct tu_rec r4 = {0};
     assert_int_equal(walk_lim(msg, len, &lim, &r4), 0);
     assert_int_equal(r4.nmembers, 0);
-    assert_true(find_issue(&r4, KHX_WALK_MAX_TIME) >= 0);
+    assert_true(tu_find_issue(&r4, KHX_WALK_MAX_TIME) >= 0);
 
-    struct rec r5 = {.stop_after = 2};
-    assert_int_equal(walk_lim(msg, len, &generous, &r5), 42);
+    struct tu_rec r5 = {.stop_after = 2, .stop_value = 42};
+    assert_int_equal(walk_lim(msg, len, &tu_generous, &r5), 42);
     assert_int_equal(r5.nmembers, 2);
     free(msg);
 }
@@ -544,9 +472,9 @@ static void mime_deep_nesting_bounded(void **state)
     khx_buf_printf(&b, "Content-Type: application/x-y; name=deep.bin\n"
                        "Content-Transfer-Encoding: base64\n\n" MARKER_B64 "\n");
     khx_buf_append_u8(&b, 0);
-    struct rec r = {0};
+    struct tu_rec r = {0};
     assert_int_equal(walk((const char *)b.data, &r), 0);
-    dump(&r);
+    tu_rec_dump(&r);
     /* Whatever is split, nothing recurses past the bound. */
     assert_true(r.nmembers <= 1);
     khx_buf_free(&b);
@@ -571,43 +499,22 @@ static void mime_malformed_input_is_survived(void **state)
         "From x\n\nFrom y\n\nFrom z\n",
     };
     for (size_t i = 0; i < KHX_ARRAY_LEN(bad); i++) {
-        struct rec r = {0};
-        assert_int_equal(walk_lim(bad[i], strlen(bad[i]), &generous, &r), 0);
+        struct tu_rec r = {0};
+        assert_int_equal(walk_lim(bad[i], strlen(bad[i]), &tu_generous, &r), 0);
     }
     uint64_t total = 0;
-    struct khx_walk_cb cb = {rec_member, rec_issue, NULL};
-    assert_int_equal(khx_mail_walk(NULL, 1, &generous, &total, &cb), KH_EINVAL);
+    struct khx_walk_cb cb = {tu_rec_member, tu_rec_issue, NULL};
+    assert_int_equal(khx_mail_walk(NULL, 1, &tu_generous, &total, &cb), KH_EINVAL);
     assert_int_equal(khx_mail_walk((const uint8_t *)"x", 1, NULL, &total, &cb), KH_EINVAL);
-    assert_int_equal(khx_mail_walk((const uint8_t *)"x", 1, &generous, NULL, &cb), KH_EINVAL);
+    assert_int_equal(khx_mail_walk((const uint8_t *)"x", 1, &tu_generous, NULL, &cb), KH_EINVAL);
     struct khx_walk_cb nocb = {NULL, NULL, NULL};
-    assert_int_equal(khx_mail_walk((const uint8_t *)"x", 1, &generous, &total, &nocb), KH_EINVAL);
+    assert_int_equal(khx_mail_walk((const uint8_t *)"x", 1, &tu_generous, &total, &nocb),
+                     KH_EINVAL);
 }
 
 /* ------------------------------------------------------------------------ */
 /* ClamAV's sample mails                                                     */
 /* ------------------------------------------------------------------------ */
-
-static uint8_t *load_clamav_xor(const char *name, size_t *len)
-{
-    static const char key[] = "bhcftqarohcdiayfohalohkgmoefxrrgfnczssgybajvkzjaahpfrlqsratkhhfvpxyt"
-                              "culmwgmtyzujlbjlgrhtwxhzpjazlibbwepffyjyfkjwzyofgpopoueurinpdujkphxw"
-                              "hnaxfkaiwrpzdqsnwughtejr";
-    const char *shared = tu_shared_data();
-    if (shared == NULL) {
-        printf("SKIP: ../shared/data is absent, %s not tested\n", name);
-        return NULL;
-    }
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/clamav/files/clamav_hdb_scanfiles_xor/%s.xor", shared, name);
-    uint8_t *data = NULL;
-    if (khx_read_file(path, 16u << 20, &data, len) != 0) {
-        printf("SKIP: %s not found\n", path);
-        return NULL;
-    }
-    for (size_t i = 0; i < *len; i++)
-        data[i] ^= (uint8_t)key[i % 160];
-    return data;
-}
 
 static int sample_sha_cb(void *ud, const char *name, const uint8_t *data, size_t len)
 {
@@ -641,14 +548,14 @@ static void mime_clamav_sample_mails_give_clam_exe(void **state)
     };
     for (size_t i = 0; i < KHX_ARRAY_LEN(files); i++) {
         size_t len;
-        uint8_t *data = load_clamav_xor(files[i], &len);
+        uint8_t *data = tu_load_clamav_xor(files[i], &len);
         if (data == NULL)
             return;
         assert_int_equal(khx_filetype(data, len), KHX_FT_MAIL);
         int hits = 0;
         uint64_t total = 0;
         struct khx_walk_cb cb = {sample_sha_cb, NULL, &hits};
-        assert_int_equal(khx_container_walk(data, len, KHX_FT_MAIL, &generous, &total, &cb), 0);
+        assert_int_equal(khx_container_walk(data, len, KHX_FT_MAIL, &tu_generous, &total, &cb), 0);
         printf("  %s: clam.exe found %d time(s)\n", files[i], hits);
         assert_true(hits >= 1);
         free(data);
