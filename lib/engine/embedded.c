@@ -253,9 +253,9 @@ const size_t khx_embedded_nmagics = sizeof(khx_embedded_magics) / sizeof(khx_emb
 /* The search itself, over either every offset (cand == NULL) or the sorted
  * candidate offsets a caller found (the scanner gets them from its Hyperscan
  * pass at no extra cost). */
-static int walk(const uint8_t *buf, size_t len, enum khx_ftype t, int listed,
-                const uint64_t *cand, size_t ncand, const struct khx_walk_limits *lim,
-                uint64_t *total_used, const struct khx_walk_cb *cb)
+static int walk(const uint8_t *buf, size_t len, enum khx_ftype t, int listed, const uint64_t *cand,
+                size_t ncand, const struct khx_walk_limits *lim, uint64_t *total_used,
+                const struct khx_walk_cb *cb)
 {
     if (lim == NULL || total_used == NULL || cb == NULL || cb->member == NULL ||
         (buf == NULL && len > 0) || (cand == NULL && ncand > 0))
