@@ -488,11 +488,9 @@ static void roundtrip_real_cvd_unpack_patch_pack_open(void **state)
 {
     (void)state;
     size_t len;
-    uint8_t *buf = read_shared("clamav/sigs/test-6.cvd", &len);
-    if (buf == NULL) {
-        printf("SKIP: shared data absent (clamav/sigs/test-6.cvd)\n");
+    uint8_t *buf = read_test6_or_skip(&len);
+    if (buf == NULL)
         return;
-    }
     roundtrip(buf, len, NULL); /* unpacked with ClamAV's built-in keys */
     free(buf);
 }

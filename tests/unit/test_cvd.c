@@ -184,11 +184,9 @@ static void real_cvd_opens_with_builtin_keys(void **state)
 {
     (void)state;
     size_t len;
-    uint8_t *buf = read_shared("clamav/sigs/test-6.cvd", &len);
-    if (buf == NULL) {
-        printf("SKIP: shared data absent (clamav/sigs/test-6.cvd)\n");
+    uint8_t *buf = read_test6_or_skip(&len);
+    if (buf == NULL)
         return;
-    }
     struct collect c = {.want = "test.hdb"};
     struct khx_cvd_header h;
     char err[256] = "";
@@ -222,11 +220,9 @@ static void real_cvd_flipped_body_byte_fails(void **state)
 {
     (void)state;
     size_t len;
-    uint8_t *buf = read_shared("clamav/sigs/test-6.cvd", &len);
-    if (buf == NULL) {
-        printf("SKIP: shared data absent (clamav/sigs/test-6.cvd)\n");
+    uint8_t *buf = read_test6_or_skip(&len);
+    if (buf == NULL)
         return;
-    }
     struct collect c = {0};
     char err[256];
     buf[600] ^= 0x20;
