@@ -19,6 +19,8 @@ help:
 	@echo "make test       all tests (normal build, ASan+UBSan build, fuzz smoke)"
 	@echo "make test-fast  unit and case tests on the normal build only"
 	@echo "make fuzz-smoke run every libFuzzer target for $(FUZZ_SECONDS) s"
+	@echo "make bench     scanner benchmark against clamscan and yara"
+	@echo "make bench-server  10,000 simulated agents against the server (SQLite, PostgreSQL)"
 	@echo "make format     clang-format every C file"
 
 deps:
@@ -62,3 +64,8 @@ BENCH_SCALE ?= full
 .PHONY: bench
 bench: build
 	BENCH_BUILD=$(abspath $(BUILD)) bench/run $(BENCH_SCALE)
+
+# Simulated agents against the server on SQLite and PostgreSQL; not part of `make test`.
+.PHONY: bench-server
+bench-server: build
+	BENCH_BUILD=$(abspath $(BUILD)) bench/server/run $(BENCH_BACKEND)

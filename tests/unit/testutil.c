@@ -6,7 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+
+#include "store/store.h"
 
 const char *tu_mkdtemp(void)
 {
@@ -58,4 +61,58 @@ const char *tu_shared_data(void)
     if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
         return NULL;
     return path;
+}
+
+/* ------------------------------------------------------------------------ */
+/* A private PostgreSQL database per test process.                           */
+/* ------------------------------------------------------------------------ */
+
+static char pg_admin_url[512];
+static char pg_private_name[64];
+static char pg_private_url[600];
+
+static void pg_private_drop(void)
+{
+    struct store_db *db = NULL;
+    char err[256], sql[128];
+    if (store_open(pg_admin_url, &db, err, sizeof(err)) != 0)
+        return;
+    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", pg_private_name);
+    (void)store_exec(db, sql);
+    store_close(db);
+}
+
+const char *tu_pg_private_url(void)
+{
+    const char *env = getenv("KHIEN_PG_URL");
+    struct store_db *db = NULL;
+    char err[256], sql[128];
+    if (pg_private_url[0] != '\0')
+        return pg_private_url;
+    if (env == NULL || *env == '\0' || strlen(env) >= sizeof(pg_admin_url))
+        return NULL;
+    /* The database name is the URL's last path segment, before any query. */
+    const char *slash = strrchr(env, '/');
+    if (slash == NULL || slash - env < 12 || strchr(env, '?') != NULL) {
+        printf("SKIP postgresql: KHIEN_PG_URL must look like postgresql://USER@HOST:PORT/DB\n");
+        return NULL;
+    }
+    snprintf(pg_admin_url, sizeof(pg_admin_url), "%s", env);
+    snprintf(pg_private_name, sizeof(pg_private_name), "khien_t%ld_%ld", (long)getpid(),
+             (long)time(NULL) % 100000);
+    if (store_open(pg_admin_url, &db, err, sizeof(err)) != 0) {
+        printf("SKIP postgresql: %s\n", err);
+        return NULL;
+    }
+    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", pg_private_name);
+    int r = store_exec(db, sql);
+    if (r != 0)
+        printf("SKIP postgresql: cannot create a test database: %s\n", store_errmsg(db));
+    store_close(db);
+    if (r != 0)
+        return NULL;
+    atexit(pg_private_drop);
+    snprintf(pg_private_url, sizeof(pg_private_url), "%.*s/%s", (int)(slash - env), env,
+             pg_private_name);
+    return pg_private_url;
 }

@@ -22,4 +22,11 @@ char *tu_write(const char *dir, const char *name, const void *data, size_t len);
  * NULL when it is absent. Tests print a visible "SKIP" line and return. */
 const char *tu_shared_data(void);
 
+/* For server tests that run on PostgreSQL too: when KHIEN_PG_URL names a
+ * server, creates a database private to this process on it (dropped at
+ * exit) and returns its URL (static storage); returns NULL when KHIEN_PG_URL
+ * is unset or the database cannot be made (the reason is printed). Tests
+ * running in parallel on one cluster therefore never share a schema. */
+const char *tu_pg_private_url(void);
+
 #endif

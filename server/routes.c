@@ -1,0 +1,67 @@
+/*
+ * The route table: every URL the server answers, with who may call it.
+ * router.c matches it in order; "{}" matches one path segment and is handed
+ * to the handler in r->params. The flags (server.h) say how the caller is
+ * authenticated: SRV_AGENT by client certificate, SRV_USER by session cookie
+ * or API token, with SRV_WRITE refusing auditors and SRV_ADMIN allowing
+ * province administrators only. docs/api/ documents each route.
+ */
+#include "api.h"
+
+#define U SRV_USER
+#define W (SRV_USER | SRV_WRITE)
+#define A (SRV_USER | SRV_WRITE | SRV_ADMIN)
+
+const struct srv_route srv_routes[] = {
+    {"GET", "/api/v1/health", SRV_PUBLIC, api_health},
+    {"GET", "/api/v1/bundle-key", SRV_PUBLIC, api_bundle_key},
+
+    /* Agents. */
+    {"POST", "/api/v1/enroll", SRV_PUBLIC, api_enroll},
+    {"POST", "/api/v1/agent/checkin", SRV_AGENT, api_agent_checkin},
+    {"GET", "/api/v1/agent/tasks", SRV_AGENT, api_agent_tasks},
+    {"POST", "/api/v1/agent/tasks/{}/result", SRV_AGENT, api_agent_task_result},
+    {"POST", "/api/v1/agent/events", SRV_AGENT, api_agent_events},
+    {"GET", "/api/v1/agent/bundles/latest", SRV_AGENT, api_agent_bundle_latest},
+    {"GET", "/api/v1/agent/bundles/{}", SRV_AGENT, api_agent_bundle_get},
+
+    /* People. */
+    {"POST", "/api/v1/login", SRV_PUBLIC, api_login},
+    {"POST", "/api/v1/logout", U, api_logout},
+    {"GET", "/api/v1/me", U, api_me},
+    {"POST", "/api/v1/me/password", U, api_me_password},
+    {"GET", "/api/v1/users", U | SRV_ADMIN, api_users_list},
+    {"POST", "/api/v1/users", A, api_users_create},
+    {"PATCH", "/api/v1/users/{}", A, api_users_update},
+    {"GET", "/api/v1/tokens", U, api_tokens_list},
+    {"POST", "/api/v1/tokens", U, api_tokens_create},
+    {"DELETE", "/api/v1/tokens/{}", U, api_tokens_revoke},
+    {"GET", "/api/v1/audit", U, api_audit_list},
+
+    {"GET", "/api/v1/agencies", U, api_agencies_list},
+    {"POST", "/api/v1/agencies", A, api_agencies_create},
+    {"PATCH", "/api/v1/agencies/{}", A, api_agencies_update},
+    {"GET", "/api/v1/agencies/{}/enroll-tokens", U, api_enroll_tokens_list},
+    {"POST", "/api/v1/agencies/{}/enroll-tokens", W, api_enroll_tokens_create},
+    {"DELETE", "/api/v1/enroll-tokens/{}", W, api_enroll_tokens_revoke},
+
+    {"GET", "/api/v1/overview", U, api_overview},
+    {"GET", "/api/v1/machines", U, api_machines_list},
+    {"GET", "/api/v1/machines/{}", U, api_machines_get},
+    {"GET", "/api/v1/machines/{}/tasks", U, api_machines_tasks_list},
+    {"POST", "/api/v1/machines/{}/tasks", W, api_machines_tasks_create},
+    {"POST", "/api/v1/machines/{}/move", W, api_machines_move},
+    {"POST", "/api/v1/machines/{}/retire", W, api_machines_retire},
+    {"GET", "/api/v1/detections", U, api_detections_list},
+    {"GET", "/api/v1/detections/{}", U, api_detections_get},
+    {"POST", "/api/v1/detections/{}/status", W, api_detections_status},
+
+    {"GET", "/api/v1/signatures/sources", U, api_sources_list},
+    {"POST", "/api/v1/signatures/sources", A, api_sources_create},
+    {"PUT", "/api/v1/signatures/sources/upload", A | SRV_UPLOAD, api_sources_upload},
+    {"DELETE", "/api/v1/signatures/sources/{}", A, api_sources_delete},
+    {"POST", "/api/v1/signatures/publish", A, api_bundles_publish},
+    {"GET", "/api/v1/signatures/versions", U, api_bundles_list},
+};
+
+const size_t srv_nroutes = sizeof(srv_routes) / sizeof(srv_routes[0]);

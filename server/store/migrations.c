@@ -1,0 +1,240 @@
+/*
+ * The server's schema, as numbered migrations. Each entry is applied once, in
+ * order, in its own transaction, by store_migrate(); the database records the
+ * last one applied in schema_version. Never edit a migration that has shipped:
+ * add the next number instead.
+ *
+ * The text is shared by both backends. Three placeholders are replaced before
+ * it runs (store.c): @PK@ becomes an auto-increment 64-bit primary key
+ * (INTEGER PRIMARY KEY AUTOINCREMENT / BIGSERIAL PRIMARY KEY), @BLOB@ a byte
+ * string (BLOB / BYTEA) and @BIGINT@ a 64-bit integer.
+ *
+ * Conventions: times are Unix seconds (BIGINT); booleans are INTEGER 0/1;
+ * JSON documents are TEXT; machine ids are UUID text chosen by the server at
+ * first enrollment and kept across re-enrollment.
+ */
+#include "migrations.h"
+
+#include <stddef.h>
+
+static const char migration_1[] =
+    /* The agency tree. path is the materialized list of ids from the root,
+     * "/1/4/9/", so that "this agency and everything below it" is one
+     * prefix comparison: path LIKE '/1/4/%'. */
+    "CREATE TABLE agencies ("
+    " id @PK@,"
+    " parent_id @BIGINT@ REFERENCES agencies(id),"
+    " path TEXT NOT NULL DEFAULT '',"
+    " code TEXT NOT NULL UNIQUE,"
+    " name TEXT NOT NULL,"
+    " kind TEXT NOT NULL DEFAULT 'agency'," /* province|department|district|agency */
+    " contact TEXT NOT NULL DEFAULT '',"
+    " expected_machines @BIGINT@ NOT NULL DEFAULT 0,"
+    " created_at @BIGINT@ NOT NULL);\n"
+    "CREATE INDEX agencies_path ON agencies(path);\n"
+    "CREATE INDEX agencies_parent ON agencies(parent_id);\n"
+
+    "CREATE TABLE users ("
+    " id @PK@,"
+    " username TEXT NOT NULL UNIQUE,"
+    " display_name TEXT NOT NULL DEFAULT '',"
+    " password_hash TEXT NOT NULL,"                /* libsodium crypto_pwhash_str (Argon2id) */
+    " role TEXT NOT NULL,"                         /* admin|officer|auditor */
+    " agency_id @BIGINT@ REFERENCES agencies(id)," /* scope; NULL = whole province */
+    " disabled INTEGER NOT NULL DEFAULT 0,"
+    " created_at @BIGINT@ NOT NULL,"
+    " last_login @BIGINT@);\n"
+
+    /* Sessions and API tokens are stored as SHA-256 of the secret. */
+    "CREATE TABLE sessions ("
+    " id TEXT PRIMARY KEY,"
+    " user_id @BIGINT@ NOT NULL REFERENCES users(id),"
+    " csrf TEXT NOT NULL,"
+    " remote TEXT NOT NULL DEFAULT '',"
+    " created_at @BIGINT@ NOT NULL,"
+    " expires_at @BIGINT@ NOT NULL);\n"
+    "CREATE INDEX sessions_user ON sessions(user_id);\n"
+
+    "CREATE TABLE api_tokens ("
+    " id @PK@,"
+    " user_id @BIGINT@ NOT NULL REFERENCES users(id),"
+    " name TEXT NOT NULL,"
+    " token_hash TEXT NOT NULL UNIQUE,"
+    " prefix TEXT NOT NULL,"
+    " created_at @BIGINT@ NOT NULL,"
+    " last_used @BIGINT@,"
+    " revoked INTEGER NOT NULL DEFAULT 0);\n"
+
+    /* Login rate limiting, shared by every server process. key is
+     * "user:NAME" or "ip:ADDR". */
+    "CREATE TABLE login_attempts ("
+    " key TEXT PRIMARY KEY,"
+    " failures @BIGINT@ NOT NULL,"
+    " window_start @BIGINT@ NOT NULL,"
+    " locked_until @BIGINT@ NOT NULL DEFAULT 0);\n"
+
+    "CREATE TABLE enroll_tokens ("
+    " id @PK@,"
+    " agency_id @BIGINT@ NOT NULL REFERENCES agencies(id),"
+    " token_hash TEXT NOT NULL UNIQUE,"
+    " prefix TEXT NOT NULL," /* first characters, shown in lists */
+    " note TEXT NOT NULL DEFAULT '',"
+    " expires_at @BIGINT@ NOT NULL,"
+    " max_uses @BIGINT@ NOT NULL," /* 0 = unlimited */
+    " uses @BIGINT@ NOT NULL DEFAULT 0,"
+    " revoked INTEGER NOT NULL DEFAULT 0,"
+    " created_by @BIGINT@ REFERENCES users(id),"
+    " created_at @BIGINT@ NOT NULL);\n"
+    "CREATE INDEX enroll_tokens_agency ON enroll_tokens(agency_id);\n"
+
+    "CREATE TABLE machines ("
+    " id TEXT PRIMARY KEY," /* UUID, stable across re-enrollment */
+    " agency_id @BIGINT@ NOT NULL REFERENCES agencies(id),"
+    " hostname TEXT NOT NULL DEFAULT '',"
+    " os TEXT NOT NULL DEFAULT '',"
+    " kernel TEXT NOT NULL DEFAULT '',"
+    " arch TEXT NOT NULL DEFAULT '',"
+    " ips TEXT NOT NULL DEFAULT ''," /* space-separated, for search */
+    " macs TEXT NOT NULL DEFAULT '',"
+    " agent_version TEXT NOT NULL DEFAULT '',"
+    " db_version @BIGINT@ NOT NULL DEFAULT 0,"
+    " db_time @BIGINT@ NOT NULL DEFAULT 0," /* when that bundle was built */
+    " rtp INTEGER NOT NULL DEFAULT 0,"      /* real-time protection on */
+    " firewall INTEGER NOT NULL DEFAULT 0,"
+    " last_full_scan @BIGINT@ NOT NULL DEFAULT 0,"
+    " inventory TEXT NOT NULL DEFAULT '{}'," /* the last check-in's document */
+    " machine_key TEXT NOT NULL DEFAULT ''," /* agent-reported hardware id, for re-enrollment */
+    " cert_serial TEXT NOT NULL DEFAULT '',"
+    " cert_sha256 TEXT NOT NULL DEFAULT '',"
+    " enrolled_at @BIGINT@ NOT NULL,"
+    " last_seen @BIGINT@ NOT NULL DEFAULT 0,"
+    " retired INTEGER NOT NULL DEFAULT 0);\n"
+    "CREATE INDEX machines_agency ON machines(agency_id, hostname);\n"
+    "CREATE INDEX machines_last_seen ON machines(last_seen);\n"
+    "CREATE INDEX machines_hostname ON machines(hostname);\n"
+    "CREATE INDEX machines_key ON machines(machine_key);\n"
+
+    "CREATE TABLE tasks ("
+    " id @PK@,"
+    " machine_id TEXT NOT NULL REFERENCES machines(id),"
+    " kind TEXT NOT NULL," /* scan|update|quarantine_restore|quarantine_delete */
+    " args TEXT NOT NULL DEFAULT '{}',"
+    " state TEXT NOT NULL DEFAULT 'pending'," /* pending|sent|done|failed|cancelled */
+    " created_by @BIGINT@ REFERENCES users(id),"
+    " created_at @BIGINT@ NOT NULL,"
+    " sent_at @BIGINT@,"
+    " done_at @BIGINT@,"
+    " progress @BIGINT@ NOT NULL DEFAULT 0," /* percent, from results with state 'running' */
+    " result TEXT NOT NULL DEFAULT '');\n"
+    "CREATE INDEX tasks_machine ON tasks(machine_id, state);\n"
+
+    /* Every event an agent posts, by its id: a retried batch inserts nothing
+     * new (INSERT ... ON CONFLICT DO NOTHING). */
+    "CREATE TABLE events ("
+    " event_id TEXT PRIMARY KEY,"
+    " machine_id TEXT NOT NULL REFERENCES machines(id),"
+    " type TEXT NOT NULL,"
+    " at @BIGINT@ NOT NULL,"
+    " received_at @BIGINT@ NOT NULL,"
+    " data TEXT NOT NULL DEFAULT '{}');\n"
+    "CREATE INDEX events_machine ON events(machine_id, at);\n"
+
+    "CREATE TABLE detections ("
+    " id @PK@,"
+    " event_id TEXT NOT NULL UNIQUE,"
+    " machine_id TEXT NOT NULL REFERENCES machines(id),"
+    " agency_id @BIGINT@ NOT NULL REFERENCES agencies(id),"
+    " path TEXT NOT NULL DEFAULT '',"
+    " sha256 TEXT NOT NULL DEFAULT '',"
+    " md5 TEXT NOT NULL DEFAULT '',"
+    " size @BIGINT@ NOT NULL DEFAULT 0,"
+    " signature TEXT NOT NULL,"
+    " family TEXT NOT NULL DEFAULT '',"         /* signature name without variant suffixes */
+    " action TEXT NOT NULL DEFAULT 'reported'," /* reported|quarantined|blocked|deleted */
+    " detected_at @BIGINT@ NOT NULL,"
+    " received_at @BIGINT@ NOT NULL,"
+    " status TEXT NOT NULL DEFAULT 'new'," /* new|acknowledged|resolved|false_positive */
+    " status_at @BIGINT@ NOT NULL,"
+    " status_by @BIGINT@ REFERENCES users(id));\n"
+    "CREATE INDEX detections_machine ON detections(machine_id, detected_at);\n"
+    "CREATE INDEX detections_agency ON detections(agency_id, detected_at);\n"
+    "CREATE INDEX detections_time ON detections(detected_at);\n"
+    "CREATE INDEX detections_status ON detections(status, detected_at);\n"
+    "CREATE INDEX detections_family ON detections(family);\n"
+
+    "CREATE TABLE detection_notes ("
+    " id @PK@,"
+    " detection_id @BIGINT@ NOT NULL REFERENCES detections(id),"
+    " user_id @BIGINT@ REFERENCES users(id),"
+    " username TEXT NOT NULL DEFAULT '',"
+    " at @BIGINT@ NOT NULL,"
+    " status_from TEXT NOT NULL,"
+    " status_to TEXT NOT NULL,"
+    " note TEXT NOT NULL DEFAULT '');\n"
+    "CREATE INDEX detection_notes_det ON detection_notes(detection_id);\n"
+
+    /* Signature sources. An uploaded file is kept in content; a folder or
+     * file on the server (a ClamAV mirror) is named by path. */
+    "CREATE TABLE sig_sources ("
+    " id @PK@,"
+    " kind TEXT NOT NULL," /* clamav|cvd|yara|hashlist|mirror */
+    " name TEXT NOT NULL,"
+    " path TEXT NOT NULL DEFAULT '',"
+    " content @BLOB@,"
+    " enabled INTEGER NOT NULL DEFAULT 1,"
+    " created_by @BIGINT@ REFERENCES users(id),"
+    " created_at @BIGINT@ NOT NULL);\n"
+
+    /* Published bundles: a signed .kdb, numbered, stored in chunks so that
+     * every server process can serve every version. */
+    "CREATE TABLE bundles ("
+    " version @BIGINT@ PRIMARY KEY,"
+    " sha256 TEXT NOT NULL,"
+    " size @BIGINT@ NOT NULL,"
+    " signature TEXT NOT NULL," /* base64 Ed25519 over the bundle header */
+    " key_id TEXT NOT NULL,"
+    " signatures @BIGINT@ NOT NULL DEFAULT 0,"
+    " sources TEXT NOT NULL DEFAULT '[]',"
+    " created_by @BIGINT@ REFERENCES users(id),"
+    " created_at @BIGINT@ NOT NULL);\n"
+    "CREATE TABLE bundle_chunks ("
+    " version @BIGINT@ NOT NULL,"
+    " seq @BIGINT@ NOT NULL,"
+    " data @BLOB@ NOT NULL,"
+    " PRIMARY KEY (version, seq));\n"
+
+    "CREATE TABLE audit ("
+    " id @PK@,"
+    " at @BIGINT@ NOT NULL,"
+    " user_id @BIGINT@,"
+    " username TEXT NOT NULL DEFAULT ''," /* or "machine:ID" for agent actions */
+    " remote TEXT NOT NULL DEFAULT '',"
+    " action TEXT NOT NULL,"
+    " target TEXT NOT NULL DEFAULT '',"
+    " detail TEXT NOT NULL DEFAULT '{}');\n"
+    "CREATE INDEX audit_at ON audit(at);\n"
+
+    /* Small shared settings (server-wide options changed from the UI). */
+    "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);\n";
+
+/* "Open detections per machine" (machine sort by detections, the infected
+ * filter, per-agency infected counts) answered from the index alone. */
+static const char migration_2[] =
+    "CREATE INDEX detections_status_machine ON detections(status, machine_id);\n";
+
+static const char *const migrations[] = {
+    migration_1,
+    migration_2,
+};
+
+int store_migration_count(void)
+{
+    return (int)(sizeof(migrations) / sizeof(migrations[0]));
+}
+
+const char *store_migration_sql(int version)
+{
+    if (version < 1 || version > store_migration_count())
+        return NULL;
+    return migrations[version - 1];
+}

@@ -1,0 +1,293 @@
+// The dashboard in a real browser (Debian's Chromium, headless, through
+// playwright-core), against a real server that tests/integration/
+// dashboard_browser.sh has started and filled through the API. What a
+// person would do: sign in, read the overview, follow a detection to its
+// machine, create an enrollment token and see the command, switch the
+// language and back, then sign in as an agency's officer and find that
+// another agency's machine is neither listed nor reachable by its URL.
+//
+// Environment (set by the shell script):
+//   KHIEN_URL            https://127.0.0.1:PORT
+//   KHIEN_ADMIN_USER / KHIEN_ADMIN_PASSWORD
+//   KHIEN_OFFICER_USER / KHIEN_OFFICER_PASSWORD   an officer of agency A
+//   KHIEN_AUDITOR_USER / KHIEN_AUDITOR_PASSWORD   optional: a province auditor
+//   KHIEN_ENROLLED       machines enrolled in the whole province
+//   KHIEN_FAMILY         a malware family name that was reported
+//   KHIEN_AGENCY_A       agency A's id
+//   KHIEN_A_HOSTNAME     a machine of agency A
+//   KHIEN_B_HOSTNAME / KHIEN_B_MACHINE   a machine of agency B
+//   KHIEN_XSS_PATH       a detection path full of markup, to be shown as text
+//   CHROMIUM             the browser (default /usr/bin/chromium)
+//   KHIEN_ARTIFACTS      optional folder for screenshots of failures
+//
+// Prints one PASS or FAIL line per check and "N passed, N failed" at the end;
+// exits 1 when anything failed.
+
+import { chromium } from 'playwright-core';
+import fs from 'node:fs';
+import path from 'node:path';
+
+const env = (k, d) => {
+    const v = process.env[k] ?? d;
+    if (v === undefined) {
+        console.log(`FAIL: environment variable ${k} is not set`);
+        process.exit(2);
+    }
+    return v;
+};
+const BASE = env('KHIEN_URL').replace(/\/+$/, '');
+const ADMIN = env('KHIEN_ADMIN_USER', 'admin');
+const ADMIN_PW = env('KHIEN_ADMIN_PASSWORD');
+const OFFICER = env('KHIEN_OFFICER_USER');
+const OFFICER_PW = env('KHIEN_OFFICER_PASSWORD');
+const AUDITOR = process.env.KHIEN_AUDITOR_USER || '';
+const AUDITOR_PW = process.env.KHIEN_AUDITOR_PASSWORD || '';
+const ENROLLED = Number(env('KHIEN_ENROLLED'));
+const FAMILY = env('KHIEN_FAMILY');
+const AGENCY_A = env('KHIEN_AGENCY_A');
+const A_HOST = env('KHIEN_A_HOSTNAME');
+const B_HOST = env('KHIEN_B_HOSTNAME');
+const B_MACHINE = env('KHIEN_B_MACHINE');
+const XSS_PATH = process.env.KHIEN_XSS_PATH || '';
+const ARTIFACTS = process.env.KHIEN_ARTIFACTS || '';
+const STEP_MS = 15000;
+
+let passed = 0;
+let failed = 0;
+const problems = []; // console errors and CSP refusals seen by the page
+
+async function step(name, page, fn) {
+    try {
+        await fn();
+        passed++;
+        console.log(`PASS: ${name}`);
+        return true;
+    } catch (e) {
+        failed++;
+        console.log(
+            `FAIL: ${name}\n  ${String(e && e.message ? e.message : e)
+                .split('\n')
+                .slice(0, 6)
+                .join('\n  ')}`,
+        );
+        if (page) {
+            console.log(`  at ${page.url()}`);
+            if (ARTIFACTS) {
+                const file = path.join(ARTIFACTS, name.replace(/[^A-Za-z0-9]+/g, '_').slice(0, 60) + '.png');
+                await page.screenshot({ path: file, fullPage: true }).catch(() => {});
+                console.log(`  screenshot: ${file}`);
+            }
+        }
+        return false;
+    }
+}
+
+function expect(cond, message) {
+    if (!cond) throw new Error(message);
+}
+
+const tid = (page, id) => page.getByTestId(id);
+
+async function login(page, user, password) {
+    await page.goto(BASE + '/');
+    await tid(page, 'login-form').waitFor();
+    await tid(page, 'login-username').fill(user);
+    await tid(page, 'login-password').fill(password);
+    await tid(page, 'login-submit').click();
+    await tid(page, 'overview').waitFor();
+}
+
+async function logout(page) {
+    await tid(page, 'logout').click();
+    await tid(page, 'login-form').waitFor();
+}
+
+const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+});
+const context = await browser.newContext({
+    ignoreHTTPSErrors: true, // the server's certificate is signed by its own CA
+    viewport: { width: 1366, height: 768 },
+    locale: 'vi-VN',
+    timezoneId: 'Asia/Ho_Chi_Minh',
+});
+context.setDefaultTimeout(STEP_MS);
+const page = await context.newPage();
+page.on('console', (m) => {
+    if (m.type() === 'error' && !/status of 40[134]/.test(m.text())) problems.push(m.text());
+});
+page.on('pageerror', (e) => problems.push('uncaught: ' + e.message));
+
+try {
+    await step('the sign-in page is served, in Vietnamese by default', page, async () => {
+        const res = await page.goto(BASE + '/');
+        expect(res && res.ok(), 'GET / did not answer 200');
+        const csp = res.headers()['content-security-policy'] || '';
+        expect(csp.includes("script-src 'self'"), 'no Content-Security-Policy on /: ' + csp);
+        await tid(page, 'login-form').waitFor();
+        const text = await tid(page, 'login-submit').innerText();
+        expect(text.includes('Đăng nhập'), `the button says "${text}"`);
+    });
+
+    await step('a wrong password is refused with a message', page, async () => {
+        await tid(page, 'login-username').fill(ADMIN);
+        await tid(page, 'login-password').fill('not-the-password');
+        await tid(page, 'login-submit').click();
+        await tid(page, 'login-error').waitFor({ state: 'visible' });
+    });
+
+    await step('the administrator signs in and the overview shows the enrolled count', page, async () => {
+        await login(page, ADMIN, ADMIN_PW);
+        await page
+            .waitForFunction(
+                (n) =>
+                    document.querySelector('[data-testid=enrolled-count]')?.textContent.replace(/\D/g, '') ===
+                    String(n),
+                ENROLLED,
+            )
+            .catch(async () => {
+                const shown = await tid(page, 'enrolled-count')
+                    .innerText({ timeout: 1000 })
+                    .catch(() => '(none)');
+                throw new Error(`the enrolled count shows "${shown}", expected ${ENROLLED}`);
+            });
+        expect((await tid(page, 'current-role').innerText()).length > 0, 'no role shown');
+    });
+
+    await step('the overview lists the reported malware family and draws the chart', page, async () => {
+        await tid(page, 'top-families').getByText(FAMILY, { exact: true }).waitFor();
+        const bars = await page.locator('[data-testid=detections-chart] .col').count();
+        expect(bars >= 1, 'the chart has no bar for today');
+        await tid(page, 'coverage-table').waitFor();
+    });
+
+    let machineId = '';
+    await step('a detection leads to its machine page', page, async () => {
+        await tid(page, 'nav-detections').click();
+        await tid(page, 'detections-table').waitFor();
+        await tid(page, 'detection-link').first().click();
+        await tid(page, 'detection-page').waitFor();
+        const link = tid(page, 'detection-machine-link');
+        const host = (await link.innerText()).trim();
+        expect(host.length > 0, 'the machine link is empty');
+        await link.click();
+        await tid(page, 'machine-page').waitFor();
+        machineId = await tid(page, 'machine-page').getAttribute('data-id');
+        expect(
+            page.url().endsWith('/machines/' + machineId),
+            'URL ' + page.url() + ' is not the machine page',
+        );
+        expect(
+            (await tid(page, 'page-title').innerText()).trim() === host,
+            'the title is not the hostname ' + host,
+        );
+        await tid(page, 'machine-detections-table').waitFor();
+    });
+
+    await step('"Scan now" queues a task that the machine page lists', page, async () => {
+        await tid(page, 'task-scan').click();
+        await tid(page, 'tasks-table').locator('[data-kind=scan]').first().waitFor();
+    });
+
+    if (XSS_PATH) {
+        await step('markup in API data is shown as text, never run', page, async () => {
+            await page.goto(BASE + '/detections?q=' + encodeURIComponent('khien-xss'));
+            await tid(page, 'detections-table').waitFor();
+            await page.getByText(XSS_PATH, { exact: true }).first().waitFor();
+            const injected = await page
+                .locator('[data-testid=detections-table] img, [data-testid=detections-table] script')
+                .count();
+            expect(injected === 0, 'an element from the path was created');
+            expect(!(await page.evaluate(() => window.__khienXss)), 'the injected script ran');
+        });
+    }
+
+    await step('an enrollment token is created and its command shown once', page, async () => {
+        await page.goto(BASE + '/agencies');
+        await tid(page, 'agency-tree').locator(`[data-id="${AGENCY_A}"] a`).click();
+        await tid(page, 'agency-page').waitFor();
+        await tid(page, 'token-note').fill('browser test');
+        await tid(page, 'token-create-submit').click();
+        const token = await tid(page, 'token-value').inputValue();
+        const command = await tid(page, 'token-command').inputValue();
+        expect(token.length >= 16, 'the token is too short: ' + token);
+        expect(command.includes(token), 'the command does not carry the token: ' + command);
+        expect(/enroll/.test(command), 'the command does not enroll: ' + command);
+        await tid(page, 'enroll-tokens-table').getByText('browser test').first().waitFor();
+    });
+
+    await step('the language switches to English, survives a reload, and back', page, async () => {
+        await tid(page, 'lang-en').click();
+        await page.waitForFunction(
+            () => document.querySelector('[data-testid=nav-overview]')?.textContent === 'Overview',
+        );
+        expect((await page.getAttribute('html', 'lang')) === 'en', 'html lang is not en');
+        await page.reload();
+        await tid(page, 'agency-page').waitFor();
+        expect((await tid(page, 'nav-machines').innerText()) === 'Machines', 'English did not persist');
+        await tid(page, 'lang-vi').click();
+        await page.waitForFunction(
+            () => document.querySelector('[data-testid=nav-overview]')?.textContent === 'Tổng quan',
+        );
+        expect((await tid(page, 'nav-machines').innerText()) === 'Máy trạm', 'Vietnamese did not come back');
+    });
+
+    await step('signing out leads back to sign-in, and pages need a session', page, async () => {
+        await logout(page);
+        await page.goto(BASE + '/machines');
+        await tid(page, 'login-form').waitFor();
+        expect(page.url().includes('/login'), 'not sent to /login: ' + page.url());
+    });
+
+    await step("an officer of agency A sees A's machines but not B's", page, async () => {
+        await login(page, OFFICER, OFFICER_PW);
+        expect((await tid(page, 'nav-users').count()) === 0, 'an officer is offered the users page');
+        await tid(page, 'nav-machines').click();
+        await tid(page, 'machines-table').waitFor();
+        const hosts = await tid(page, 'machine-link').allInnerTexts();
+        expect(hosts.includes(A_HOST), `${A_HOST} is not listed: ${hosts.join(', ')}`);
+        expect(!hosts.includes(B_HOST), `${B_HOST} of agency B is listed`);
+        await tid(page, 'filter-q').fill(B_HOST);
+        await page.waitForFunction(() => !document.querySelector('[data-testid=machines-table]'));
+    });
+
+    await step("agency B's machine page is not found for the officer", page, async () => {
+        await page.goto(BASE + '/machines/' + encodeURIComponent(B_MACHINE));
+        await tid(page, 'not-found').waitFor();
+        expect((await page.getByText(B_HOST).count()) === 0, "B's hostname appears on the page");
+    });
+
+    if (AUDITOR) {
+        await step('an auditor reads everything but is offered no action', page, async () => {
+            await logout(page);
+            await login(page, AUDITOR, AUDITOR_PW);
+            expect((await tid(page, 'nav-users').count()) === 0, 'an auditor is offered the users page');
+            await page.goto(BASE + '/machines/' + encodeURIComponent(B_MACHINE));
+            await tid(page, 'machine-page').waitFor();
+            await tid(page, 'tasks').waitFor();
+            for (const id of ['task-scan', 'task-update', 'retire', 'move-submit']) {
+                expect((await tid(page, id).count()) === 0, `the auditor is offered ${id}`);
+            }
+            await tid(page, 'detection-row').first().locator('a').first().click();
+            await tid(page, 'detection-page').waitFor();
+            expect(
+                (await page.locator('[data-testid^=status-]').count()) === 0,
+                'the auditor is offered workflow buttons',
+            );
+            await page.goto(BASE + '/agencies/' + encodeURIComponent(AGENCY_A));
+            await tid(page, 'enroll-tokens').waitFor();
+            expect((await tid(page, 'token-create').count()) === 0, 'the auditor is offered token creation');
+        });
+    }
+
+    await step('no script errors or CSP refusals on any page', page, async () => {
+        expect(problems.length === 0, problems.slice(0, 5).join('\n'));
+    });
+} finally {
+    await browser.close();
+}
+
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
