@@ -2,7 +2,7 @@
  * Event ingestion: the rules of ingest.h. Validation is a pure function of
  * one JSON value so that it can be fuzzed on its own; storing runs the whole
  * batch in one write transaction, inserting each event with
- * ON CONFLICT (event_id) DO NOTHING so that a retried batch adds nothing, and
+ * ON CONFLICT (machine_id, event_id) DO NOTHING so that a retried batch adds nothing, and
  * adding a detection row only for a detection event that was actually new.
  */
 #include "ingest.h"
@@ -248,7 +248,7 @@ static int insert_detection(struct store_db *db, const char *machine_id, int64_t
                        "INSERT INTO detections (event_id, machine_id, agency_id, path, sha256, "
                        "md5, size, signature, family, action, detected_at, received_at, status, "
                        "status_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, "
-                       "'new', $13) ON CONFLICT (event_id) DO NOTHING",
+                       "'new', $13) ON CONFLICT (machine_id, event_id) DO NOTHING",
                        "ttitttitttiii", field_or_empty(ev, "id"), machine_id, agency_id,
                        field_or_empty(ev, "path"), sha256, md5, size, signature, family,
                        action != NULL ? action : "reported", at, now, now);
@@ -304,7 +304,7 @@ static int ingest_once(struct store_db *db, const char *machine_id, const json_t
         goto out;
     if ((r = store_prepare(db,
                            "INSERT INTO events (event_id, machine_id, type, at, received_at, "
-                           "data) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO "
+                           "data) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (machine_id, event_id) DO "
                            "NOTHING",
                            &st)) < 0)
         goto out;

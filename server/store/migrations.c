@@ -129,19 +129,21 @@ static const char migration_1[] =
     "CREATE INDEX tasks_machine ON tasks(machine_id, state);\n"
 
     /* Every event an agent posts, by its id: a retried batch inserts nothing
-     * new (INSERT ... ON CONFLICT DO NOTHING). */
+     * new (INSERT ... ON CONFLICT DO NOTHING). Ids are unique per machine, so
+     * one machine cannot suppress another's events by reusing their ids. */
     "CREATE TABLE events ("
-    " event_id TEXT PRIMARY KEY,"
+    " event_id TEXT NOT NULL,"
     " machine_id TEXT NOT NULL REFERENCES machines(id),"
     " type TEXT NOT NULL,"
     " at @BIGINT@ NOT NULL,"
     " received_at @BIGINT@ NOT NULL,"
-    " data TEXT NOT NULL DEFAULT '{}');\n"
+    " data TEXT NOT NULL DEFAULT '{}',"
+    " PRIMARY KEY (machine_id, event_id));\n"
     "CREATE INDEX events_machine ON events(machine_id, at);\n"
 
     "CREATE TABLE detections ("
     " id @PK@,"
-    " event_id TEXT NOT NULL UNIQUE,"
+    " event_id TEXT NOT NULL,"
     " machine_id TEXT NOT NULL REFERENCES machines(id),"
     " agency_id @BIGINT@ NOT NULL REFERENCES agencies(id),"
     " path TEXT NOT NULL DEFAULT '',"
@@ -155,7 +157,8 @@ static const char migration_1[] =
     " received_at @BIGINT@ NOT NULL,"
     " status TEXT NOT NULL DEFAULT 'new'," /* new|acknowledged|resolved|false_positive */
     " status_at @BIGINT@ NOT NULL,"
-    " status_by @BIGINT@ REFERENCES users(id));\n"
+    " status_by @BIGINT@ REFERENCES users(id),"
+    " UNIQUE (machine_id, event_id));\n"
     "CREATE INDEX detections_machine ON detections(machine_id, detected_at);\n"
     "CREATE INDEX detections_agency ON detections(agency_id, detected_at);\n"
     "CREATE INDEX detections_time ON detections(detected_at);\n"
