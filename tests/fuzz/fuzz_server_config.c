@@ -3,7 +3,7 @@
  * (server/config.c): any bytes must give either a configuration or an error
  * naming file:line, never a crash or an overflow of the fixed-size fields.
  */
-#define _GNU_SOURCE
+
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/mman.h>
