@@ -231,11 +231,11 @@ int api_agencies_list(struct srv_req *r)
         "SELECT m.agency_id, COUNT(*), SUM(CASE WHEN m.last_seen >= $2 THEN 1 ELSE 0 END)"
         " FROM machines m JOIN agencies a ON a.id = m.agency_id"
         " WHERE m.retired = 0 AND a.path LIKE $1 GROUP BY m.agency_id";
+    /* Infected: machines with an open detection, from the count that
+     * ingest.c and api_detection.c keep on each machine (migration 3). */
     static const char infected_sql[] =
-        "SELECT m.agency_id, COUNT(DISTINCT d.machine_id)"
-        " FROM detections d JOIN machines m ON m.id = d.machine_id"
-        " JOIN agencies a ON a.id = m.agency_id"
-        " WHERE d.status IN ('new', 'acknowledged') AND m.retired = 0 AND a.path LIKE $1"
+        "SELECT m.agency_id, COUNT(*) FROM machines m JOIN agencies a ON a.id = m.agency_id"
+        " WHERE m.open_detections > 0 AND m.retired = 0 AND a.path LIKE $1"
         " GROUP BY m.agency_id";
     struct store_stmt *st = NULL;
     struct agency_slot *slots = NULL;
@@ -275,7 +275,9 @@ int api_agencies_list(struct srv_req *r)
         slots[i].id = json_integer_value(json_object_get(slots[i].obj, "id"));
         slots[i].path = json_string_value(json_object_get(slots[i].obj, "path"));
     }
-    qsort(slots, n, sizeof(*slots), slot_path_cmp);
+    /* qsort's array may not be NULL, even when empty. */
+    if (n > 1)
+        qsort(slots, n, sizeof(*slots), slot_path_cmp);
     /* A new array in path order; each agency is shared with the old one
      * until that is released. */
     if ((sorted = json_array()) == NULL) {
@@ -290,7 +292,8 @@ int api_agencies_list(struct srv_req *r)
     json_decref(items);
     items = sorted;
     sorted = NULL;
-    qsort(slots, n, sizeof(*slots), slot_cmp);
+    if (n > 1)
+        qsort(slots, n, sizeof(*slots), slot_cmp);
     if ((s = merge_counts(r, slots, n, machines_sql, srv_now() - (int64_t)offline_after, "machines",
                           "online")) < 0 ||
         (s = merge_counts(r, slots, n, infected_sql, 0, "infected", NULL)) < 0)

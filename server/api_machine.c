@@ -8,9 +8,9 @@
  * Every statement restricts machines to the caller's scope through their
  * current agency's path; a machine outside it is answered 404 exactly as if
  * it did not exist. The list must stay fast at 10,000 machines and 1,000,000
- * detections, which shapes how open detections are counted: by one grouped
- * subquery when sorting by them (OPEN_GROUPED), otherwise only for the
- * machines of the page returned (machine_page_counts()).
+ * detections, so a machine's open detections are never counted here: they
+ * are machines.open_detections, which ingest.c and api_detection.c keep
+ * exact (migration 3).
  */
 #include "api.h"
 #include "query.h"
@@ -20,26 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The columns machine_item() reads, in order; the open-detection count is
- * appended as column MACHINE_NCOLS by each query. */
+/* The columns machine_item() reads, in order. */
 #define MACHINE_COLS                                                                               \
     "m.id, m.hostname, m.agency_id, a.code, a.name, m.os, m.ips, m.agent_version,"                 \
-    " m.db_version, m.db_time, m.rtp, m.last_seen, m.retired"
-#define MACHINE_NCOLS 13
-
-/* Open detections of one machine, for the machine page. */
-#define OPEN_CORRELATED                                                                            \
-    "(SELECT count(*) FROM detections x WHERE x.machine_id = m.id"                                 \
-    " AND x.status IN " SRV_OPEN_STATUSES ")"
-
-/* Open detections of every machine at once, for sorting by them. Grouping by
- * (status, machine_id) first lets an index on those columns answer it from
- * the index alone; the outer query folds the two statuses together. */
-#define OPEN_GROUPED                                                                               \
-    " LEFT JOIN (SELECT machine_id, CAST(sum(n) AS BIGINT) AS n FROM"                              \
-    " (SELECT status, machine_id, count(*) AS n FROM detections"                                   \
-    " WHERE status IN " SRV_OPEN_STATUSES " GROUP BY status, machine_id) s"                        \
-    " GROUP BY machine_id) o ON o.machine_id = m.id"
+    " m.db_version, m.db_time, m.rtp, m.last_seen, m.retired, m.open_detections"
 
 static const struct srv_sort machine_sorts[] = {
     {"hostname", "m.hostname ASC, m.id ASC", "m.hostname DESC, m.id DESC", 0},
@@ -47,8 +31,8 @@ static const struct srv_sort machine_sorts[] = {
     {"agency", "a.name ASC, m.hostname ASC, m.id ASC", "a.name DESC, m.hostname ASC, m.id ASC", 0},
     {"db_version", "m.db_version ASC, m.hostname ASC, m.id ASC",
      "m.db_version DESC, m.hostname ASC, m.id ASC", 0},
-    {"detections", "open_n ASC, m.hostname ASC, m.id ASC", "open_n DESC, m.hostname ASC, m.id ASC",
-     1},
+    {"detections", "m.open_detections ASC, m.hostname ASC, m.id ASC",
+     "m.open_detections DESC, m.hostname ASC, m.id ASC", 1},
     {NULL, NULL, NULL, 0},
 };
 
@@ -66,7 +50,7 @@ struct machine_filter {
     int64_t outdated_cut;
 };
 
-/* Builds a machine's summary from a row of MACHINE_COLS plus the count. */
+/* Builds a machine's summary from a row of MACHINE_COLS. */
 static json_t *machine_item(struct srv_req *r, struct store_stmt *st, int64_t now)
 {
     int64_t last_seen = store_col_int(st, 11);
@@ -80,7 +64,7 @@ static json_t *machine_item(struct srv_req *r, struct store_stmt *st, int64_t no
                      "db_version", (json_int_t)store_col_int(st, 8), "db_age_days",
                      srv_age_days(now, store_col_int(st, 9)), "rtp", store_col_int(st, 10) != 0,
                      "last_seen", (json_int_t)last_seen, "online", online, "retired", retired,
-                     "open_detections", (json_int_t)store_col_int(st, MACHINE_NCOLS));
+                     "open_detections", (json_int_t)store_col_int(st, 13));
 }
 
 /* Reads and checks ?q=, ?agency= and ?status=. Replies and returns -1 on a
@@ -157,10 +141,7 @@ static void machine_where(struct srv_sql *q, const struct srv_req *r,
             srv_sql_add(q, " AND m.last_seen < ");
             srv_sql_int(q, f->online_cut);
         } else if (strcmp(f->status, "infected") == 0) {
-            /* One set of machine ids from the status index, not one probe
-             * per machine. */
-            srv_sql_add(q, " AND m.id IN (SELECT machine_id FROM detections"
-                           " WHERE status IN " SRV_OPEN_STATUSES ")");
+            srv_sql_add(q, " AND m.open_detections > 0");
         } else if (strcmp(f->status, "outdated") == 0) {
             srv_sql_add(q, " AND m.db_time < ");
             srv_sql_int(q, f->outdated_cut);
@@ -178,16 +159,13 @@ static void machine_where(struct srv_sql *q, const struct srv_req *r,
     }
 }
 
-/* Appends FROM, WHERE, ORDER BY and LIMIT for one page of the list, so the
- * same page can be read and, as a subquery, have its detections counted.
+/* Appends FROM, WHERE, ORDER BY and LIMIT for one page of the list.
  * Returns -1 naming the bad sort parameter in *bad. */
 static int machine_page_tail(struct srv_sql *q, const struct srv_req *r,
                              const struct machine_filter *f, const char *sort, const char *order,
                              int64_t limit, int64_t offset, const char **bad)
 {
     srv_sql_add(q, " FROM machines m JOIN agencies a ON a.id = m.agency_id");
-    if (sort != NULL && strcmp(sort, "detections") == 0)
-        srv_sql_add(q, OPEN_GROUPED);
     machine_where(q, r, f);
     if (srv_sql_order(q, machine_sorts, sort, order, bad) != 0)
         return -1;
@@ -196,43 +174,6 @@ static int machine_page_tail(struct srv_sql *q, const struct srv_req *r,
     srv_sql_add(q, " OFFSET ");
     srv_sql_int(q, offset);
     return 0;
-}
-
-/* Fills "open_detections" of a page's items with one grouped query over the
- * page's machines. Counting inside the page query instead would make SQLite
- * count for every machine it sorts, not just the page it returns. */
-static int machine_page_counts(struct srv_req *r, const struct machine_filter *f, const char *sort,
-                               const char *order, int64_t limit, int64_t offset, json_t *items)
-{
-    struct srv_sql q;
-    struct store_stmt *st = NULL;
-    const char *bad = NULL;
-    int rc;
-
-    srv_sql_init(&q);
-    srv_sql_add(&q, "SELECT x.machine_id, count(*) FROM detections x"
-                    " WHERE x.status IN " SRV_OPEN_STATUSES " AND x.machine_id IN (SELECT m.id");
-    machine_page_tail(&q, r, f, sort, order, limit, offset, &bad);
-    srv_sql_add(&q, ") GROUP BY x.machine_id");
-    if ((rc = srv_sql_prepare(r->db, &q, &st)) != 0)
-        goto out;
-    while ((rc = store_step(st)) == STORE_ROW) {
-        const char *id = store_col_text(st, 0);
-        size_t i;
-        json_t *m;
-        json_array_foreach(items, i, m)
-        {
-            const char *mid = json_string_value(json_object_get(m, "id"));
-            if (id != NULL && mid != NULL && strcmp(id, mid) == 0) {
-                json_object_set_new(m, "open_detections", json_integer(store_col_int(st, 1)));
-                break;
-            }
-        }
-    }
-out:
-    store_finalize(st);
-    srv_sql_clear(&q);
-    return rc < 0 ? rc : 0;
 }
 
 int api_machines_list(struct srv_req *r)
@@ -244,7 +185,7 @@ int api_machines_list(struct srv_req *r)
     const char *bad = NULL, *sortp, *orderp;
     char sort[16], order[8];
     int64_t limit = 50, offset = 0, total = 0;
-    int by_detections, rc;
+    int rc;
 
     srv_sql_init(&page);
     srv_sql_init(&count);
@@ -259,11 +200,8 @@ int api_machines_list(struct srv_req *r)
         strcpy(order, "?");
     sortp = sort[0] != '\0' ? sort : NULL;
     orderp = order[0] != '\0' ? order : NULL;
-    by_detections = strcmp(sort, "detections") == 0;
 
-    srv_sql_add(&page, "SELECT " MACHINE_COLS ", ");
-    srv_sql_add(&page, by_detections ? "COALESCE(o.n, 0)" : "0");
-    srv_sql_add(&page, " AS open_n");
+    srv_sql_add(&page, "SELECT " MACHINE_COLS);
     if (machine_page_tail(&page, r, &f, sortp, orderp, limit, offset, &bad) != 0) {
         srv_reply_field(r, bad,
                         strcmp(bad, "sort") == 0
@@ -291,9 +229,6 @@ int api_machines_list(struct srv_req *r)
         goto store_fail;
     store_finalize(st);
     st = NULL;
-    if (!by_detections && json_array_size(items) > 0 &&
-        (rc = machine_page_counts(r, &f, sortp, orderp, limit, offset, items)) != 0)
-        goto store_fail;
     srv_reply_json(r, 200, srv_page_json(items, total, limit, offset));
     items = NULL;
     goto out;
@@ -378,7 +313,7 @@ int api_machines_get(struct srv_req *r)
         srv_reply_error(r, 404, "not_found", "no such machine");
         goto out;
     }
-    srv_sql_add(&q, "SELECT " MACHINE_COLS ", " OPEN_CORRELATED ", m.kernel, m.arch, m.macs,"
+    srv_sql_add(&q, "SELECT " MACHINE_COLS ", m.kernel, m.arch, m.macs,"
                     " m.firewall, m.last_full_scan, m.enrolled_at, m.cert_serial, m.inventory"
                     " FROM machines m JOIN agencies a ON a.id = m.agency_id WHERE m.id = ");
     srv_sql_text(&q, id);

@@ -10,17 +10,29 @@
  * server/query.c are also checked on their own, without a database. The
  * database tests run on SQLite and, when KHIEN_PG_URL names a server, again
  * on PostgreSQL.
+ *
+ * The dataset is written under schema version 2, before the dashboard's
+ * running figures existed, and the store is then migrated to the newest
+ * version: every test therefore starts from figures that migration 3 filled
+ * in from existing rows. The figures must then stay equal to a count of the
+ * detections from scratch through status changes, moves, retirements and
+ * new batches, and the overview must answer exactly what counting the
+ * detections (the overview's queries before migration 3) answers.
  */
 #include "testutil.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
 #include "api.h"
+#include "ingest.h"
 #include "query.h"
+#include "store/migrations.h"
 #include "store/store.h"
 
 #define M_A1 "a1a1a1a1-0000-4000-8000-000000000001"
@@ -129,6 +141,48 @@ static int64_t add_user(struct fixture *f, const char *name, const char *role, i
     return id;
 }
 
+/* Builds the schema as store_migrate() would leave it at `version`, which
+ * the store's interface cannot stop at: the migrations' text with the
+ * backend's types put in (the table of store.c), run in order and recorded.
+ * A later store_migrate() then applies only the newer ones. */
+static int migrate_up_to(struct store_db *db, int version)
+{
+    const int pg = store_kind(db) == STORE_POSTGRES;
+    const char *const names[] = {"@PK@", "@BLOB@", "@BIGINT@"};
+    const char *const values[] = {pg ? "BIGSERIAL PRIMARY KEY"
+                                     : "INTEGER PRIMARY KEY AUTOINCREMENT",
+                                  pg ? "BYTEA" : "BLOB", pg ? "BIGINT" : "INTEGER"};
+    int r = store_exec(db, "CREATE TABLE schema_version (version INTEGER PRIMARY KEY,"
+                           " applied_at BIGINT NOT NULL)");
+
+    for (int v = 1; r == 0 && v <= version; v++) {
+        const char *in = store_migration_sql(v);
+        size_t cap = strlen(in) * 8 + 1, o = 0;
+        char *sql = malloc(cap);
+        assert_non_null(sql);
+        while (*in != '\0') {
+            size_t k = 0;
+            while (k < 3 && strncmp(in, names[k], strlen(names[k])) != 0)
+                k++;
+            if (k < 3) {
+                o += (size_t)snprintf(sql + o, cap - o, "%s", values[k]);
+                in += strlen(names[k]);
+            } else {
+                sql[o++] = *in++;
+            }
+        }
+        sql[o] = '\0';
+        r = store_exec(db, sql);
+        free(sql);
+        if (r == 0)
+            r = store_execf(db, NULL,
+                            "INSERT INTO schema_version (version, applied_at)"
+                            " VALUES ($1, 0)",
+                            "i", (int64_t)v);
+    }
+    return r;
+}
+
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
@@ -144,7 +198,7 @@ static int setup(void **state)
     if (store_open(url, &f->db, err, sizeof(err)) != 0 ||
         (pg_url != NULL &&
          store_exec(f->db, "DROP SCHEMA public CASCADE; CREATE SCHEMA public") != 0) ||
-        store_migrate(f->db) != 0) {
+        migrate_up_to(f->db, 2) != 0) {
         /* The store is another module; until it works these tests have
          * nothing to run against. */
         store_close(f->db);
@@ -189,6 +243,8 @@ static int setup(void **state)
                                  " created_at) VALUES (7, 'ff', 10, 'sig', 'k', $1)",
                                  "i", f->now - DAY),
                      0);
+    /* The running figures of migration 3 are computed from these rows. */
+    assert_int_equal(store_migrate(f->db), 0);
 
     f->admin.role = SRV_ROLE_ADMIN;
     f->admin.user_id = f->admin_id;
@@ -337,6 +393,273 @@ static json_t *detections(struct fixture *f, const struct srv_principal *who, co
                  (long long)jint(page, "total"), (long long)total);
     assert_true(json_is_false(json_object_get(page, "total_capped")));
     return page;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The running figures against counting the detections.                      */
+/* ------------------------------------------------------------------------ */
+
+/* Each figure of migration 3 compared with a count of the detections from
+ * scratch at time `now`: every query counts the rows that differ. */
+static void figures_match_recount(struct store_db *db, int64_t now)
+{
+    static const struct {
+        const char *what, *sql;
+    } checks[] = {
+        {"machines.open_detections",
+         "SELECT count(*) FROM machines m WHERE m.open_detections <> (SELECT count(*) FROM"
+         " detections d WHERE d.machine_id = m.id AND d.status IN ('new','acknowledged'))"},
+        {"open_by_agency",
+         "SELECT count(*) FROM (SELECT agency_id, machine_id, count(*) AS n, max(detected_at) AS t"
+         " FROM detections WHERE status IN ('new','acknowledged') GROUP BY agency_id, machine_id)"
+         " e LEFT JOIN open_by_agency o ON o.agency_id = e.agency_id AND o.machine_id ="
+         " e.machine_id WHERE o.open_count IS NULL OR o.open_count <> e.n OR o.newest_open <> e.t"},
+        {"open_by_agency (rows without open detections)",
+         "SELECT count(*) FROM open_by_agency o WHERE NOT (o.open_count = 0 AND o.newest_open = 0)"
+         " AND NOT EXISTS (SELECT 1 FROM detections d WHERE d.agency_id = o.agency_id AND"
+         " d.machine_id = o.machine_id AND d.status IN ('new','acknowledged'))"},
+        {"detection_daily",
+         "SELECT count(*) FROM (SELECT detected_at / 86400 AS day, agency_id, count(*) AS n FROM"
+         " detections GROUP BY detected_at / 86400, agency_id) e LEFT JOIN detection_daily s ON"
+         " s.day = e.day AND s.agency_id = e.agency_id WHERE s.detections IS NULL OR"
+         " s.detections <> e.n"},
+        {"detection_daily (extra rows)",
+         "SELECT count(*) FROM detection_daily s WHERE NOT EXISTS (SELECT 1 FROM detections d"
+         " WHERE d.detected_at / 86400 = s.day AND d.agency_id = s.agency_id)"},
+        {"detection_daily_family",
+         "SELECT count(*) FROM (SELECT detected_at / 86400 AS day, agency_id, CASE WHEN family ="
+         " '' THEN signature ELSE family END AS k, count(*) AS n FROM detections GROUP BY"
+         " detected_at / 86400, agency_id, CASE WHEN family = '' THEN signature ELSE family END)"
+         " e LEFT JOIN detection_daily_family s ON s.day = e.day AND s.agency_id = e.agency_id"
+         " AND s.family = e.k WHERE s.detections IS NULL OR s.detections <> e.n"},
+        {"detection_daily_family_all",
+         "SELECT count(*) FROM (SELECT detected_at / 86400 AS day, CASE WHEN family = '' THEN"
+         " signature ELSE family END AS k, count(*) AS n FROM detections GROUP BY"
+         " detected_at / 86400, CASE WHEN family = '' THEN signature ELSE family END) e"
+         " LEFT JOIN detection_daily_family_all s ON s.day = e.day AND s.family = e.k"
+         " WHERE s.detections IS NULL OR s.detections <> e.n"},
+        {"detection_daily_family_all (extra rows)",
+         "SELECT count(*) FROM detection_daily_family_all s WHERE NOT EXISTS (SELECT 1 FROM"
+         " detections d WHERE d.detected_at / 86400 = s.day AND"
+         " CASE WHEN d.family = '' THEN d.signature ELSE d.family END = s.family)"},
+        {"detection_daily_family (extra rows)",
+         "SELECT count(*) FROM detection_daily_family s WHERE NOT EXISTS (SELECT 1 FROM"
+         " detections d WHERE d.detected_at / 86400 = s.day AND d.agency_id = s.agency_id AND"
+         " CASE WHEN d.family = '' THEN d.signature ELSE d.family END = s.family)"},
+    };
+    int64_t wrong = -1;
+
+    for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++) {
+        if (store_query_int(db, &wrong, checks[i].sql, "") != STORE_ROW)
+            fail_msg("%s: %s", checks[i].what, store_errmsg(db));
+        if (wrong != 0)
+            fail_msg("%s: %lld rows differ from a recount", checks[i].what, (long long)wrong);
+    }
+    /* Hours are kept only for the recent past, which is all the overview
+     * reads: from a day before `now` on, they must be exact. */
+    if (store_query_int(db, &wrong,
+                        "SELECT count(*) FROM (SELECT detected_at / 3600 AS hour, agency_id,"
+                        " count(*) AS n FROM detections WHERE detected_at >= $1 GROUP BY"
+                        " detected_at / 3600, agency_id) e LEFT JOIN detection_hourly s ON"
+                        " s.hour = e.hour AND s.agency_id = e.agency_id WHERE"
+                        " s.detections IS NULL OR s.detections <> e.n",
+                        "i", (now - 86400) / 3600 * 3600) != STORE_ROW)
+        fail_msg("detection_hourly: %s", store_errmsg(db));
+    if (wrong != 0)
+        fail_msg("detection_hourly: %lld rows differ from a recount", (long long)wrong);
+    if (store_query_int(db, &wrong,
+                        "SELECT count(*) FROM detection_hourly s WHERE s.hour >= $1 AND NOT EXISTS"
+                        " (SELECT 1 FROM detections d WHERE d.detected_at / 3600 = s.hour AND"
+                        " d.agency_id = s.agency_id)",
+                        "i", (now - 86400) / 3600) != STORE_ROW ||
+        wrong != 0)
+        fail_msg("detection_hourly: %lld extra rows", (long long)wrong);
+}
+
+/* Reads every row of a statement the way `row` builds it into an array. */
+static json_t *rows_json(struct fixture *f, const char *sql, const char *scope, int64_t since,
+                         json_t *(*row)(struct store_stmt *))
+{
+    struct store_stmt *st = NULL;
+    json_t *a = json_array();
+    int r = store_queryf(f->db, &st, sql, "ti", scope, since);
+
+    while (r == STORE_ROW) {
+        json_array_append_new(a, row(st));
+        r = store_step(st);
+    }
+    store_finalize(st);
+    if (r < 0)
+        fail_msg("%s: %s", sql, store_errmsg(f->db));
+    return a;
+}
+
+static json_t *family_row(struct store_stmt *st)
+{
+    return json_pack("{s:s, s:I}", "family", store_col_text(st, 0), "count",
+                     (json_int_t)store_col_int(st, 1));
+}
+
+static json_t *agency_row(struct store_stmt *st)
+{
+    return json_pack("{s:I, s:s, s:s, s:I, s:I}", "agency_id", (json_int_t)store_col_int(st, 0),
+                     "code", store_col_text(st, 1), "name", store_col_text(st, 2), "detections",
+                     (json_int_t)store_col_int(st, 3), "infected_machines",
+                     (json_int_t)store_col_int(st, 4));
+}
+
+#define FROM_SCOPED " FROM detections d JOIN agencies a ON a.id = d.agency_id WHERE a.path LIKE $1"
+
+/* Counts the detections in `scope` with from <= detected_at < to and the
+ * condition `extra` (a constant). */
+static int64_t count_scoped(struct fixture *f, const char *extra, const char *scope, int64_t from,
+                            int64_t to)
+{
+    char sql[512];
+    int64_t n = -1;
+
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*)" FROM_SCOPED " AND d.detected_at >= $2 AND d.detected_at < $3%s",
+             extra);
+    if (store_query_int(f->db, &n, sql, "tii", scope, from, to) != STORE_ROW)
+        fail_msg("%s: %s", sql, store_errmsg(f->db));
+    return n;
+}
+
+/* The overview's detection figures at time `now` for `who`, counted from the
+ * detections the way the overview counted them before migration 3. */
+static json_t *overview_by_counting(struct fixture *f, const struct srv_principal *who, int64_t now,
+                                    int64_t days)
+{
+    const char *scope = who->scope_path;
+    int64_t today = now / DAY, first = today - days + 1;
+    json_t *by_day = json_array();
+
+    for (int64_t day = first; day <= today; day++)
+        json_array_append_new(by_day,
+                              json_integer(count_scoped(f, "", scope, day * DAY, (day + 1) * DAY)));
+    return json_pack(
+        "{s:I, s:I, s:o, s:o, s:o}", "open",
+        (json_int_t)count_scoped(f, " AND d.status IN ('new','acknowledged')", scope, 0, INT64_MAX),
+        "last_24h", (json_int_t)count_scoped(f, "", scope, now - DAY, INT64_MAX), "by_day", by_day,
+        "top_families",
+        rows_json(f,
+                  "SELECT CASE WHEN d.family = '' THEN d.signature ELSE d.family END, "
+                  "count(*)" FROM_SCOPED
+                  " AND d.detected_at >= $2 GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10",
+                  scope, now - 30 * DAY, family_row),
+        "top_agencies",
+        rows_json(f,
+                  "SELECT d.agency_id, a.code, a.name, count(*), count(DISTINCT CASE WHEN"
+                  " d.status IN ('new','acknowledged') THEN d.machine_id END)" FROM_SCOPED
+                  " AND d.detected_at >= $2 GROUP BY d.agency_id, a.code, a.name"
+                  " ORDER BY 4 DESC, 1 LIMIT 10",
+                  scope, now - 30 * DAY, agency_row));
+}
+
+/* Asks for the overview as `who` and checks its detection figures against
+ * counting the detections at the same second. */
+static void overview_matches_counting(struct fixture *f, const struct srv_principal *who,
+                                      int64_t days)
+{
+    char query[32];
+
+    snprintf(query, sizeof(query), "days=%lld", (long long)days);
+    for (int tries = 0;; tries++) {
+        int64_t now = srv_now();
+        json_t *want = overview_by_counting(f, who, now, days);
+        json_t *o = expect(f, api_overview, who, "GET", NULL, query, NULL, 200);
+        const json_t *det = json_object_get(o, "detections"), *v;
+        json_t *got, *by_day = json_array();
+        size_t i;
+
+        json_array_foreach(json_object_get(det, "by_day"), i, v)
+            json_array_append(by_day, json_object_get(v, "count"));
+        got = json_pack("{s:O, s:O, s:o, s:O, s:O}", "open", json_object_get(det, "open"),
+                        "last_24h", json_object_get(det, "last_24h"), "by_day", by_day,
+                        "top_families", json_object_get(o, "top_families"), "top_agencies",
+                        json_object_get(o, "top_agencies"));
+        json_decref(o);
+        if (srv_now() != now && tries < 5) {
+            /* The second changed under the call: windows may differ. */
+            json_decref(want);
+            json_decref(got);
+            continue;
+        }
+        if (!json_equal(want, got)) {
+            char *w = json_dumps(want, JSON_COMPACT), *g = json_dumps(got, JSON_COMPACT);
+            fail_msg("overview as %s differs from counting:\n want %s\n got  %s", who->username, w,
+                     g);
+        }
+        json_decref(want);
+        json_decref(got);
+        return;
+    }
+}
+
+/* GET /agencies' "infected" of every agency against counting the machines
+ * (in service, by current agency) that have an open detection. */
+static void agencies_infected_match_counting(struct fixture *f)
+{
+    json_t *list = expect(f, api_agencies_list, &f->admin, "GET", NULL, NULL, NULL, 200);
+    const json_t *items = json_is_array(list) ? list : json_object_get(list, "items"), *a;
+    size_t i;
+
+    assert_true(json_array_size(items) > 0);
+    json_array_foreach(items, i, a)
+    {
+        int64_t want = -1;
+        assert_int_equal(store_query_int(f->db, &want,
+                                         "SELECT COUNT(DISTINCT d.machine_id) FROM detections d"
+                                         " JOIN machines m ON m.id = d.machine_id WHERE"
+                                         " m.agency_id = $1 AND m.retired = 0 AND"
+                                         " d.status IN ('new','acknowledged')",
+                                         "i", jint(a, "id")),
+                         STORE_ROW);
+        if (jint(a, "infected") != want)
+            fail_msg("agency %lld: infected %lld, counting gives %lld", (long long)jint(a, "id"),
+                     (long long)jint(a, "infected"), (long long)want);
+    }
+    json_decref(list);
+}
+
+/* Every figure, for both callers. */
+static void everything_matches_counting(struct fixture *f)
+{
+    figures_match_recount(f->db, srv_now());
+    overview_matches_counting(f, &f->admin, 30);
+    overview_matches_counting(f, &f->officer, 30);
+    overview_matches_counting(f, &f->admin, 365);
+    agencies_infected_match_counting(f);
+}
+
+/* Posts detections of `machine` at the given times, with ids PREFIX-i and
+ * families cycling through a few (every fifth with none). */
+static void post_detections(struct fixture *f, const char *machine, const char *prefix,
+                            const int64_t *at, size_t n)
+{
+    static const char *const sigs[] = {"Win.Worm.Autorun-1-0", "Doc.Downloader.Emotet-2-1",
+                                       "Eicar-Variant", "Win.Trojan.Agent-3-0", "   "};
+    json_t *batch = json_array(), *report = json_object();
+
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(batch,
+                              json_pack("{s:o, s:s, s:I, s:s}", "id",
+                                        json_sprintf("%s-%zu", prefix, i), "type", "detection",
+                                        "at", (json_int_t)at[i], "signature", sigs[i % 5]));
+    assert_int_equal(srv_ingest_events(f->db, machine, batch, f->now, report), 0);
+    assert_int_equal(json_integer_value(json_object_get(report, "accepted")), (json_int_t)n);
+    json_decref(batch);
+    json_decref(report);
+}
+
+static void set_status(struct fixture *f, int64_t id, const char *status)
+{
+    char param[32], body[64];
+
+    snprintf(param, sizeof(param), "%lld", (long long)id);
+    snprintf(body, sizeof(body), "{\"status\":\"%s\"}", status);
+    json_decref(expect(f, api_detections_status, &f->admin, "POST", param, NULL, body, 200));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -717,7 +1040,23 @@ static void detections_list_filters_and_scope(void **state)
 
     json_decref(detections(f, &f->officer, NULL, 4));
     json_decref(detections(f, &f->admin, "status=new", 2));
-    json_decref(detections(f, &f->admin, "status=open", 4));
+    /* Open is two statuses, merged newest first, paged across both. */
+    page = detections(f, &f->admin, "status=open", 4);
+    assert_int_equal(jint(item(page, 0), "id"), f->det[1]);
+    assert_int_equal(jint(item(page, 1), "id"), f->det[3]);
+    assert_int_equal(jint(item(page, 2), "id"), f->det[5]);
+    assert_int_equal(jint(item(page, 3), "id"), f->det[4]);
+    json_decref(page);
+    page = detections(f, &f->admin, "status=open&per_page=2&page=2", 4);
+    assert_int_equal(nitems(page), 2);
+    assert_int_equal(jint(item(page, 0), "id"), f->det[5]);
+    assert_int_equal(jint(item(page, 1), "id"), f->det[4]);
+    json_decref(page);
+    page = detections(f, &f->officer, "status=open", 3);
+    assert_int_equal(jint(item(page, 1), "id"), f->det[5]);
+    json_decref(page);
+    snprintf(q, sizeof(q), "status=open&machine=%s", M_A1);
+    json_decref(detections(f, &f->admin, q, 2));
     json_decref(detections(f, &f->officer, "status=acknowledged", 1));
     json_decref(detections(f, &f->admin, "family=Eicar", 3));
     json_decref(detections(f, &f->admin, "q=EICAR.com", 1));
@@ -893,6 +1232,191 @@ static void overview_coverage_counts_the_topmost_expectation(void **state)
     json_decref(o);
 }
 
+/* ------------------------------------------------------------------------ */
+/* The running figures.                                                      */
+/* ------------------------------------------------------------------------ */
+
+static void migration_3_fills_figures_from_existing_rows(void **state)
+{
+    struct fixture *f = need_db(state);
+    int version = 0;
+    int64_t open = 0, days = 0;
+
+    assert_int_equal(store_schema_version(f->db, &version), 0);
+    assert_int_equal(version, store_schema_latest());
+    figures_match_recount(f->db, srv_now());
+    /* Not a recount of nothing: the dataset's figures are there. */
+    assert_int_equal(store_query_int(f->db, &open,
+                                     "SELECT CAST(sum(open_detections) AS BIGINT) FROM machines",
+                                     ""),
+                     STORE_ROW);
+    assert_int_equal(open, 4);
+    assert_int_equal(store_query_int(f->db, &days, "SELECT count(*) FROM detection_daily", ""),
+                     STORE_ROW);
+    assert_int_equal(days, 5);
+    everything_matches_counting(f);
+}
+
+/* Open to open, open to closed and back, closing the newest open detection
+ * of a machine (its next newest becomes the one that counts for "infected
+ * in the last 30 days") and the last one of another. */
+static void figures_follow_status_changes_back_and_forth(void **state)
+{
+    struct fixture *f = need_db(state);
+    static const char *const steps[] = {"acknowledged",   "resolved",     "new",
+                                        "false_positive", "acknowledged", "resolved"};
+    json_t *m;
+
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        set_status(f, f->det[1], steps[i]);
+        everything_matches_counting(f);
+    }
+    m = expect(f, api_machines_get, &f->admin, "GET", M_A1, NULL, NULL, 200);
+    assert_int_equal(jint(m, "open_detections"), 1);
+    json_decref(m);
+    /* B1's only open detection closes: B has no infected machine left. */
+    set_status(f, f->det[3], "resolved");
+    everything_matches_counting(f);
+    json_decref(machines(f, &f->admin, "status=infected", 2));
+    set_status(f, f->det[5], "false_positive");
+    set_status(f, f->det[4], "resolved");
+    everything_matches_counting(f);
+    json_decref(machines(f, &f->admin, "status=infected", 0));
+    set_status(f, f->det[2], "new"); /* reopened from resolved */
+    everything_matches_counting(f);
+    json_decref(machines(f, &f->admin, "status=infected", 1));
+}
+
+/* A machine moved to another agency keeps its history there, a retired one
+ * leaves the counts of machines, and new batches of both land where the
+ * machine is now. */
+static void figures_survive_moves_retirement_and_new_batches(void **state)
+{
+    struct fixture *f = need_db(state);
+    char body[64];
+    int64_t at[12], id = 0;
+
+    snprintf(body, sizeof(body), "{\"agency_id\":%lld}", (long long)f->b);
+    json_decref(expect(f, api_machines_move, &f->admin, "POST", M_A2, NULL, body, 200));
+    everything_matches_counting(f);
+    json_decref(expect(f, api_machines_retire, &f->admin, "POST", M_B1, NULL, "{}", 200));
+    everything_matches_counting(f);
+
+    for (size_t i = 0; i < 12; i++)
+        at[i] = f->now - (int64_t)i * 3 * DAY - 60;
+    post_detections(f, M_A2, "moved", at, 12);
+    post_detections(f, M_A1, "stay", at, 6);
+    everything_matches_counting(f);
+    /* Close and reopen one of the moved machine's new detections. */
+    assert_int_equal(
+        store_query_int(f->db, &id, "SELECT id FROM detections WHERE event_id = 'moved-0'", ""),
+        STORE_ROW);
+    set_status(f, id, "resolved");
+    everything_matches_counting(f);
+    set_status(f, id, "acknowledged");
+    everything_matches_counting(f);
+    /* The old detection stays with A, where it was made. */
+    set_status(f, f->det[4], "resolved");
+    everything_matches_counting(f);
+}
+
+/* "The last 30 days" starts inside a UTC day: detections on both sides of
+ * its start, within the day it starts in and around it, one from an agent
+ * whose clock is ahead, and one exactly at the start (a few, since the
+ * second the overview runs in is not known here). */
+static void overview_window_starting_inside_a_day_is_exact(void **state)
+{
+    struct fixture *f = need_db(state);
+    int64_t at[128];
+    size_t n = 0;
+
+    for (int k = -60; k <= 60; k += 2)
+        at[n++] = f->now - 30 * DAY + (int64_t)k * 1800;
+    for (int k = -3; k <= 3; k++)
+        at[n++] = f->now - 30 * DAY + k;
+    at[n++] = f->now + 3600;
+    at[n++] = f->now - DAY + 1;
+    at[n++] = f->now - DAY - 1;
+    assert_true(n <= sizeof(at) / sizeof(at[0]));
+    post_detections(f, M_A1, "edge", at, n);
+    post_detections(f, M_B1, "edge", at, n / 2);
+    everything_matches_counting(f);
+    overview_matches_counting(f, &f->officer, 1);
+    overview_matches_counting(f, &f->officer, 31);
+}
+
+/* A status change in flight while another connection changes the same
+ * detection, as two officers acting at once. The other change holds its
+ * transaction open; the handler, started meanwhile, must wait for it and then
+ * replace the status that change left, not the one there before: on SQLite
+ * its write lock waits, on PostgreSQL its guarded UPDATE finds the row
+ * changed and reads it again. The note then says "from resolved", and the
+ * open count drops once, not twice. */
+struct racing_call {
+    struct fixture *f;
+    char param[32];
+    unsigned status;
+};
+
+static void *racing_status_change(void *arg)
+{
+    struct racing_call *c = arg;
+    json_decref(call(c->f, api_detections_status, &c->f->admin, "POST", c->param, NULL,
+                     "{\"status\":\"false_positive\"}", &c->status));
+    return NULL;
+}
+
+static void status_change_racing_another_officer_counts_once(void **state)
+{
+    struct fixture *f = need_db(state);
+    struct store_db *other = NULL;
+    struct racing_call c = {.f = f};
+    pthread_t thread;
+    char url[600], err[256] = "";
+    char *from = NULL;
+
+    if (pg_url != NULL)
+        snprintf(url, sizeof(url), "%s", pg_url);
+    else
+        snprintf(url, sizeof(url), "sqlite://%s/khien.db", f->dir);
+    assert_int_equal(store_open(url, &other, err, sizeof(err)), 0);
+    /* The other officer resolves det[1], A1's newest open detection, and
+     * moves the figures as api_detection.c would; det[5] becomes A1's newest
+     * open one in A. */
+    assert_int_equal(store_begin_write(other), 0);
+    assert_int_equal(store_execf(other, NULL,
+                                 "UPDATE detections SET status = 'resolved' WHERE id = $1", "i",
+                                 f->det[1]),
+                     0);
+    assert_int_equal(store_execf(other, NULL,
+                                 "UPDATE machines SET open_detections = open_detections - 1"
+                                 " WHERE id = $1",
+                                 "t", M_A1),
+                     0);
+    assert_int_equal(store_execf(other, NULL,
+                                 "UPDATE open_by_agency SET open_count = open_count - 1,"
+                                 " newest_open = $1 WHERE agency_id = $2 AND machine_id = $3",
+                                 "iit", f->now - 5 * DAY, f->a, M_A1),
+                     0);
+
+    snprintf(c.param, sizeof(c.param), "%lld", (long long)f->det[1]);
+    assert_int_equal(pthread_create(&thread, NULL, racing_status_change, &c), 0);
+    usleep(300 * 1000); /* long enough for the handler to reach the lock */
+    assert_int_equal(store_commit(other), 0);
+    assert_int_equal(pthread_join(thread, NULL), 0);
+    store_close(other);
+
+    assert_int_equal(c.status, 200);
+    assert_int_equal(store_query_text(f->db, &from,
+                                      "SELECT status_from FROM detection_notes"
+                                      " WHERE detection_id = $1",
+                                      "i", f->det[1]),
+                     STORE_ROW);
+    assert_string_equal(from, "resolved");
+    free(from);
+    everything_matches_counting(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest plain[] = {
@@ -916,6 +1440,16 @@ int main(void)
         cmocka_unit_test_setup_teardown(detection_status_change_writes_a_note, setup, teardown),
         cmocka_unit_test_setup_teardown(overview_figures_on_known_data, setup, teardown),
         cmocka_unit_test_setup_teardown(overview_coverage_counts_the_topmost_expectation, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(migration_3_fills_figures_from_existing_rows, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(figures_follow_status_changes_back_and_forth, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(figures_survive_moves_retirement_and_new_batches, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(overview_window_starting_inside_a_day_is_exact, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(status_change_racing_another_officer_counts_once, setup,
                                         teardown),
     };
     int failed = cmocka_run_group_tests_name("query", plain, NULL, NULL);

@@ -4,7 +4,13 @@
  * stopping the valid ones, detections get their family and the machine's
  * current agency, and a malformed call stores nothing. The validation and
  * family rules are also checked on their own, without a database. Tests
- * that need the store skip when it cannot be opened.
+ * that need the store skip when it cannot be opened; they run on SQLite and,
+ * when KHIEN_PG_URL names a server, again on PostgreSQL.
+ *
+ * After each batch the dashboard's running figures (migration 3: the
+ * machines' open counts, open detections per agency and machine, detections
+ * per day and agency, and per day, agency and family) must equal what
+ * counting the detections from scratch gives.
  */
 #include "testutil.h"
 
@@ -19,6 +25,10 @@
 
 #define MACHINE "6f1c2a9e-3b7d-4c55-9a0e-1d2f3a4b5c6d"
 #define NOW     1800000000LL
+
+/* The PostgreSQL server to run the store tests against a second time, or
+ * NULL for SQLite. Each test starts from an empty public schema there. */
+static const char *pg_url;
 
 struct fixture {
     char dir[512];
@@ -46,8 +56,14 @@ static int setup(void **state)
     char url[600], err[256] = "";
     assert_non_null(f);
     snprintf(f->dir, sizeof(f->dir), "%s", tu_mkdtemp());
-    snprintf(url, sizeof(url), "sqlite://%s/khien.db", f->dir);
-    if (store_open(url, &f->db, err, sizeof(err)) != 0 || store_migrate(f->db) != 0) {
+    if (pg_url != NULL)
+        snprintf(url, sizeof(url), "%s", pg_url);
+    else
+        snprintf(url, sizeof(url), "sqlite://%s/khien.db", f->dir);
+    if (store_open(url, &f->db, err, sizeof(err)) != 0 ||
+        (pg_url != NULL &&
+         store_exec(f->db, "DROP SCHEMA public CASCADE; CREATE SCHEMA public") != 0) ||
+        store_migrate(f->db) != 0) {
         /* The store is another module; until it works these tests have
          * nothing to run against. */
         store_close(f->db);
@@ -90,6 +106,84 @@ static int64_t count(struct store_db *db, const char *sql)
     int64_t n = -1;
     assert_int_equal(store_query_int(db, &n, sql, ""), STORE_ROW);
     return n;
+}
+
+/* The figures that ingestion keeps, each compared with a count of the
+ * detections from scratch at time `now`: every query counts the rows that
+ * differ. */
+static void figures_match_recount(struct store_db *db, int64_t now)
+{
+    static const struct {
+        const char *what, *sql;
+    } checks[] = {
+        {"machines.open_detections",
+         "SELECT count(*) FROM machines m WHERE m.open_detections <> (SELECT count(*) FROM"
+         " detections d WHERE d.machine_id = m.id AND d.status IN ('new','acknowledged'))"},
+        {"open_by_agency",
+         "SELECT count(*) FROM (SELECT agency_id, machine_id, count(*) AS n, max(detected_at) AS t"
+         " FROM detections WHERE status IN ('new','acknowledged') GROUP BY agency_id, machine_id)"
+         " e LEFT JOIN open_by_agency o ON o.agency_id = e.agency_id AND o.machine_id ="
+         " e.machine_id WHERE o.open_count IS NULL OR o.open_count <> e.n OR o.newest_open <> e.t"},
+        {"open_by_agency (rows without open detections)",
+         "SELECT count(*) FROM open_by_agency o WHERE NOT (o.open_count = 0 AND o.newest_open = 0)"
+         " AND NOT EXISTS (SELECT 1 FROM detections d WHERE d.agency_id = o.agency_id AND"
+         " d.machine_id = o.machine_id AND d.status IN ('new','acknowledged'))"},
+        {"detection_daily",
+         "SELECT count(*) FROM (SELECT detected_at / 86400 AS day, agency_id, count(*) AS n FROM"
+         " detections GROUP BY detected_at / 86400, agency_id) e LEFT JOIN detection_daily s ON"
+         " s.day = e.day AND s.agency_id = e.agency_id WHERE s.detections IS NULL OR"
+         " s.detections <> e.n"},
+        {"detection_daily (extra rows)",
+         "SELECT count(*) FROM detection_daily s WHERE NOT EXISTS (SELECT 1 FROM detections d"
+         " WHERE d.detected_at / 86400 = s.day AND d.agency_id = s.agency_id)"},
+        {"detection_daily_family",
+         "SELECT count(*) FROM (SELECT detected_at / 86400 AS day, agency_id, CASE WHEN family ="
+         " '' THEN signature ELSE family END AS k, count(*) AS n FROM detections GROUP BY"
+         " detected_at / 86400, agency_id, CASE WHEN family = '' THEN signature ELSE family END)"
+         " e LEFT JOIN detection_daily_family s ON s.day = e.day AND s.agency_id = e.agency_id"
+         " AND s.family = e.k WHERE s.detections IS NULL OR s.detections <> e.n"},
+        {"detection_daily_family_all",
+         "SELECT count(*) FROM (SELECT detected_at / 86400 AS day, CASE WHEN family = '' THEN"
+         " signature ELSE family END AS k, count(*) AS n FROM detections GROUP BY"
+         " detected_at / 86400, CASE WHEN family = '' THEN signature ELSE family END) e"
+         " LEFT JOIN detection_daily_family_all s ON s.day = e.day AND s.family = e.k"
+         " WHERE s.detections IS NULL OR s.detections <> e.n"},
+        {"detection_daily_family_all (extra rows)",
+         "SELECT count(*) FROM detection_daily_family_all s WHERE NOT EXISTS (SELECT 1 FROM"
+         " detections d WHERE d.detected_at / 86400 = s.day AND"
+         " CASE WHEN d.family = '' THEN d.signature ELSE d.family END = s.family)"},
+        {"detection_daily_family (extra rows)",
+         "SELECT count(*) FROM detection_daily_family s WHERE NOT EXISTS (SELECT 1 FROM"
+         " detections d WHERE d.detected_at / 86400 = s.day AND d.agency_id = s.agency_id AND"
+         " CASE WHEN d.family = '' THEN d.signature ELSE d.family END = s.family)"},
+    };
+    int64_t wrong = -1;
+
+    for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++) {
+        if (store_query_int(db, &wrong, checks[i].sql, "") != STORE_ROW)
+            fail_msg("%s: %s", checks[i].what, store_errmsg(db));
+        if (wrong != 0)
+            fail_msg("%s: %lld rows differ from a recount", checks[i].what, (long long)wrong);
+    }
+    /* Hours are kept only for the recent past, which is all the overview
+     * reads: from a day before `now` on, they must be exact. */
+    if (store_query_int(db, &wrong,
+                        "SELECT count(*) FROM (SELECT detected_at / 3600 AS hour, agency_id,"
+                        " count(*) AS n FROM detections WHERE detected_at >= $1 GROUP BY"
+                        " detected_at / 3600, agency_id) e LEFT JOIN detection_hourly s ON"
+                        " s.hour = e.hour AND s.agency_id = e.agency_id WHERE"
+                        " s.detections IS NULL OR s.detections <> e.n",
+                        "i", (now - 86400) / 3600 * 3600) != STORE_ROW)
+        fail_msg("detection_hourly: %s", store_errmsg(db));
+    if (wrong != 0)
+        fail_msg("detection_hourly: %lld rows differ from a recount", (long long)wrong);
+    if (store_query_int(db, &wrong,
+                        "SELECT count(*) FROM detection_hourly s WHERE s.hour >= $1 AND NOT EXISTS"
+                        " (SELECT 1 FROM detections d WHERE d.detected_at / 3600 = s.hour AND"
+                        " d.agency_id = s.agency_id)",
+                        "i", (now - 86400) / 3600) != STORE_ROW ||
+        wrong != 0)
+        fail_msg("detection_hourly: %lld extra rows", (long long)wrong);
 }
 
 static json_t *parse(const char *text)
@@ -142,6 +236,8 @@ static void ingest_retried_batch_creates_no_duplicates(void **state)
 
     assert_int_equal(count(db, "SELECT COUNT(*) FROM events"), 3);
     assert_int_equal(count(db, "SELECT COUNT(*) FROM detections"), 1);
+    figures_match_recount(db, NOW);
+    assert_int_equal(count(db, "SELECT open_detections FROM machines"), 1);
 
     /* The detection row carries what the event said, normalized. */
     struct store_stmt *st = NULL;
@@ -274,6 +370,109 @@ static void ingest_detection_gets_machine_current_agency(void **state)
     assert_int_equal(a, f->agency_a);
     assert_int_equal(b, f->agency_b);
     assert_int_equal(count(db, "SELECT COUNT(DISTINCT family) FROM detections"), 1);
+    /* The figures follow the detections' agency, not the machine's. */
+    figures_match_recount(db, NOW);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM open_by_agency"), 2);
+    assert_int_equal(count(db, "SELECT open_detections FROM machines"), 2);
+}
+
+/* Builds a batch of `n` detections with ids PREFIX-i, spread over three UTC
+ * days (and several hours of the last) and `families` families. Every
+ * seventh has a signature of spaces only, which has no family and is
+ * counted under the signature. */
+static json_t *detection_batch(const char *prefix, int n, int families)
+{
+    json_t *batch = json_array();
+    assert_non_null(batch);
+    for (int i = 0; i < n; i++) {
+        char id[64], sig[64];
+        snprintf(id, sizeof(id), "%s-%d", prefix, i);
+        if (i % 7 == 6)
+            snprintf(sig, sizeof(sig), "   ");
+        else
+            snprintf(sig, sizeof(sig), "Win.Trojan.F%d-%d-0", i % families, 1000 + i);
+        json_array_append_new(
+            batch, json_pack("{s:s, s:s, s:I, s:s}", "id", id, "type", "detection", "at",
+                             (json_int_t)(NOW - (i % 3) * 86400 - i * 20), "signature", sig));
+    }
+    return batch;
+}
+
+static void ingest_batch(struct store_db *db, const char *machine, json_t *batch, int64_t accepted,
+                         int64_t duplicates)
+{
+    json_t *report = json_object();
+    assert_int_equal(srv_ingest_events(db, machine, batch, NOW, report), 0);
+    assert_int_equal(report_int(report, "accepted"), accepted);
+    assert_int_equal(report_int(report, "duplicates"), duplicates);
+    json_decref(report);
+}
+
+/* Full batches with many families, duplicates inside a batch, a retried
+ * batch, a second machine, and a machine moved between batches: after each,
+ * the figures equal a recount. */
+static void ingest_keeps_dashboard_figures_exact(void **state)
+{
+    struct fixture *f = *state;
+    struct store_db *db = need_db(state);
+    json_t *batch;
+
+    /* 1,000 detections over 300 families and three days in one batch. */
+    batch = detection_batch("big", SRV_INGEST_MAX_EVENTS, 300);
+    ingest_batch(db, MACHINE, batch, SRV_INGEST_MAX_EVENTS, 0);
+    figures_match_recount(db, NOW);
+    assert_int_equal(count(db, "SELECT open_detections FROM machines"), SRV_INGEST_MAX_EVENTS);
+    assert_int_equal(count(db, "SELECT CAST(sum(detections) AS BIGINT) FROM detection_daily"),
+                     SRV_INGEST_MAX_EVENTS);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM detection_daily"), 3);
+    /* Retried: nothing moves. */
+    ingest_batch(db, MACHINE, batch, 0, SRV_INGEST_MAX_EVENTS);
+    json_decref(batch);
+    figures_match_recount(db, NOW);
+    assert_int_equal(count(db, "SELECT open_detections FROM machines"), SRV_INGEST_MAX_EVENTS);
+
+    /* The same ids twice in one batch, and some already stored. */
+    batch = detection_batch("big", 20, 5);
+    for (int i = 0; i < 10; i++) {
+        json_t *copy = json_deep_copy(json_array_get(batch, (size_t)i));
+        json_object_set_new(copy, "id", json_sprintf("dup-%d", i));
+        json_array_append_new(batch, copy);
+        json_array_append(batch, copy);
+    }
+    ingest_batch(db, MACHINE, batch, 10, 30);
+    json_decref(batch);
+    figures_match_recount(db, NOW);
+
+    /* A second machine in agency B, then MACHINE moved to B. */
+    assert_int_equal(store_execf(db, NULL,
+                                 "INSERT INTO machines (id, agency_id, hostname, enrolled_at) "
+                                 "VALUES ('m-2', $1, 'pc-02', $2)",
+                                 "ii", f->agency_b, (int64_t)NOW),
+                     0);
+    batch = detection_batch("two", 50, 4);
+    ingest_batch(db, "m-2", batch, 50, 0);
+    json_decref(batch);
+    assert_int_equal(store_execf(db, NULL, "UPDATE machines SET agency_id = $1 WHERE id = $2", "it",
+                                 f->agency_b, MACHINE),
+                     0);
+    batch = detection_batch("moved", 30, 4);
+    ingest_batch(db, MACHINE, batch, 30, 0);
+    json_decref(batch);
+    figures_match_recount(db, NOW);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM open_by_agency"), 3);
+    assert_int_equal(count(db, "SELECT CAST(sum(open_count) AS BIGINT) FROM open_by_agency"),
+                     SRV_INGEST_MAX_EVENTS + 10 + 50 + 30);
+
+    /* Five days later the old hours are deleted by the next batch, and the
+     * hours the last 24 hours need are still exact. */
+    json_t *report = json_object();
+    batch = parse("[{\"id\":\"later\",\"type\":\"detection\",\"at\":1800431000,"
+                  "\"signature\":\"Win.Worm.Autorun-1-0\"}]");
+    assert_int_equal(srv_ingest_events(db, MACHINE, batch, NOW + 5 * 86400, report), 0);
+    json_decref(batch);
+    json_decref(report);
+    figures_match_recount(db, NOW + 5 * 86400);
+    assert_int_equal(count(db, "SELECT COUNT(*) FROM detection_hourly"), 1);
 }
 
 /* A call the HTTP layer should never make stores nothing and says so. */
@@ -402,9 +601,11 @@ static void ingest_validate_event_rules(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {
+    const struct CMUnitTest plain[] = {
         cmocka_unit_test(ingest_family_rule),
         cmocka_unit_test(ingest_validate_event_rules),
+    };
+    const struct CMUnitTest with_store[] = {
         cmocka_unit_test_setup_teardown(ingest_retried_batch_creates_no_duplicates, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(ingest_duplicate_id_within_one_batch, setup, teardown),
@@ -412,6 +613,15 @@ int main(void)
         cmocka_unit_test_setup_teardown(ingest_detection_gets_machine_current_agency, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(ingest_refuses_malformed_calls, setup, teardown),
+        cmocka_unit_test_setup_teardown(ingest_keeps_dashboard_figures_exact, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests_name("rules", plain, NULL, NULL);
+
+    failed += cmocka_run_group_tests_name("sqlite", with_store, NULL, NULL);
+    pg_url = tu_pg_private_url();
+    if (pg_url != NULL)
+        failed += cmocka_run_group_tests_name("postgresql", with_store, NULL, NULL);
+    else
+        printf("SKIP: the PostgreSQL run needs KHIEN_PG_URL (scripts/pg-throwaway start DIR)\n");
+    return failed;
 }
