@@ -41,73 +41,6 @@
 /* Small helpers for request fields.                                         */
 /* ------------------------------------------------------------------------ */
 
-/* Reads a string field of at most `max` bytes without embedded NULs.
- * Returns 1 when present, 0 when absent (or null), -1 after replying 400. */
-static int field_str(struct srv_req *r, json_t *o, const char *name, int required, size_t max,
-                     const char **out)
-{
-    json_t *v = json_object_get(o, name);
-
-    if (v == NULL || json_is_null(v)) {
-        if (required) {
-            srv_reply_field(r, name, "is required");
-            return -1;
-        }
-        return 0;
-    }
-    if (!json_is_string(v)) {
-        srv_reply_field(r, name, "must be a string");
-        return -1;
-    }
-    if (json_string_length(v) > max || strlen(json_string_value(v)) != json_string_length(v)) {
-        srv_reply_field(r, name, "is too long or contains a NUL character");
-        return -1;
-    }
-    if (required && json_string_length(v) == 0) {
-        srv_reply_field(r, name, "must not be empty");
-        return -1;
-    }
-    *out = json_string_value(v);
-    return 1;
-}
-
-/* Reads an integer field in [min, max]; null counts as 0 when allowed.
- * Returns 1 when present, 0 when absent, -1 after replying 400. */
-static int field_int(struct srv_req *r, json_t *o, const char *name, int null_ok, int64_t min,
-                     int64_t max, int64_t *out)
-{
-    json_t *v = json_object_get(o, name);
-
-    if (v == NULL)
-        return 0;
-    if (json_is_null(v) && null_ok) {
-        *out = 0;
-        return 1;
-    }
-    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
-        srv_reply_field(r, name, "must be an integer in range");
-        return -1;
-    }
-    *out = json_integer_value(v);
-    return 1;
-}
-
-/* The route's {id} as a positive integer, or 0 when it is not one. */
-static int64_t param_id(struct srv_req *r)
-{
-    const char *s = r->nparams > 0 ? r->params[0] : NULL;
-    char *end = NULL;
-    long long v;
-
-    if (s == NULL || *s < '1' || *s > '9' || strlen(s) > 18)
-        return 0;
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno != 0 || *end != '\0')
-        return 0;
-    return v;
-}
-
 static int valid_kind(const char *k)
 {
     return strcmp(k, "province") == 0 || strcmp(k, "department") == 0 ||
@@ -374,12 +307,12 @@ int api_agencies_create(struct srv_req *r)
 
     if (body == NULL)
         return 0;
-    if (field_int(r, body, "parent_id", 1, 0, INT64_MAX, &parent_id) < 0 ||
-        field_str(r, body, "code", 1, CODE_MAX, &code) < 0 ||
-        field_str(r, body, "name", 1, NAME_MAX_LEN, &name) < 0 ||
-        field_str(r, body, "kind", 0, 16, &kind) < 0 ||
-        field_str(r, body, "contact", 0, CONTACT_MAX, &contact) < 0 ||
-        field_int(r, body, "expected_machines", 0, 0, 10000000, &expected) < 0)
+    if (srv_json_int(r, body, "parent_id", 1, 0, INT64_MAX, &parent_id) < 0 ||
+        srv_json_str(r, body, "code", 1, CODE_MAX, &code) < 0 ||
+        srv_json_str(r, body, "name", 1, NAME_MAX_LEN, &name) < 0 ||
+        srv_json_str(r, body, "kind", 0, 16, &kind) < 0 ||
+        srv_json_str(r, body, "contact", 0, CONTACT_MAX, &contact) < 0 ||
+        srv_json_int(r, body, "expected_machines", 0, 0, 10000000, &expected) < 0)
         goto out;
     if (!valid_code(code)) {
         srv_reply_field(r, "code", "may hold only letters, digits and . _ -");
@@ -551,7 +484,7 @@ int api_agencies_update(struct srv_req *r)
     json_t *body = srv_body_json(r), *agency = NULL, *changed = json_object();
     const char *name = NULL, *kind = NULL, *contact = NULL;
     struct agency_row a;
-    int64_t id = param_id(r), parent_id = 0, expected = 0;
+    int64_t id = srv_route_id(r), parent_id = 0, expected = 0;
     int s, in_tx = 0, has_name, has_kind, has_contact, has_expected, has_parent;
     char target[40];
 
@@ -561,11 +494,12 @@ int api_agencies_update(struct srv_req *r)
         s = STORE_ENOMEM;
         goto store_fail;
     }
-    if ((has_name = field_str(r, body, "name", 0, NAME_MAX_LEN, &name)) < 0 ||
-        (has_kind = field_str(r, body, "kind", 0, 16, &kind)) < 0 ||
-        (has_contact = field_str(r, body, "contact", 0, CONTACT_MAX, &contact)) < 0 ||
-        (has_expected = field_int(r, body, "expected_machines", 0, 0, 10000000, &expected)) < 0 ||
-        (has_parent = field_int(r, body, "parent_id", 1, 0, INT64_MAX, &parent_id)) < 0)
+    if ((has_name = srv_json_str(r, body, "name", 0, NAME_MAX_LEN, &name)) < 0 ||
+        (has_kind = srv_json_str(r, body, "kind", 0, 16, &kind)) < 0 ||
+        (has_contact = srv_json_str(r, body, "contact", 0, CONTACT_MAX, &contact)) < 0 ||
+        (has_expected = srv_json_int(r, body, "expected_machines", 0, 0, 10000000, &expected)) <
+            0 ||
+        (has_parent = srv_json_int(r, body, "parent_id", 1, 0, INT64_MAX, &parent_id)) < 0)
         goto out;
     if (has_name && name[0] == '\0') {
         srv_reply_field(r, "name", "must not be empty");
@@ -646,7 +580,7 @@ int api_enroll_tokens_list(struct srv_req *r)
         " WHERE t.agency_id = $1 ORDER BY t.id DESC LIMIT $2 OFFSET $3";
     struct store_stmt *st = NULL;
     json_t *items = NULL;
-    int64_t id = param_id(r), limit, offset, total = 0, now = srv_now();
+    int64_t id = srv_route_id(r), limit, offset, total = 0, now = srv_now();
     int s;
 
     srv_paging(r, &limit, &offset);
@@ -756,7 +690,7 @@ int api_enroll_tokens_create(struct srv_req *r)
 {
     json_t *body = NULL, *reply = NULL;
     const char *note = "";
-    int64_t agency_id = param_id(r), ttl = ENROLL_DEFAULT_TTL, max_uses = 0, id = 0;
+    int64_t agency_id = srv_route_id(r), ttl = ENROLL_DEFAULT_TTL, max_uses = 0, id = 0;
     int64_t expires_at;
     char token[80], hash[65], prefix[13], command[512], fp[65], target[48];
     int s;
@@ -768,9 +702,9 @@ int api_enroll_tokens_create(struct srv_req *r)
     body = r->body_len == 0 ? json_object() : srv_body_json(r);
     if (body == NULL)
         return 0;
-    if (field_int(r, body, "expires_in", 0, ENROLL_MIN_TTL, ENROLL_MAX_TTL, &ttl) < 0 ||
-        field_int(r, body, "max_uses", 0, 0, 1000000, &max_uses) < 0 ||
-        field_str(r, body, "note", 0, NOTE_MAX, &note) < 0)
+    if (srv_json_int(r, body, "expires_in", 0, ENROLL_MIN_TTL, ENROLL_MAX_TTL, &ttl) < 0 ||
+        srv_json_int(r, body, "max_uses", 0, 0, 1000000, &max_uses) < 0 ||
+        srv_json_str(r, body, "note", 0, NOTE_MAX, &note) < 0)
         goto out;
     srv_random_token("khe_", token, sizeof(token));
     srv_sha256_hex(token, hash);
@@ -806,7 +740,7 @@ out:
 
 int api_enroll_tokens_revoke(struct srv_req *r)
 {
-    int64_t id = param_id(r), agency_id = 0;
+    int64_t id = srv_route_id(r), agency_id = 0;
     char target[48];
     int s;
 

@@ -15,6 +15,7 @@
 #include "auth.h"
 #include "bundle.h"
 #include "ingest.h"
+#include "query.h"
 #include "pki.h"
 
 #include <stdio.h>
@@ -67,17 +68,6 @@ static int looks_like_uuid(const char *s)
             return 0;
     }
     return 1;
-}
-
-/* Parses a positive decimal id from a path segment; 0 when it is not one. */
-static int64_t parse_id(const char *s)
-{
-    if (s == NULL || s[0] < '1' || s[0] > '9' || strlen(s) > 18)
-        return 0;
-    for (const char *p = s; *p != '\0'; p++)
-        if (*p < '0' || *p > '9')
-            return 0;
-    return strtoll(s, NULL, 10);
 }
 
 static json_t *bundle_json(const struct srv_bundle_info *b)
@@ -795,7 +785,7 @@ int api_agent_task_result(struct srv_req *r)
     memset(&t, 0, sizeof(t));
     const char *why = "";
     json_t *body = NULL;
-    if ((t.id = parse_id(r->nparams > 0 ? r->params[0] : NULL)) == 0)
+    if ((t.id = srv_route_id(r)) == 0)
         return srv_reply_error(r, 404, "not_found", "no such task for this machine");
     if ((body = srv_body_json(r)) == NULL)
         return 0;
@@ -904,7 +894,7 @@ int api_agent_bundle_get(struct srv_req *r)
 {
     struct srv_bundle_info info;
     memset(&info, 0, sizeof(info));
-    int64_t version = parse_id(r->nparams > 0 ? r->params[0] : NULL);
+    int64_t version = srv_route_id(r);
     char *sha256 = NULL;
     char etag[80];
     int fd = -1, rc;

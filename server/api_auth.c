@@ -38,74 +38,6 @@
 /* Small helpers for request fields and replies.                             */
 /* ------------------------------------------------------------------------ */
 
-/* Reads a string field of at most `max` bytes without embedded NULs.
- * Returns 1 when present, 0 when absent (or null), -1 after replying 400. */
-static int field_str(struct srv_req *r, json_t *o, const char *name, int required, size_t max,
-                     const char **out)
-{
-    json_t *v = json_object_get(o, name);
-
-    if (v == NULL || json_is_null(v)) {
-        if (required) {
-            srv_reply_field(r, name, "is required");
-            return -1;
-        }
-        return 0;
-    }
-    if (!json_is_string(v)) {
-        srv_reply_field(r, name, "must be a string");
-        return -1;
-    }
-    if (json_string_length(v) > max || strlen(json_string_value(v)) != json_string_length(v)) {
-        srv_reply_field(r, name, "is too long or contains a NUL character");
-        return -1;
-    }
-    if (required && json_string_length(v) == 0) {
-        srv_reply_field(r, name, "must not be empty");
-        return -1;
-    }
-    *out = json_string_value(v);
-    return 1;
-}
-
-/* Reads an integer field in [min, max]; null counts as 0 when allowed.
- * Returns 1 when present, 0 when absent, -1 after replying 400. */
-static int field_int(struct srv_req *r, json_t *o, const char *name, int null_ok, int64_t min,
-                     int64_t max, int64_t *out)
-{
-    json_t *v = json_object_get(o, name);
-
-    if (v == NULL)
-        return 0;
-    if (json_is_null(v) && null_ok) {
-        *out = 0;
-        return 1;
-    }
-    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
-        srv_reply_field(r, name, "must be an integer in range");
-        return -1;
-    }
-    *out = json_integer_value(v);
-    return 1;
-}
-
-/* The route's {id} as a positive integer, or 0 when it is not one (the
- * caller answers 404: a malformed id names nothing). */
-static int64_t param_id(struct srv_req *r)
-{
-    const char *s = r->nparams > 0 ? r->params[0] : NULL;
-    char *end = NULL;
-    long long v;
-
-    if (s == NULL || *s < '1' || *s > '9' || strlen(s) > 18)
-        return 0;
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno != 0 || *end != '\0')
-        return 0;
-    return v;
-}
-
 static int valid_username(const char *s)
 {
     if (*s == '\0')
@@ -297,8 +229,8 @@ int api_login(struct srv_req *r)
 
     if (body == NULL)
         return 0;
-    if (field_str(r, body, "username", 1, USERNAME_MAX, &username) < 0 ||
-        field_str(r, body, "password", 1, PASSWORD_MAX, &password) < 0)
+    if (srv_json_str(r, body, "username", 1, USERNAME_MAX, &username) < 0 ||
+        srv_json_str(r, body, "password", 1, PASSWORD_MAX, &password) < 0)
         goto out;
     snprintf(ukey, sizeof(ukey), "user:%s", username);
     snprintf(ikey, sizeof(ikey), "ip:%s", r->remote);
@@ -436,8 +368,8 @@ int api_me_password(struct srv_req *r)
     newhash[0] = '\0';
     if (body == NULL)
         return 0;
-    if (field_str(r, body, "old", 1, PASSWORD_MAX, &old) < 0 ||
-        field_str(r, body, "new", 1, PASSWORD_MAX, &new_pw) < 0)
+    if (srv_json_str(r, body, "old", 1, PASSWORD_MAX, &old) < 0 ||
+        srv_json_str(r, body, "new", 1, PASSWORD_MAX, &new_pw) < 0)
         goto out;
     if (strlen(new_pw) < PASSWORD_MIN) {
         srv_reply_field(r, "new", "must be at least 10 characters");
@@ -557,11 +489,11 @@ int api_users_create(struct srv_req *r)
 
     if (body == NULL)
         return 0;
-    if (field_str(r, body, "username", 1, USERNAME_MAX, &username) < 0 ||
-        field_str(r, body, "display_name", 0, DISPLAY_NAME_MAX, &display) < 0 ||
-        field_str(r, body, "password", 1, PASSWORD_MAX, &password) < 0 ||
-        field_str(r, body, "role", 1, 16, &role_name) < 0 ||
-        field_int(r, body, "agency_id", 1, 0, INT64_MAX, &agency_id) < 0)
+    if (srv_json_str(r, body, "username", 1, USERNAME_MAX, &username) < 0 ||
+        srv_json_str(r, body, "display_name", 0, DISPLAY_NAME_MAX, &display) < 0 ||
+        srv_json_str(r, body, "password", 1, PASSWORD_MAX, &password) < 0 ||
+        srv_json_str(r, body, "role", 1, 16, &role_name) < 0 ||
+        srv_json_int(r, body, "agency_id", 1, 0, INT64_MAX, &agency_id) < 0)
         goto out;
     if (!valid_username(username)) {
         srv_reply_field(r, "username", "may hold only letters, digits and . _ - @");
@@ -657,7 +589,7 @@ int api_users_update(struct srv_req *r)
     json_t *body = srv_body_json(r), *user = NULL, *changed = json_object();
     const char *display = NULL, *role_name = NULL, *password = NULL;
     struct user_row u = {0};
-    int64_t id = param_id(r), agency_id = 0, others = 0;
+    int64_t id = srv_route_id(r), agency_id = 0, others = 0;
     int has_display, has_role, has_agency, has_pw, disabled = -1, in_tx = 0, s;
     char hash[128], target[80];
     json_t *jd;
@@ -669,10 +601,10 @@ int api_users_update(struct srv_req *r)
         srv_reply_store_error(r, STORE_ENOMEM);
         goto out;
     }
-    if ((has_display = field_str(r, body, "display_name", 0, DISPLAY_NAME_MAX, &display)) < 0 ||
-        (has_role = field_str(r, body, "role", 0, 16, &role_name)) < 0 ||
-        (has_agency = field_int(r, body, "agency_id", 1, 0, INT64_MAX, &agency_id)) < 0 ||
-        (has_pw = field_str(r, body, "password", 0, PASSWORD_MAX, &password)) < 0)
+    if ((has_display = srv_json_str(r, body, "display_name", 0, DISPLAY_NAME_MAX, &display)) < 0 ||
+        (has_role = srv_json_str(r, body, "role", 0, 16, &role_name)) < 0 ||
+        (has_agency = srv_json_int(r, body, "agency_id", 1, 0, INT64_MAX, &agency_id)) < 0 ||
+        (has_pw = srv_json_str(r, body, "password", 0, PASSWORD_MAX, &password)) < 0)
         goto out;
     jd = json_object_get(body, "disabled");
     if (jd != NULL) {
@@ -839,7 +771,7 @@ int api_tokens_create(struct srv_req *r)
     token[0] = '\0';
     if (body == NULL)
         return 0;
-    if (field_str(r, body, "name", 1, TOKEN_NAME_MAX, &name) < 0)
+    if (srv_json_str(r, body, "name", 1, TOKEN_NAME_MAX, &name) < 0)
         goto out;
     s = store_query_int(r->db, &live,
                         "SELECT COUNT(*) FROM api_tokens WHERE user_id = $1 AND revoked = 0", "i",
@@ -876,7 +808,7 @@ out:
 
 int api_tokens_revoke(struct srv_req *r)
 {
-    int64_t id = param_id(r), changes = 0;
+    int64_t id = srv_route_id(r), changes = 0;
     char target[40];
     int s;
 

@@ -259,6 +259,12 @@ int srv_param_id(const struct srv_req *r, unsigned index, int64_t *out)
     return 0;
 }
 
+int64_t srv_route_id(const struct srv_req *r)
+{
+    int64_t v;
+    return srv_param_id(r, 0, &v) == 0 ? v : 0;
+}
+
 const char *srv_param_machine(const struct srv_req *r, unsigned index)
 {
     const char *s;

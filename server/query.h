@@ -104,9 +104,9 @@ int srv_like_pattern(const char *in, int prefix_only, char *out, size_t outlen);
 /* Request parameters.                                                       */
 /* ------------------------------------------------------------------------ */
 
-/* A query-string parameter, or NULL when absent or empty. The text may be
- * overwritten by the next call (the accessor unit tests use keeps one
- * buffer), so use it at once or copy it with srv_qparam_copy(). */
+/* A query-string parameter, or NULL when absent or empty. The text belongs
+ * to the request (in unit tests, to one of a few rotating buffers), so use
+ * it at once or copy it with srv_qparam_copy(). */
 const char *srv_qparam(struct srv_req *r, const char *name);
 /* Copies a parameter into buf[buflen]. Returns 1 when copied, 0 when absent
  * or empty (buf is ""), -1 when it does not fit (buf is ""). */
@@ -116,6 +116,9 @@ int srv_qparam_copy(struct srv_req *r, const char *name, char *buf, size_t bufle
 int srv_qparam_int(struct srv_req *r, const char *name, int64_t min, int64_t max, int64_t *out);
 /* Parses a route segment as a positive decimal id; returns 0 or -1. */
 int srv_param_id(const struct srv_req *r, unsigned index, int64_t *out);
+/* The route's first segment as a positive id, or 0 when it is not one (the
+ * caller answers 404: a malformed id names nothing). */
+int64_t srv_route_id(const struct srv_req *r);
 /* A route segment that names a machine (1..64 characters), or NULL. */
 const char *srv_param_machine(const struct srv_req *r, unsigned index);
 

@@ -155,6 +155,57 @@ json_t *srv_body_json(struct srv_req *r)
     return j;
 }
 
+/* Reads a string field of at most `max` bytes without embedded NULs.
+ * Returns 1 when present, 0 when absent (or null), -1 after replying 400. */
+int srv_json_str(struct srv_req *r, json_t *o, const char *name, int required, size_t max,
+                 const char **out)
+{
+    json_t *v = json_object_get(o, name);
+
+    if (v == NULL || json_is_null(v)) {
+        if (required) {
+            srv_reply_field(r, name, "is required");
+            return -1;
+        }
+        return 0;
+    }
+    if (!json_is_string(v)) {
+        srv_reply_field(r, name, "must be a string");
+        return -1;
+    }
+    if (json_string_length(v) > max || strlen(json_string_value(v)) != json_string_length(v)) {
+        srv_reply_field(r, name, "is too long or contains a NUL character");
+        return -1;
+    }
+    if (required && json_string_length(v) == 0) {
+        srv_reply_field(r, name, "must not be empty");
+        return -1;
+    }
+    *out = json_string_value(v);
+    return 1;
+}
+
+/* Reads an integer field in [min, max]; null counts as 0 when allowed.
+ * Returns 1 when present, 0 when absent, -1 after replying 400. */
+int srv_json_int(struct srv_req *r, json_t *o, const char *name, int null_ok, int64_t min,
+                 int64_t max, int64_t *out)
+{
+    json_t *v = json_object_get(o, name);
+
+    if (v == NULL)
+        return 0;
+    if (json_is_null(v) && null_ok) {
+        *out = 0;
+        return 1;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
+        srv_reply_field(r, name, "must be an integer in range");
+        return -1;
+    }
+    *out = json_integer_value(v);
+    return 1;
+}
+
 void srv_paging(struct srv_req *r, int64_t *limit, int64_t *offset)
 {
     int64_t page = 1, per = 50;

@@ -205,6 +205,16 @@ void srv_audit(struct srv_req *r, const char *action, const char *target, json_t
 /* True when agency `agency_id` is inside the caller's scope. */
 int srv_agency_in_scope(struct srv_req *r, int64_t agency_id);
 
+/* Field readers for a JSON body that reply 400 naming the field when it is
+ * wrong. srv_json_str: a string of at most `max` bytes without embedded NULs
+ * (non-empty when required). srv_json_int: an integer in [min, max], null
+ * read as 0 when null_ok. Both return 1 when present (*out set), 0 when
+ * absent, -1 after replying 400. */
+int srv_json_str(struct srv_req *r, json_t *o, const char *name, int required, size_t max,
+                 const char **out);
+int srv_json_int(struct srv_req *r, json_t *o, const char *name, int null_ok, int64_t min,
+                 int64_t max, int64_t *out);
+
 /* Parses ?page=&per_page= (defaults 1 and 50, per_page at most 500). */
 void srv_paging(struct srv_req *r, int64_t *limit, int64_t *offset);
 

@@ -646,10 +646,15 @@ out:
 
 int store_migrate(struct store_db *db)
 {
+    return store_migrate_to(db, store_schema_latest());
+}
+
+int store_migrate_to(struct store_db *db, int target)
+{
     int latest = store_schema_latest(), locked = 0, in_tx = 0, version = 0;
     int r;
 
-    if (db == NULL)
+    if (db == NULL || target < 0 || target > latest)
         return STORE_EINVAL;
     if ((r = db->ops->migrate_lock(db)) != 0)
         goto out;
@@ -674,7 +679,7 @@ int store_migrate(struct store_db *db)
             r = STORE_EINVAL;
             goto out;
         }
-        if (version == latest)
+        if (version >= target)
             break;
         if ((r = apply_migration(db, version + 1)) != 0)
             goto out;

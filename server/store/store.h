@@ -59,6 +59,10 @@ const char *store_errmsg(const struct store_db *db);
  * its own transaction, holding a lock (pg_advisory_lock / BEGIN EXCLUSIVE)
  * so concurrent servers do not race. Returns 0 or a negative code. */
 int store_migrate(struct store_db *db);
+/* Like store_migrate() but stops at schema version `target` (<= latest):
+ * for tests that build an older schema and then check a later migration's
+ * backfill. */
+int store_migrate_to(struct store_db *db, int target);
 /* The schema version the database is at, and the newest this build knows. */
 int store_schema_version(struct store_db *db, int *out);
 int store_schema_latest(void);

@@ -38,7 +38,6 @@ static const char *pg_url;
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    char url[600], err[256] = "";
 
     assert_non_null(f);
     snprintf(f->dir, sizeof(f->dir), "%s", tu_mkdtemp());
@@ -46,18 +45,7 @@ static int setup(void **state)
     f->srv.cfg.offline_after = 180;
     f->srv.cfg.checkin_interval = 60;
     snprintf(f->srv.cfg.public_url, sizeof(f->srv.cfg.public_url), "https://khien.test:8443");
-    if (pg_url != NULL)
-        snprintf(url, sizeof(url), "%s", pg_url);
-    else
-        snprintf(url, sizeof(url), "sqlite://%s/khien.db", f->dir);
-    if (store_open(url, &f->db, err, sizeof(err)) != 0 ||
-        (pg_url != NULL &&
-         store_exec(f->db, "DROP SCHEMA public CASCADE; CREATE SCHEMA public") != 0) ||
-        store_migrate(f->db) != 0) {
-        /* The store is another module; until it works these tests have
-         * nothing to run against. */
-        store_close(f->db);
-        f->db = NULL;
+    if ((f->db = tu_store_open(f->dir, pg_url, 0)) == NULL) {
         *state = f;
         return 0;
     }
@@ -721,9 +709,8 @@ static void agency_list_counts_machines(void **state)
                      0);
     /* Rows inserted by hand: set the per-machine open count that ingest.c
      * and the status workflow keep (migration 3). */
-    assert_int_equal(store_execf(f->db, NULL,
-                                 "UPDATE machines SET open_detections = 2 WHERE id = 'm2'", ""),
-                     0);
+    assert_int_equal(
+        store_execf(f->db, NULL, "UPDATE machines SET open_detections = 2 WHERE id = 'm2'", ""), 0);
     req_init(&r, f, "GET", "/api/v1/agencies", NULL);
     act_as(&r, f->admin_id, "admin", SRV_ROLE_ADMIN, "%");
     assert_int_equal(api_agencies_list(&r), 0);

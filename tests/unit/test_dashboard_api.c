@@ -141,68 +141,14 @@ static int64_t add_user(struct fixture *f, const char *name, const char *role, i
     return id;
 }
 
-/* Builds the schema as store_migrate() would leave it at `version`, which
- * the store's interface cannot stop at: the migrations' text with the
- * backend's types put in (the table of store.c), run in order and recorded.
- * A later store_migrate() then applies only the newer ones. */
-static int migrate_up_to(struct store_db *db, int version)
-{
-    const int pg = store_kind(db) == STORE_POSTGRES;
-    const char *const names[] = {"@PK@", "@BLOB@", "@BIGINT@"};
-    const char *const values[] = {pg ? "BIGSERIAL PRIMARY KEY"
-                                     : "INTEGER PRIMARY KEY AUTOINCREMENT",
-                                  pg ? "BYTEA" : "BLOB", pg ? "BIGINT" : "INTEGER"};
-    int r = store_exec(db, "CREATE TABLE schema_version (version INTEGER PRIMARY KEY,"
-                           " applied_at BIGINT NOT NULL)");
-
-    for (int v = 1; r == 0 && v <= version; v++) {
-        const char *in = store_migration_sql(v);
-        size_t cap = strlen(in) * 8 + 1, o = 0;
-        char *sql = malloc(cap);
-        assert_non_null(sql);
-        while (*in != '\0') {
-            size_t k = 0;
-            while (k < 3 && strncmp(in, names[k], strlen(names[k])) != 0)
-                k++;
-            if (k < 3) {
-                o += (size_t)snprintf(sql + o, cap - o, "%s", values[k]);
-                in += strlen(names[k]);
-            } else {
-                sql[o++] = *in++;
-            }
-        }
-        sql[o] = '\0';
-        r = store_exec(db, sql);
-        free(sql);
-        if (r == 0)
-            r = store_execf(db, NULL,
-                            "INSERT INTO schema_version (version, applied_at)"
-                            " VALUES ($1, 0)",
-                            "i", (int64_t)v);
-    }
-    return r;
-}
-
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    char url[600], err[256] = "";
 
     assert_non_null(f);
     *state = f;
     snprintf(f->dir, sizeof(f->dir), "%s", tu_mkdtemp());
-    if (pg_url != NULL)
-        snprintf(url, sizeof(url), "%s", pg_url);
-    else
-        snprintf(url, sizeof(url), "sqlite://%s/khien.db", f->dir);
-    if (store_open(url, &f->db, err, sizeof(err)) != 0 ||
-        (pg_url != NULL &&
-         store_exec(f->db, "DROP SCHEMA public CASCADE; CREATE SCHEMA public") != 0) ||
-        migrate_up_to(f->db, 2) != 0) {
-        /* The store is another module; until it works these tests have
-         * nothing to run against. */
-        store_close(f->db);
-        f->db = NULL;
+    if ((f->db = tu_store_open(f->dir, pg_url, 2)) == NULL) {
         return 0;
     }
     f->now = srv_now();
@@ -399,83 +345,6 @@ static json_t *detections(struct fixture *f, const struct srv_principal *who, co
 /* The running figures against counting the detections.                      */
 /* ------------------------------------------------------------------------ */
 
-/* Each figure of migration 3 compared with a count of the detections from
- * scratch at time `now`: every query counts the rows that differ. */
-static void figures_match_recount(struct store_db *db, int64_t now)
-{
-    static const struct {
-        const char *what, *sql;
-    } checks[] = {
-        {"machines.open_detections",
-         "SELECT count(*) FROM machines m WHERE m.open_detections <> (SELECT count(*) FROM"
-         " detections d WHERE d.machine_id = m.id AND d.status IN ('new','acknowledged'))"},
-        {"open_by_agency",
-         "SELECT count(*) FROM (SELECT agency_id, machine_id, count(*) AS n, max(detected_at) AS t"
-         " FROM detections WHERE status IN ('new','acknowledged') GROUP BY agency_id, machine_id)"
-         " e LEFT JOIN open_by_agency o ON o.agency_id = e.agency_id AND o.machine_id ="
-         " e.machine_id WHERE o.open_count IS NULL OR o.open_count <> e.n OR o.newest_open <> e.t"},
-        {"open_by_agency (rows without open detections)",
-         "SELECT count(*) FROM open_by_agency o WHERE NOT (o.open_count = 0 AND o.newest_open = 0)"
-         " AND NOT EXISTS (SELECT 1 FROM detections d WHERE d.agency_id = o.agency_id AND"
-         " d.machine_id = o.machine_id AND d.status IN ('new','acknowledged'))"},
-        {"detection_daily",
-         "SELECT count(*) FROM (SELECT detected_at / 86400 AS day, agency_id, count(*) AS n FROM"
-         " detections GROUP BY detected_at / 86400, agency_id) e LEFT JOIN detection_daily s ON"
-         " s.day = e.day AND s.agency_id = e.agency_id WHERE s.detections IS NULL OR"
-         " s.detections <> e.n"},
-        {"detection_daily (extra rows)",
-         "SELECT count(*) FROM detection_daily s WHERE NOT EXISTS (SELECT 1 FROM detections d"
-         " WHERE d.detected_at / 86400 = s.day AND d.agency_id = s.agency_id)"},
-        {"detection_daily_family",
-         "SELECT count(*) FROM (SELECT detected_at / 86400 AS day, agency_id, CASE WHEN family ="
-         " '' THEN signature ELSE family END AS k, count(*) AS n FROM detections GROUP BY"
-         " detected_at / 86400, agency_id, CASE WHEN family = '' THEN signature ELSE family END)"
-         " e LEFT JOIN detection_daily_family s ON s.day = e.day AND s.agency_id = e.agency_id"
-         " AND s.family = e.k WHERE s.detections IS NULL OR s.detections <> e.n"},
-        {"detection_daily_family_all",
-         "SELECT count(*) FROM (SELECT detected_at / 86400 AS day, CASE WHEN family = '' THEN"
-         " signature ELSE family END AS k, count(*) AS n FROM detections GROUP BY"
-         " detected_at / 86400, CASE WHEN family = '' THEN signature ELSE family END) e"
-         " LEFT JOIN detection_daily_family_all s ON s.day = e.day AND s.family = e.k"
-         " WHERE s.detections IS NULL OR s.detections <> e.n"},
-        {"detection_daily_family_all (extra rows)",
-         "SELECT count(*) FROM detection_daily_family_all s WHERE NOT EXISTS (SELECT 1 FROM"
-         " detections d WHERE d.detected_at / 86400 = s.day AND"
-         " CASE WHEN d.family = '' THEN d.signature ELSE d.family END = s.family)"},
-        {"detection_daily_family (extra rows)",
-         "SELECT count(*) FROM detection_daily_family s WHERE NOT EXISTS (SELECT 1 FROM"
-         " detections d WHERE d.detected_at / 86400 = s.day AND d.agency_id = s.agency_id AND"
-         " CASE WHEN d.family = '' THEN d.signature ELSE d.family END = s.family)"},
-    };
-    int64_t wrong = -1;
-
-    for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++) {
-        if (store_query_int(db, &wrong, checks[i].sql, "") != STORE_ROW)
-            fail_msg("%s: %s", checks[i].what, store_errmsg(db));
-        if (wrong != 0)
-            fail_msg("%s: %lld rows differ from a recount", checks[i].what, (long long)wrong);
-    }
-    /* Hours are kept only for the recent past, which is all the overview
-     * reads: from a day before `now` on, they must be exact. */
-    if (store_query_int(db, &wrong,
-                        "SELECT count(*) FROM (SELECT detected_at / 3600 AS hour, agency_id,"
-                        " count(*) AS n FROM detections WHERE detected_at >= $1 GROUP BY"
-                        " detected_at / 3600, agency_id) e LEFT JOIN detection_hourly s ON"
-                        " s.hour = e.hour AND s.agency_id = e.agency_id WHERE"
-                        " s.detections IS NULL OR s.detections <> e.n",
-                        "i", (now - 86400) / 3600 * 3600) != STORE_ROW)
-        fail_msg("detection_hourly: %s", store_errmsg(db));
-    if (wrong != 0)
-        fail_msg("detection_hourly: %lld rows differ from a recount", (long long)wrong);
-    if (store_query_int(db, &wrong,
-                        "SELECT count(*) FROM detection_hourly s WHERE s.hour >= $1 AND NOT EXISTS"
-                        " (SELECT 1 FROM detections d WHERE d.detected_at / 3600 = s.hour AND"
-                        " d.agency_id = s.agency_id)",
-                        "i", (now - 86400) / 3600) != STORE_ROW ||
-        wrong != 0)
-        fail_msg("detection_hourly: %lld extra rows", (long long)wrong);
-}
-
 /* Reads every row of a statement the way `row` builds it into an array. */
 static json_t *rows_json(struct fixture *f, const char *sql, const char *scope, int64_t since,
                          json_t *(*row)(struct store_stmt *))
@@ -626,7 +495,7 @@ static void agencies_infected_match_counting(struct fixture *f)
 /* Every figure, for both callers. */
 static void everything_matches_counting(struct fixture *f)
 {
-    figures_match_recount(f->db, srv_now());
+    tu_figures_match_recount(f->db, srv_now());
     overview_matches_counting(f, &f->admin, 30);
     overview_matches_counting(f, &f->officer, 30);
     overview_matches_counting(f, &f->admin, 365);
@@ -1244,7 +1113,7 @@ static void migration_3_fills_figures_from_existing_rows(void **state)
 
     assert_int_equal(store_schema_version(f->db, &version), 0);
     assert_int_equal(version, store_schema_latest());
-    figures_match_recount(f->db, srv_now());
+    tu_figures_match_recount(f->db, srv_now());
     /* Not a recount of nothing: the dataset's figures are there. */
     assert_int_equal(store_query_int(f->db, &open,
                                      "SELECT CAST(sum(open_detections) AS BIGINT) FROM machines",

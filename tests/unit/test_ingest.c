@@ -53,21 +53,9 @@ static int64_t insert_agency(struct store_db *db, const char *code)
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    char url[600], err[256] = "";
     assert_non_null(f);
     snprintf(f->dir, sizeof(f->dir), "%s", tu_mkdtemp());
-    if (pg_url != NULL)
-        snprintf(url, sizeof(url), "%s", pg_url);
-    else
-        snprintf(url, sizeof(url), "sqlite://%s/khien.db", f->dir);
-    if (store_open(url, &f->db, err, sizeof(err)) != 0 ||
-        (pg_url != NULL &&
-         store_exec(f->db, "DROP SCHEMA public CASCADE; CREATE SCHEMA public") != 0) ||
-        store_migrate(f->db) != 0) {
-        /* The store is another module; until it works these tests have
-         * nothing to run against. */
-        store_close(f->db);
-        f->db = NULL;
+    if ((f->db = tu_store_open(f->dir, pg_url, 0)) == NULL) {
         *state = f;
         return 0;
     }
@@ -106,84 +94,6 @@ static int64_t count(struct store_db *db, const char *sql)
     int64_t n = -1;
     assert_int_equal(store_query_int(db, &n, sql, ""), STORE_ROW);
     return n;
-}
-
-/* The figures that ingestion keeps, each compared with a count of the
- * detections from scratch at time `now`: every query counts the rows that
- * differ. */
-static void figures_match_recount(struct store_db *db, int64_t now)
-{
-    static const struct {
-        const char *what, *sql;
-    } checks[] = {
-        {"machines.open_detections",
-         "SELECT count(*) FROM machines m WHERE m.open_detections <> (SELECT count(*) FROM"
-         " detections d WHERE d.machine_id = m.id AND d.status IN ('new','acknowledged'))"},
-        {"open_by_agency",
-         "SELECT count(*) FROM (SELECT agency_id, machine_id, count(*) AS n, max(detected_at) AS t"
-         " FROM detections WHERE status IN ('new','acknowledged') GROUP BY agency_id, machine_id)"
-         " e LEFT JOIN open_by_agency o ON o.agency_id = e.agency_id AND o.machine_id ="
-         " e.machine_id WHERE o.open_count IS NULL OR o.open_count <> e.n OR o.newest_open <> e.t"},
-        {"open_by_agency (rows without open detections)",
-         "SELECT count(*) FROM open_by_agency o WHERE NOT (o.open_count = 0 AND o.newest_open = 0)"
-         " AND NOT EXISTS (SELECT 1 FROM detections d WHERE d.agency_id = o.agency_id AND"
-         " d.machine_id = o.machine_id AND d.status IN ('new','acknowledged'))"},
-        {"detection_daily",
-         "SELECT count(*) FROM (SELECT detected_at / 86400 AS day, agency_id, count(*) AS n FROM"
-         " detections GROUP BY detected_at / 86400, agency_id) e LEFT JOIN detection_daily s ON"
-         " s.day = e.day AND s.agency_id = e.agency_id WHERE s.detections IS NULL OR"
-         " s.detections <> e.n"},
-        {"detection_daily (extra rows)",
-         "SELECT count(*) FROM detection_daily s WHERE NOT EXISTS (SELECT 1 FROM detections d"
-         " WHERE d.detected_at / 86400 = s.day AND d.agency_id = s.agency_id)"},
-        {"detection_daily_family",
-         "SELECT count(*) FROM (SELECT detected_at / 86400 AS day, agency_id, CASE WHEN family ="
-         " '' THEN signature ELSE family END AS k, count(*) AS n FROM detections GROUP BY"
-         " detected_at / 86400, agency_id, CASE WHEN family = '' THEN signature ELSE family END)"
-         " e LEFT JOIN detection_daily_family s ON s.day = e.day AND s.agency_id = e.agency_id"
-         " AND s.family = e.k WHERE s.detections IS NULL OR s.detections <> e.n"},
-        {"detection_daily_family_all",
-         "SELECT count(*) FROM (SELECT detected_at / 86400 AS day, CASE WHEN family = '' THEN"
-         " signature ELSE family END AS k, count(*) AS n FROM detections GROUP BY"
-         " detected_at / 86400, CASE WHEN family = '' THEN signature ELSE family END) e"
-         " LEFT JOIN detection_daily_family_all s ON s.day = e.day AND s.family = e.k"
-         " WHERE s.detections IS NULL OR s.detections <> e.n"},
-        {"detection_daily_family_all (extra rows)",
-         "SELECT count(*) FROM detection_daily_family_all s WHERE NOT EXISTS (SELECT 1 FROM"
-         " detections d WHERE d.detected_at / 86400 = s.day AND"
-         " CASE WHEN d.family = '' THEN d.signature ELSE d.family END = s.family)"},
-        {"detection_daily_family (extra rows)",
-         "SELECT count(*) FROM detection_daily_family s WHERE NOT EXISTS (SELECT 1 FROM"
-         " detections d WHERE d.detected_at / 86400 = s.day AND d.agency_id = s.agency_id AND"
-         " CASE WHEN d.family = '' THEN d.signature ELSE d.family END = s.family)"},
-    };
-    int64_t wrong = -1;
-
-    for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++) {
-        if (store_query_int(db, &wrong, checks[i].sql, "") != STORE_ROW)
-            fail_msg("%s: %s", checks[i].what, store_errmsg(db));
-        if (wrong != 0)
-            fail_msg("%s: %lld rows differ from a recount", checks[i].what, (long long)wrong);
-    }
-    /* Hours are kept only for the recent past, which is all the overview
-     * reads: from a day before `now` on, they must be exact. */
-    if (store_query_int(db, &wrong,
-                        "SELECT count(*) FROM (SELECT detected_at / 3600 AS hour, agency_id,"
-                        " count(*) AS n FROM detections WHERE detected_at >= $1 GROUP BY"
-                        " detected_at / 3600, agency_id) e LEFT JOIN detection_hourly s ON"
-                        " s.hour = e.hour AND s.agency_id = e.agency_id WHERE"
-                        " s.detections IS NULL OR s.detections <> e.n",
-                        "i", (now - 86400) / 3600 * 3600) != STORE_ROW)
-        fail_msg("detection_hourly: %s", store_errmsg(db));
-    if (wrong != 0)
-        fail_msg("detection_hourly: %lld rows differ from a recount", (long long)wrong);
-    if (store_query_int(db, &wrong,
-                        "SELECT count(*) FROM detection_hourly s WHERE s.hour >= $1 AND NOT EXISTS"
-                        " (SELECT 1 FROM detections d WHERE d.detected_at / 3600 = s.hour AND"
-                        " d.agency_id = s.agency_id)",
-                        "i", (now - 86400) / 3600) != STORE_ROW ||
-        wrong != 0)
-        fail_msg("detection_hourly: %lld extra rows", (long long)wrong);
 }
 
 static json_t *parse(const char *text)
@@ -236,7 +146,7 @@ static void ingest_retried_batch_creates_no_duplicates(void **state)
 
     assert_int_equal(count(db, "SELECT COUNT(*) FROM events"), 3);
     assert_int_equal(count(db, "SELECT COUNT(*) FROM detections"), 1);
-    figures_match_recount(db, NOW);
+    tu_figures_match_recount(db, NOW);
     assert_int_equal(count(db, "SELECT open_detections FROM machines"), 1);
 
     /* The detection row carries what the event said, normalized. */
@@ -371,7 +281,7 @@ static void ingest_detection_gets_machine_current_agency(void **state)
     assert_int_equal(b, f->agency_b);
     assert_int_equal(count(db, "SELECT COUNT(DISTINCT family) FROM detections"), 1);
     /* The figures follow the detections' agency, not the machine's. */
-    figures_match_recount(db, NOW);
+    tu_figures_match_recount(db, NOW);
     assert_int_equal(count(db, "SELECT COUNT(*) FROM open_by_agency"), 2);
     assert_int_equal(count(db, "SELECT open_detections FROM machines"), 2);
 }
@@ -420,7 +330,7 @@ static void ingest_keeps_dashboard_figures_exact(void **state)
     /* 1,000 detections over 300 families and three days in one batch. */
     batch = detection_batch("big", SRV_INGEST_MAX_EVENTS, 300);
     ingest_batch(db, MACHINE, batch, SRV_INGEST_MAX_EVENTS, 0);
-    figures_match_recount(db, NOW);
+    tu_figures_match_recount(db, NOW);
     assert_int_equal(count(db, "SELECT open_detections FROM machines"), SRV_INGEST_MAX_EVENTS);
     assert_int_equal(count(db, "SELECT CAST(sum(detections) AS BIGINT) FROM detection_daily"),
                      SRV_INGEST_MAX_EVENTS);
@@ -428,7 +338,7 @@ static void ingest_keeps_dashboard_figures_exact(void **state)
     /* Retried: nothing moves. */
     ingest_batch(db, MACHINE, batch, 0, SRV_INGEST_MAX_EVENTS);
     json_decref(batch);
-    figures_match_recount(db, NOW);
+    tu_figures_match_recount(db, NOW);
     assert_int_equal(count(db, "SELECT open_detections FROM machines"), SRV_INGEST_MAX_EVENTS);
 
     /* The same ids twice in one batch, and some already stored. */
@@ -441,7 +351,7 @@ static void ingest_keeps_dashboard_figures_exact(void **state)
     }
     ingest_batch(db, MACHINE, batch, 10, 30);
     json_decref(batch);
-    figures_match_recount(db, NOW);
+    tu_figures_match_recount(db, NOW);
 
     /* A second machine in agency B, then MACHINE moved to B. */
     assert_int_equal(store_execf(db, NULL,
@@ -458,7 +368,7 @@ static void ingest_keeps_dashboard_figures_exact(void **state)
     batch = detection_batch("moved", 30, 4);
     ingest_batch(db, MACHINE, batch, 30, 0);
     json_decref(batch);
-    figures_match_recount(db, NOW);
+    tu_figures_match_recount(db, NOW);
     assert_int_equal(count(db, "SELECT COUNT(*) FROM open_by_agency"), 3);
     assert_int_equal(count(db, "SELECT CAST(sum(open_count) AS BIGINT) FROM open_by_agency"),
                      SRV_INGEST_MAX_EVENTS + 10 + 50 + 30);
@@ -471,7 +381,7 @@ static void ingest_keeps_dashboard_figures_exact(void **state)
     assert_int_equal(srv_ingest_events(db, MACHINE, batch, NOW + 5 * 86400, report), 0);
     json_decref(batch);
     json_decref(report);
-    figures_match_recount(db, NOW + 5 * 86400);
+    tu_figures_match_recount(db, NOW + 5 * 86400);
     assert_int_equal(count(db, "SELECT COUNT(*) FROM detection_hourly"), 1);
 }
 

@@ -29,4 +29,18 @@ const char *tu_shared_data(void);
  * running in parallel on one cluster therefore never share a schema. */
 const char *tu_pg_private_url(void);
 
+struct store_db;
+
+/* Opens the store for a server test in `dir` (SQLite) or at `pg_url` when it
+ * is not NULL (its public schema emptied first), and migrates it to schema
+ * `version` (0 = the newest). Returns the connection, or NULL when the store
+ * cannot be opened or migrated (tests then skip). */
+struct store_db *tu_store_open(const char *dir, const char *pg_url, int version);
+
+/* Fails the test unless every running figure that ingestion and the
+ * detection workflow keep (migration 3: per-machine and per-agency open
+ * counts, daily and hourly rollups) equals a count of the detections from
+ * scratch at time `now`. */
+void tu_figures_match_recount(struct store_db *db, int64_t now);
+
 #endif
