@@ -45,6 +45,11 @@ struct khx_bundle_manifest {
     uint8_t kdb_sha256[32];
     char key_id[KHX_BUNDLE_KEY_ID_LEN + 1];
     int64_t signatures;
+    /* The indicator list (lib/ioc/ioc.h text form) that follows the .kdb;
+     * both 0 / all-zero when the bundle carries none. */
+    uint64_t ioc_size;
+    uint8_t ioc_sha256[32];
+    int64_t indicators; /* lines in it */
 };
 
 /* Writes the key id of an Ed25519 public key: the first 16 lowercase hex

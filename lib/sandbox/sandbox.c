@@ -1,0 +1,1 @@
+/* Placeholder until the sandbox worker lands; see sandbox.h. */
