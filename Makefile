@@ -21,6 +21,7 @@ help:
 	@echo "make fuzz-smoke run every libFuzzer target for $(FUZZ_SECONDS) s"
 	@echo "make bench     scanner benchmark against clamscan and yara"
 	@echo "make bench-server  10,000 simulated agents against the server (SQLite, PostgreSQL)"
+	@echo "make bench-agent   the agent's idle memory/CPU beside clamd's, and real-time overhead (root)"
 	@echo "make format     clang-format every C file"
 
 deps:
@@ -69,3 +70,8 @@ bench: build
 .PHONY: bench-server
 bench-server: build
 	BENCH_BUILD=$(abspath $(BUILD)) bench/server/run $(BENCH_BACKEND)
+
+# The endpoint agent beside clamd (needs root); not part of `make test`.
+.PHONY: bench-agent
+bench-agent: build
+	BENCH_BUILD=$(abspath $(BUILD)) bench/agent/run $(BENCH_SCALE)

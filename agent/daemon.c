@@ -165,8 +165,10 @@ static void refuse_event(struct agent *a, const char *type, int64_t version, con
     json_decref(ev);
 }
 
-/* Downloads, verifies and installs bundle `version`. */
-static void update_to(struct agent *a, struct client *c, int64_t version)
+/* Downloads, verifies and installs bundle `version`. Returns KH_OK, KH_EIO
+ * when it could not be downloaded (try again later) or another error when
+ * the bundle itself was refused (do not try that version again). */
+static int update_to(struct agent *a, struct client *c, int64_t version)
 {
     char path[4300], dest[4300], err[512] = "";
     long status = 0;
@@ -179,14 +181,14 @@ static void update_to(struct agent *a, struct client *c, int64_t version)
         status != 200) {
         set_error(a, "bundle %lld: download failed: %s (HTTP %ld)", (long long)version,
                   err[0] ? err : "no answer", status);
-        return;
+        return KH_EIO;
     }
     if (sodium_base642bin(pk, sizeof(pk), a->id.bundle_key, strlen(a->id.bundle_key), NULL,
                           &pklen, NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
         pklen != sizeof(pk)) {
         set_error(a, "agent.json: bundle_key is not a base64 Ed25519 key");
         unlink(dest);
-        return;
+        return KH_EINVAL;
     }
     pthread_mutex_lock(&a->lock);
     int64_t current = a->db_version;
@@ -196,13 +198,13 @@ static void update_to(struct agent *a, struct client *c, int64_t version)
     if (r != KH_OK) {
         set_error(a, "bundle %lld refused: %s", (long long)version, err);
         refuse_event(a, "bundle_refused", version, err);
-        return;
+        return r;
     }
     if ((r = use_database(a, db.kdb_path, db.ioc_path, db.version, db.created_at, err,
                           sizeof(err))) != KH_OK) {
         set_error(a, "bundle %lld does not load: %s", (long long)version, err);
         refuse_event(a, "update_failed", version, err);
-        return;
+        return r;
     }
     if (update_switch(a->db_dir, db.version, err, sizeof(err)) != KH_OK)
         set_error(a, "bundle %lld: could not record it as current: %s", (long long)version, err);
@@ -211,6 +213,7 @@ static void update_to(struct agent *a, struct client *c, int64_t version)
     if (ev != NULL)
         agent_emit(a, ev);
     json_decref(ev);
+    return KH_OK;
 }
 
 /* The database at start-up: --db, else the installed current version, else
@@ -250,7 +253,7 @@ struct uplink {
     uint64_t next_checkin, next_flush;
     unsigned backoff_s;
     int retired, unauthorized;
-    int64_t tasks_pending;
+    int64_t refused_version; /* a bundle refused once is not fetched again */
 };
 
 static void backoff(struct agent *a, struct uplink *u, uint64_t *next)
@@ -560,8 +563,11 @@ static void checkin(struct agent *a, struct uplink *u)
     pthread_mutex_lock(&a->lock);
     int newer = latest > a->db_version && a->opts->db_file == NULL;
     pthread_mutex_unlock(&a->lock);
-    if (newer)
-        update_to(a, u->c, latest);
+    if (newer && latest != u->refused_version) {
+        int r = update_to(a, u->c, latest);
+        if (r != KH_OK && r != KH_EIO)
+            u->refused_version = latest;
+    }
     json_decref(j);
 }
 
