@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 struct client_opts {
     const char *server;    /* "https://host:8443" (the /api/v1 prefix is added) */
@@ -25,8 +26,8 @@ int client_new(const struct client_opts *opts, struct client **out, char *err, s
 void client_free(struct client *c);
 
 struct client_resp {
-    long status;          /* HTTP status; 0 when the request did not complete */
-    char *body;           /* malloc'd, NUL-terminated; NULL when empty */
+    long status; /* HTTP status; 0 when the request did not complete */
+    char *body;  /* malloc'd, NUL-terminated; NULL when empty */
     size_t len;
     unsigned retry_after; /* seconds from Retry-After, 0 when absent */
     char error[256];      /* transport error ("connection refused", ...) when status is 0 */
@@ -35,7 +36,11 @@ struct client_resp {
 /* One request to `path` under /api/v1 ("/agent/checkin"). `body` (may be
  * NULL) is JSON, sent gzip'd when `gzip`. Returns KH_OK when an HTTP answer
  * came (whatever its status), KH_EIO with resp->error otherwise. Responses
- * over 16 MiB are refused. Not thread-safe: one client per thread. */
+ * over 16 MiB are refused. Not thread-safe: one client per thread.
+ * Also: `method` is "GET" or "POST" (KH_EINVAL otherwise); *resp is
+ * overwritten (free an earlier answer first) and freed by the caller with
+ * client_resp_free; a request body over 16 MiB or an answer over 16 MiB
+ * gives KH_ELIMIT with resp->error. */
 int client_call(struct client *c, const char *method, const char *path, const char *body,
                 size_t len, int gzip, struct client_resp *resp);
 void client_resp_free(struct client_resp *resp);
@@ -48,7 +53,7 @@ int client_download(struct client *c, const char *path, const char *dest, uint64
 
 struct enroll_request {
     const char *server;
-    const char *ca_file;    /* NULL = system trust store */
+    const char *ca_file; /* NULL = system trust store */
     const char *token;
     const char *hostname;
     const char *machine_key; /* may be NULL */
@@ -69,8 +74,24 @@ struct enroll_result {
 /* Creates an EC P-256 key (state_dir/agent.key, 0600) and a certificate
  * request, sends POST /enroll, and writes the answer's certificate
  * (agent.crt) and CA (ca.crt). On failure err says what the server or the
- * network answered, and no file of an earlier enrollment is replaced. */
+ * network answered, and no file of an earlier enrollment is replaced.
+ * Returns KH_OK; KH_EINVAL when the server refused (4xx: the token or the
+ * request is wrong, a person must act: "enrollment refused (403): this
+ * enrollment token has expired"); KH_EIO for a network error or another
+ * status (worth retrying); KH_EFORMAT for an answer that is malformed or
+ * whose certificate is not for this key or not signed by its CA. */
 int client_enroll(const struct enroll_request *req, struct enroll_result *res, char *err,
                   size_t errlen);
+
+/* Parses the answer to POST /enroll (untrusted input) into *res and the
+ * certificate and CA PEM texts (malloc'd, the caller frees them; set only
+ * on success). Returns KH_OK or KH_EFORMAT with err naming the field.
+ * client_enroll uses it; exposed for the fuzz target. */
+int client_parse_enroll_answer(const char *body, size_t len, struct enroll_result *res,
+                               char **cert_pem, char **ca_pem, char *err, size_t errlen);
+
+/* Reads a Retry-After value (delta-seconds or an HTTP date, relative to
+ * `now`); 0 when absent or malformed, at most one day. */
+unsigned client_parse_retry_after(const char *value, size_t len, time_t now);
 
 #endif

@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 struct update_db {
-    int64_t version;     /* 0 when nothing is installed */
+    int64_t version; /* 0 when nothing is installed */
     int64_t created_at;
     int64_t signatures;
     int64_t indicators;
