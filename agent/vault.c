@@ -558,14 +558,25 @@ int vault_open(const char *dir, struct vault **out, char *err, size_t errlen)
         khx_errf(err, errlen, "cannot open the vault folder %s: %s", dir, strerror(errno));
         goto out;
     }
-    /* The tidying below would delete another process's entry in progress. */
-    if (flock(v->dirfd, LOCK_EX | LOCK_NB) != 0) {
-        khx_errf(err, errlen, "the vault folder %s is in use by another process (%s)", dir,
-                 strerror(errno));
+    /* Every process with the vault open holds a shared lock on the folder:
+     * the daemon, and `khien-agent quarantine` beside it. The tidying below
+     * would delete another process's entry in progress, so it runs only for a
+     * process that can take the lock exclusively, that is, one that is alone;
+     * it then keeps a shared lock like everyone else. Entry ids are claimed
+     * with O_EXCL files, so two processes never pick the same one. */
+    int alone = flock(v->dirfd, LOCK_EX | LOCK_NB) == 0;
+    if (!alone && errno != EWOULDBLOCK) {
+        khx_errf(err, errlen, "cannot lock the vault folder %s: %s", dir, strerror(errno));
         goto out;
     }
-    if ((r = key_load(v, err, errlen)) != KH_OK || (r = tidy_folder(v, err, errlen)) != KH_OK)
+    if ((r = key_load(v, err, errlen)) != KH_OK ||
+        (alone && (r = tidy_folder(v, err, errlen)) != KH_OK))
         goto out;
+    r = KH_EIO;
+    if (flock(v->dirfd, LOCK_SH) != 0) {
+        khx_errf(err, errlen, "cannot lock the vault folder %s: %s", dir, strerror(errno));
+        goto out;
+    }
     last_id_load(v);
     *out = v;
     v = NULL;
