@@ -33,13 +33,16 @@ int api_tokens_create(struct srv_req *r); /* POST /api/v1/tokens */
 int api_tokens_revoke(struct srv_req *r); /* DELETE /api/v1/tokens/{id} */
 int api_audit_list(struct srv_req *r);    /* GET  /api/v1/audit */
 
-/* api_agency.c: the organisation tree and enrollment tokens. */
+/* api_agency.c: the organisation tree, enrollment tokens, agent policies. */
 int api_agencies_list(struct srv_req *r);        /* GET  /api/v1/agencies */
 int api_agencies_create(struct srv_req *r);      /* POST /api/v1/agencies */
 int api_agencies_update(struct srv_req *r);      /* PATCH /api/v1/agencies/{id} */
 int api_enroll_tokens_list(struct srv_req *r);   /* GET  /api/v1/agencies/{id}/enroll-tokens */
 int api_enroll_tokens_create(struct srv_req *r); /* POST /api/v1/agencies/{id}/enroll-tokens */
 int api_enroll_tokens_revoke(struct srv_req *r); /* DELETE /api/v1/enroll-tokens/{id} */
+int api_agency_policy_get(struct srv_req *r);    /* GET  /api/v1/agencies/{id}/policy */
+int api_agency_policy_put(struct srv_req *r);    /* PUT  /api/v1/agencies/{id}/policy */
+int api_agency_policy_delete(struct srv_req *r); /* DELETE /api/v1/agencies/{id}/policy */
 
 /* api_machine.c: machines and their tasks. */
 int api_machines_list(struct srv_req *r);         /* GET  /api/v1/machines */

@@ -11,10 +11,16 @@
  * hands to the machines being enrolled: the database keeps their SHA-256 and
  * the first characters for recognition; the token itself is shown once.
  * POST /enroll (api_agent.c) consumes them.
+ *
+ * Each agency may also have a protection policy for its machines
+ * (policy.c): read by anyone who may see the agency, set and removed by its
+ * officers, except a top-level agency's, which only a province administrator
+ * may change because every machine below inherits it.
  */
 #include "api.h"
 #include "auth.h"
 #include "pki.h"
+#include "policy.h"
 #include "query.h"
 
 #include <errno.h>
@@ -26,6 +32,8 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <sodium.h>
+
+#include <khien/khien.h>
 
 #define CODE_MAX     32
 #define NAME_MAX_LEN 200
@@ -761,4 +769,222 @@ int api_enroll_tokens_revoke(struct srv_req *r)
     srv_audit(r, "enroll_token.revoke", target,
               json_pack("{s:I}", "agency_id", (json_int_t)agency_id));
     return srv_reply_status(r, 204);
+}
+
+/* ------------------------------------------------------------------------ */
+/* GET, PUT, DELETE /agencies/{id}/policy                                    */
+/* ------------------------------------------------------------------------ */
+
+/* Finds agency `id` in the caller's scope for a policy call. STORE_ROW with
+ * *top set to 1 when it has no parent, STORE_DONE when it is absent or out
+ * of scope, or a negative store code. */
+static int policy_agency(struct srv_req *r, int64_t id, int *top)
+{
+    struct store_stmt *st = NULL;
+    int s = STORE_DONE;
+
+    if (id > 0)
+        s = store_queryf(r->db, &st,
+                         "SELECT parent_id FROM agencies WHERE id = $1 AND path LIKE $2", "it", id,
+                         r->who.scope_path);
+    if (s == STORE_ROW)
+        *top = store_col_is_null(st, 0);
+    store_finalize(st);
+    return s;
+}
+
+/* What all three calls answer: the agency's own policy as it was sent (or
+ * null), the complete policy its machines get, where that comes from (this
+ * agency, an ancestor, or null for the built-in default) and its version.
+ * Returns 0 with *out set, or a negative store code (STORE_EINVAL: a stored
+ * policy no longer validates). */
+static int policy_view(struct srv_req *r, int64_t id, json_t **out)
+{
+    static const char own_sql[] =
+        "SELECT p.policy, p.updated_at, u.username FROM agency_policies p"
+        " LEFT JOIN users u ON u.id = p.updated_by WHERE p.agency_id = $1";
+    struct store_stmt *st = NULL;
+    json_t *own = NULL, *updated_by = NULL, *effective = NULL, *view = NULL;
+    int64_t updated_at = 0, from = 0;
+    char version[POLICY_VERSION_LEN + 1];
+    int s;
+
+    s = store_queryf(r->db, &st, own_sql, "i", id);
+    if (s < 0)
+        goto out;
+    if (s == STORE_ROW) {
+        own = srv_col_json(st, 0, NULL);
+        updated_at = store_col_int(st, 1);
+        updated_by = srv_col_string(st, 2);
+    }
+    store_finalize(st);
+    st = NULL;
+    if ((s = policy_effective(r->db, id, &effective, &from)) < 0) {
+        if (s == STORE_EINVAL)
+            srv_log("the stored policy of agency %" PRId64 " does not validate", from);
+        goto out;
+    }
+    if (policy_version(effective, version) != 0) {
+        s = STORE_ENOMEM;
+        goto out;
+    }
+    view = json_pack("{s:I, s:O?, s:O, s:o, s:s, s:o, s:O?}", "agency_id", (json_int_t)id, "policy",
+                     own, "effective", effective, "inherited_from",
+                     from > 0 ? json_integer(from) : json_null(), "policy_version", version,
+                     "updated_at", own ? json_integer(updated_at) : json_null(), "updated_by",
+                     updated_by);
+    if (view == NULL) {
+        s = STORE_ENOMEM;
+        goto out;
+    }
+    *out = view;
+    s = 0;
+out:
+    store_finalize(st);
+    json_decref(own);
+    json_decref(updated_by);
+    json_decref(effective);
+    return s;
+}
+
+int api_agency_policy_get(struct srv_req *r)
+{
+    int64_t id = srv_route_id(r);
+    json_t *view = NULL;
+    int top = 0, s = policy_agency(r, id, &top);
+
+    if (s < 0)
+        return srv_reply_store_error(r, s);
+    if (s != STORE_ROW)
+        return srv_reply_error(r, 404, "not_found", "no such agency");
+    if ((s = policy_view(r, id, &view)) < 0)
+        return srv_reply_store_error(r, s);
+    return srv_reply_json(r, 200, view);
+}
+
+/* The checks PUT and DELETE share: the agency in scope (404 otherwise), and
+ * a top-level agency's policy, which every machine below inherits, only for
+ * province administrators. Returns 0, or -1 after replying. */
+static int policy_may_write(struct srv_req *r, int64_t id)
+{
+    int top = 0, s = policy_agency(r, id, &top);
+
+    if (s < 0) {
+        srv_reply_store_error(r, s);
+        return -1;
+    }
+    if (s != STORE_ROW) {
+        srv_reply_error(r, 404, "not_found", "no such agency");
+        return -1;
+    }
+    if (top && r->who.role != SRV_ROLE_ADMIN) {
+        srv_reply_error(r, 403, "forbidden",
+                        "only a province administrator may set the policy of a top-level agency");
+        return -1;
+    }
+    return 0;
+}
+
+int api_agency_policy_put(struct srv_req *r)
+{
+    static const char upsert_sql[] =
+        "INSERT INTO agency_policies (agency_id, policy, updated_at, updated_by)"
+        " VALUES ($1, $2, $3, $4) ON CONFLICT (agency_id) DO UPDATE SET policy = excluded.policy,"
+        " updated_at = excluded.updated_at, updated_by = excluded.updated_by";
+    int64_t id = srv_route_id(r);
+    json_t *body = NULL, *view = NULL;
+    struct policy_error err;
+    char *text = NULL, target[40];
+    int s, in_tx = 0;
+
+    if (policy_may_write(r, id) != 0)
+        return 0;
+    if ((body = srv_body_json(r)) == NULL)
+        return 0;
+    if (json_dumpb(body, NULL, 0, JSON_COMPACT) > POLICY_TEXT_MAX) {
+        srv_reply_error(r, 413, "too_large", "a policy is at most %d KiB as compact JSON",
+                        POLICY_TEXT_MAX / 1024);
+        goto out;
+    }
+    if ((s = policy_validate(body, &err)) != 0) {
+        if (s == KH_EINVAL)
+            srv_reply_field(r, err.field, err.problem);
+        else
+            srv_reply_error(r, 500, "internal", "out of memory");
+        goto out;
+    }
+    /* Kept as sent (compact): the settings it leaves out follow the
+     * defaults of whichever version reads it. */
+    if ((text = json_dumps(body, JSON_COMPACT)) == NULL) {
+        srv_reply_error(r, 500, "internal", "out of memory");
+        goto out;
+    }
+    if ((s = store_begin_write(r->db)) < 0)
+        goto store_fail;
+    in_tx = 1;
+    /* A caller without a user id (none today) is recorded as NULL, which
+     * the foreign key allows. */
+    s = r->who.user_id > 0
+            ? store_execf(r->db, NULL, upsert_sql, "itii", id, text, srv_now(), r->who.user_id)
+            : store_execf(r->db, NULL, upsert_sql, "itin", id, text, srv_now());
+    if (s < 0)
+        goto store_fail;
+    snprintf(target, sizeof(target), "agency:%" PRId64, id);
+    srv_audit(r, "agency.policy.set", target, json_pack("{s:O}", "policy", body));
+    if ((s = store_commit(r->db)) < 0)
+        goto store_fail;
+    in_tx = 0;
+    if ((s = policy_view(r, id, &view)) < 0)
+        goto store_fail;
+    srv_reply_json(r, 200, view);
+    goto out;
+store_fail:
+    srv_reply_store_error(r, s);
+out:
+    if (in_tx)
+        store_rollback(r->db);
+    free(text);
+    json_decref(body);
+    return 0;
+}
+
+int api_agency_policy_delete(struct srv_req *r)
+{
+    int64_t id = srv_route_id(r), removed = 0;
+    json_t *view = NULL;
+    char *old = NULL, target[40];
+    int s, in_tx = 0;
+
+    if (policy_may_write(r, id) != 0)
+        return 0;
+    if ((s = store_begin_write(r->db)) < 0)
+        goto store_fail;
+    in_tx = 1;
+    s = store_query_text(r->db, &old, "SELECT policy FROM agency_policies WHERE agency_id = $1",
+                         "i", id);
+    if (s < 0 || (s = store_execf(r->db, &removed,
+                                  "DELETE FROM agency_policies WHERE agency_id = $1", "i", id)) < 0)
+        goto store_fail;
+    /* Deleting a policy that is not there changes nothing: the answer is
+     * the same, and there is nothing to audit. */
+    if (removed > 0) {
+        json_t *previous = old != NULL ? json_loads(old, 0, NULL) : NULL;
+        snprintf(target, sizeof(target), "agency:%" PRId64, id);
+        srv_audit(r, "agency.policy.delete", target,
+                  json_pack("{s:o}", "previous", previous ? previous : json_null()));
+    }
+    if ((s = store_commit(r->db)) < 0)
+        goto store_fail;
+    in_tx = 0;
+    if ((s = policy_view(r, id, &view)) < 0)
+        goto store_fail;
+    srv_reply_json(r, 200, view);
+    goto out;
+store_fail:
+    srv_reply_store_error(r, s);
+out:
+    if (in_tx)
+        store_rollback(r->db);
+    free(old);
+    return 0;
 }

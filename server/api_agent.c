@@ -1,9 +1,10 @@
 /*
  * What an endpoint agent calls: enrollment with a token (the only agent call
  * without a client certificate), then, authenticated by that certificate,
- * check-in with its inventory, fetching tasks and reporting their results,
- * posting event batches (stored by ingest.c), and downloading signed
- * signature bundles. Also the two public calls an agent or a monitor makes
+ * check-in with its inventory (answered with, among the rest, the agent
+ * policy in effect for the machine: policy.c), fetching tasks and reporting
+ * their results, posting event batches (stored by ingest.c), and downloading
+ * signed signature bundles. Also the two public calls an agent or a monitor makes
  * before it has anything else: the bundle-signing key and the health check.
  * docs/api/agent.md documents every call with examples.
  *
@@ -17,6 +18,7 @@
 #include "ingest.h"
 #include "query.h"
 #include "pki.h"
+#include "policy.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -529,6 +531,36 @@ static int checkin_bind(struct srv_req *r, struct store_stmt *st, json_t *body, 
     return 0;
 }
 
+/* Adds the machine's policy and its version to the check-in answer: the
+ * policy of the nearest agency up the tree that has one (policy.c). A
+ * stored policy that cannot be read is left out rather than replaced by the
+ * default, so that the agent keeps the last one it was given; the check-in
+ * itself has succeeded and must still answer. Returns 0, or -1 when out of
+ * memory. */
+static int checkin_policy(struct srv_req *r, int64_t agency_id, json_t *reply)
+{
+    json_t *policy = NULL;
+    int64_t from = 0;
+    char version[POLICY_VERSION_LEN + 1];
+    int rc = policy_effective(r->db, agency_id, &policy, &from);
+
+    if (rc == STORE_ENOMEM)
+        return -1;
+    if (rc < 0) {
+        srv_log("checkin %s: the policy of agency %lld (from %lld) cannot be read: %s",
+                r->who.machine_id, (long long)agency_id, (long long)from,
+                rc == STORE_EINVAL ? "it does not validate" : store_errmsg(r->db));
+        return 0;
+    }
+    if (policy_version(policy, version) != 0 ||
+        json_object_set_new(reply, "policy_version", json_string(version)) != 0) {
+        json_decref(policy);
+        return -1;
+    }
+    /* set_new takes the policy whether or not it succeeds. */
+    return json_object_set_new(reply, "policy", policy) == 0 ? 0 : -1;
+}
+
 int api_agent_checkin(struct srv_req *r)
 {
     int rc;
@@ -561,7 +593,8 @@ int api_agent_checkin(struct srv_req *r)
                             "db_time = COALESCE($9, db_time), last_full_scan = COALESCE($10, "
                             "last_full_scan), rtp = COALESCE($11, rtp), firewall = COALESCE($12, "
                             "firewall), ips = COALESCE($13, ips), macs = COALESCE($14, macs), "
-                            "inventory = $15, last_seen = $16 WHERE id = $1 AND retired = 0",
+                            "inventory = $15, last_seen = $16 WHERE id = $1 AND retired = 0 "
+                            "RETURNING agency_id",
                             &st)) < 0 ||
         (rc = store_bind_text(st, 1, r->who.machine_id)) < 0) {
         srv_reply_store_error(r, rc);
@@ -569,14 +602,20 @@ int api_agent_checkin(struct srv_req *r)
     }
     if (checkin_bind(r, st, body, ips, macs, inventory) != 0)
         goto out;
+    /* The row comes back exactly when the machine was updated (on SQLite a
+     * RETURNING statement's change count is only final once it is done, so
+     * the row is what says so). */
     if ((rc = store_step(st)) < 0) {
         srv_reply_store_error(r, rc);
         goto out;
     }
-    if (store_changes(st) != 1) {
+    if (rc != STORE_ROW) {
         srv_reply_error(r, 401, "unauthorized", "this machine is not enrolled");
         goto out;
     }
+    int64_t agency_id = store_col_int(st, 0);
+    store_finalize(st);
+    st = NULL;
     int64_t pending = 0;
     struct srv_bundle_info info;
     memset(&info, 0, sizeof(info));
@@ -592,14 +631,20 @@ int api_agent_checkin(struct srv_req *r)
     reply = json_pack("{s:I,s:I,s:I,s:o}", "server_time", (json_int_t)srv_now(), "checkin_interval",
                       (json_int_t)r->srv->cfg.checkin_interval, "tasks_pending",
                       (json_int_t)pending, "bundle", bundle);
-    bundle = NULL;                 /* json_pack's "o" took it, even on failure */
+    bundle = NULL; /* json_pack's "o" took it, even on failure */
+    if (reply != NULL && checkin_policy(r, agency_id, reply) != 0) {
+        srv_reply_error(r, 500, "internal", "out of memory");
+        goto out;
+    }
     srv_reply_json(r, 200, reply); /* a NULL reply becomes a 500 */
+    reply = NULL;
 out:
     store_finalize(st);
     free(ips);
     free(macs);
     free(inventory);
     json_decref(bundle);
+    json_decref(reply);
     json_decref(body);
     return 0;
 }

@@ -62,6 +62,13 @@ const struct srv_route srv_routes[] = {
     {"DELETE", "/api/v1/signatures/sources/{}", A, api_sources_delete},
     {"POST", "/api/v1/signatures/publish", A, api_bundles_publish},
     {"GET", "/api/v1/signatures/versions", U, api_bundles_list},
+
+    /* Agencies' agent policies. Appended rather than placed with the other
+     * agency routes so that the routes above keep their positions, by which
+     * tests/fuzz/fuzz_api.c's seed inputs name them. */
+    {"GET", "/api/v1/agencies/{}/policy", U, api_agency_policy_get},
+    {"PUT", "/api/v1/agencies/{}/policy", W, api_agency_policy_put},
+    {"DELETE", "/api/v1/agencies/{}/policy", W, api_agency_policy_delete},
 };
 
 const size_t srv_nroutes = sizeof(srv_routes) / sizeof(srv_routes[0]);

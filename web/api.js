@@ -83,6 +83,7 @@ export const api = {
     get: (path, params) => request('GET', path + qs(params)),
     post: (path, body) => request('POST', path, body === undefined ? {} : body),
     patch: (path, body) => request('PATCH', path, body),
+    put: (path, body) => request('PUT', path, body),
     del: (path) => request('DELETE', path),
     upload: (path, file) => request('PUT', path, undefined, { raw: file }),
     login: (username, password) => request('POST', '/login', { username, password }, { noRedirect: true }),

@@ -326,10 +326,23 @@ static const char migration_3[] =
     "DROP INDEX detections_status_machine;\n"
     "CREATE INDEX detections_status_agency ON detections(status, agency_id);\n";
 
+/* Agent protection policies (server/policy.c), one per agency at most. The
+ * document is kept as the compact JSON the officer sent, after validation;
+ * the settings it leaves out are filled with the defaults when it is read,
+ * so a later version's new defaults reach policies written before it. An
+ * agency without a row inherits the nearest ancestor's. */
+static const char migration_4[] =
+    "CREATE TABLE agency_policies ("
+    " agency_id @BIGINT@ PRIMARY KEY REFERENCES agencies(id),"
+    " policy TEXT NOT NULL,"
+    " updated_at @BIGINT@ NOT NULL,"
+    " updated_by @BIGINT@ REFERENCES users(id));\n";
+
 static const char *const migrations[] = {
     migration_1,
     migration_2,
     migration_3,
+    migration_4,
 };
 
 int store_migration_count(void)

@@ -2,9 +2,11 @@
 // playwright-core), against a real server that tests/integration/
 // dashboard_browser.sh has started and filled through the API. What a
 // person would do: sign in, read the overview, follow a detection to its
-// machine, create an enrollment token and see the command, switch the
-// language and back, then sign in as an agency's officer and find that
-// another agency's machine is neither listed nor reachable by its URL.
+// machine, create an enrollment token and see the command, change the
+// agency's protection policy (a mistake shown next to its field, then a
+// saved fix), switch the language and back, then sign in as an agency's
+// officer and find that another agency's machine is neither listed nor
+// reachable by its URL.
 //
 // Environment (set by the shell script):
 //   KHIEN_URL            https://127.0.0.1:PORT
@@ -115,8 +117,11 @@ const context = await browser.newContext({
 });
 context.setDefaultTimeout(STEP_MS);
 const page = await context.newPage();
+// Answers the tests provoke on purpose are not problems: 401, 403 and 404
+// for what a role may not see, 400 for the policy the form sends with a
+// mistake in it.
 page.on('console', (m) => {
-    if (m.type() === 'error' && !/status of 40[134]/.test(m.text())) problems.push(m.text());
+    if (m.type() === 'error' && !/status of 40[0134]/.test(m.text())) problems.push(m.text());
 });
 page.on('pageerror', (e) => problems.push('uncaught: ' + e.message));
 
@@ -218,6 +223,68 @@ try {
         await tid(page, 'enroll-tokens-table').getByText('browser test').first().waitFor();
     });
 
+    await step('the agency page shows the protection policy; a bad path is named, a fix is saved', page, async () => {
+        // Agency A is top-level and has no policy yet: the built-in default.
+        await page
+            .locator('[data-testid=policy-source][data-source=default]')
+            .waitFor()
+            .catch(async () => {
+                const src = await tid(page, 'policy-source')
+                    .getAttribute('data-source', { timeout: 1000 })
+                    .catch(() => '(none)');
+                throw new Error(`the policy section shows source "${src}", expected the default`);
+            });
+        await tid(page, 'policy-summary').waitFor();
+        const before = (await tid(page, 'policy-version').innerText()).trim();
+        expect(/^[0-9a-f]{16}$/.test(before), 'the policy version looks wrong: ' + before);
+
+        // A relative path: the server refuses rtp.paths[1], and the message
+        // appears under the paths box, naming the line.
+        await tid(page, 'policy-rtp-paths').fill('/\nrelative/path');
+        await tid(page, 'policy-save').click();
+        const slot = page.locator('[data-field="rtp.paths"] [data-testid=policy-field-error]');
+        await slot.waitFor({ state: 'visible' });
+        const msg = await slot.innerText();
+        expect(/2/.test(msg) && /absolute/.test(msg), 'the error under the paths says: ' + msg);
+        expect(
+            (await tid(page, 'policy-rtp-paths').getAttribute('aria-invalid')) === 'true',
+            'the paths box is not marked invalid',
+        );
+
+        await tid(page, 'policy-rtp-paths').fill('/\n/home');
+        await tid(page, 'policy-rtp-action-input').selectOption('block');
+        await tid(page, 'policy-update-interval-input').fill('900');
+        await tid(page, 'policy-scan-add').click();
+        const scans = await tid(page, 'policy-scan').count();
+        expect(scans === 2, `${scans} scheduled scans in the editor, expected the default and a new one`);
+        await tid(page, 'policy-scan-time').last().fill('12:15');
+        await tid(page, 'policy-save').click();
+        await page.locator('[data-testid=policy-source][data-source=own]').waitFor();
+        const after = (await tid(page, 'policy-version').innerText()).trim();
+        expect(after !== before && /^[0-9a-f]{16}$/.test(after), `the version did not change: ${before} -> ${after}`);
+        expect(
+            (await tid(page, 'policy-rtp-action').innerText()).includes('Chặn'),
+            'the summary does not show the block action',
+        );
+        expect((await tid(page, 'policy-scan-row').count()) === 2, 'the summary does not list two scans');
+
+        // What the server now hands A's machines.
+        const view = await page.evaluate(async (id) => {
+            const r = await fetch('/api/v1/agencies/' + id + '/policy', { credentials: 'same-origin' });
+            return r.json();
+        }, AGENCY_A);
+        const eff = view.effective || {};
+        expect(eff.rtp && eff.rtp.action === 'block', 'the stored action is ' + JSON.stringify(eff.rtp));
+        expect(eff.update_interval_s === 900, 'the stored update interval is ' + eff.update_interval_s);
+        expect(
+            JSON.stringify(eff.rtp.paths) === '["/","/home"]',
+            'the stored paths are ' + JSON.stringify(eff.rtp.paths),
+        );
+        const times = (eff.scheduled_scans || []).map((x) => x.time).join(',');
+        expect(times === '02:30,12:15', 'the stored scan times are ' + times);
+        expect(view.policy_version === after, 'the page shows another version than the server');
+    });
+
     await step('the language switches to English, survives a reload, and back', page, async () => {
         await tid(page, 'lang-en').click();
         await page.waitForFunction(
@@ -259,6 +326,12 @@ try {
         expect((await page.getByText(B_HOST).count()) === 0, "B's hostname appears on the page");
     });
 
+    await step("the officer reads top-level agency A's policy but is offered no editor", page, async () => {
+        await page.goto(BASE + '/agencies/' + encodeURIComponent(AGENCY_A));
+        await page.locator('[data-testid=policy-source][data-source=own]').waitFor();
+        expect((await tid(page, 'policy-form').count()) === 0, 'the officer is offered the policy editor');
+    });
+
     if (AUDITOR) {
         await step('an auditor reads everything but is offered no action', page, async () => {
             await logout(page);
@@ -279,6 +352,8 @@ try {
             await page.goto(BASE + '/agencies/' + encodeURIComponent(AGENCY_A));
             await tid(page, 'enroll-tokens').waitFor();
             expect((await tid(page, 'token-create').count()) === 0, 'the auditor is offered token creation');
+            await tid(page, 'policy-source').waitFor();
+            expect((await tid(page, 'policy-form').count()) === 0, 'the auditor is offered the policy editor');
         });
     }
 

@@ -158,6 +158,55 @@ for (let i = 0; i < 140; i++) {
 detections.sort((a, b) => b.detected_at - a.detected_at);
 const tasks = [];
 const enrollTokens = [];
+// Agent policies by agency id, as sent. The mock fills in only the top-level
+// defaults and checks only a few fields; server/policy.c is the real rule.
+const policies = new Map();
+const POLICY_DEFAULT = {
+    rtp: {
+        enabled: true,
+        paths: ['/'],
+        excludes: ['/proc', '/sys', '/dev', '/run'],
+        timeout_ms: 5000,
+        action: 'quarantine',
+    },
+    scheduled_scans: [
+        {
+            name: 'Quét toàn bộ hằng tuần',
+            paths: ['/'],
+            full: true,
+            days: ['sun'],
+            time: '02:30',
+            excludes: [],
+        },
+    ],
+    scan: { nice: 10, ionice_class: 'idle', max_filesize_mb: 100, archives: true },
+    connections: { enabled: true, interval_s: 60 },
+    update_interval_s: 3600,
+    quarantine_retention_days: 90,
+};
+function policyView(a) {
+    let from = null;
+    for (let x = a; x; x = agencyById(x.parent_id))
+        if (policies.has(x.id)) {
+            from = x.id;
+            break;
+        }
+    const own = policies.get(a.id);
+    const doc = from === null ? {} : policies.get(from).policy;
+    const effective = JSON.parse(JSON.stringify(POLICY_DEFAULT));
+    for (const [k, v] of Object.entries(doc))
+        effective[k] = v && typeof v === 'object' && !Array.isArray(v) ? { ...effective[k], ...v } : v;
+    const version = crypto.createHash('sha256').update(JSON.stringify(effective)).digest('hex').slice(0, 16);
+    return {
+        agency_id: a.id,
+        policy: own ? own.policy : null,
+        effective,
+        inherited_from: from,
+        policy_version: version,
+        updated_at: own ? own.at : null,
+        updated_by: own ? own.by : null,
+    };
+}
 const apiTokens = [];
 const sources = [
     {
@@ -411,6 +460,28 @@ async function handle(req, res) {
             token,
             command: `khien-agent enroll --server https://${req.headers.host} --token ${token}`,
         });
+    }
+    if ((m = /^\/agencies\/(\d+)\/policy$/.exec(p))) {
+        const a = agencyById(m[1]);
+        if (!a || !inScope(me, a.id)) return err(res, 404, 'not_found', 'no such agency');
+        if (M === 'GET') return send(res, 200, policyView(a));
+        if (write && !a.parent_id && !admin())
+            return err(res, 403, 'forbidden', 'only a province administrator may set this policy');
+        if (M === 'DELETE') {
+            policies.delete(a.id);
+            return send(res, 200, policyView(a));
+        }
+        const paths = (body.rtp && body.rtp.paths) || [];
+        const bad = paths.findIndex((x) => typeof x !== 'string' || !x.startsWith('/'));
+        if (bad >= 0)
+            return send(res, 400, {
+                error: 'field',
+                field: `rtp.paths[${bad}]`,
+                message: `field 'rtp.paths[${bad}]': must be an absolute path (starting with /)`,
+            });
+        policies.set(a.id, { policy: body, at: now(), by: me.username });
+        auditLog(me, 'agency.policy.set', 'agency:' + a.id, { policy: body }, req);
+        return send(res, 200, policyView(a));
     }
     if ((m = /^\/enroll-tokens\/(\d+)$/.exec(p)) && M === 'DELETE') {
         const k = enrollTokens.find((x) => String(x.id) === m[1]);

@@ -305,6 +305,18 @@ suite() {
 	expect_status "check-in with the client certificate" 200
 	jcheck "check-in answers time, interval, pending tasks and no bundle yet" \
 		'.server_time > 1700000000 and .checkin_interval > 0 and .tasks_pending == 0 and .bundle == null'
+	jcheck "check-in carries the default agent policy and its version" \
+		'.policy.rtp.action == "quarantine" and .policy.update_interval_s == 3600
+		 and (.policy_version | test("^[0-9a-f]{16}$"))'
+	policy_version=$(jbody .policy_version)
+	admin -H 'Content-Type: application/json' --data-binary '{"rtp":{"action":"block"}}' \
+		PUT "/agencies/$agency_a/policy"
+	expect_status "the administrator sets agency A's agent policy" 200
+	agent_post pc1 /agent/checkin "$inventory"
+	jcheck "the next check-in carries that policy with a new version" \
+		".policy.rtp.action == \"block\" and .policy_version != \"$policy_version\""
+	admin DELETE "/agencies/$agency_a/policy"
+	expect_status "the policy is removed again" 200
 	admin GET "/machines/$machine"
 	jcheck "the dashboard shows the inventory, without the hardware key" \
 		'.hostname == "pc-01" and .os == "Debian GNU/Linux 12" and (.ips | tostring | test("10.1.2.3"))

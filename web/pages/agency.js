@@ -1,7 +1,8 @@
 // One agency: its numbers, its place in the tree, editing (administrators),
-// and its enrollment tokens. A new token is shown exactly once, with the
-// copy-paste command the server builds for it (the API's `command` field);
-// the list afterwards shows only the token's first characters.
+// its agents' protection policy (agency_policy.js), and its enrollment
+// tokens. A new token is shown exactly once, with the copy-paste command the
+// server builds for it (the API's `command` field); the list afterwards
+// shows only the token's first characters.
 
 import {
     h,
@@ -27,6 +28,7 @@ import { isAdmin, canAct } from '../session.js';
 import { reload } from '../router.js';
 import { loadAgencies, agencyOptions, formError } from '../common.js';
 import { KINDS, kindLabel } from './agencies.js';
+import { policyPanel } from './agency_policy.js';
 
 function tokenState(k) {
     const now = Date.now() / 1000;
@@ -364,6 +366,7 @@ export async function render(el, ctx) {
                 ),
                 editForm(a, list),
             ),
+            policyPanel(a, list),
             tokensPanel(a),
         ),
     );
