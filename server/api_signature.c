@@ -6,8 +6,11 @@
  * plain file name whose extension tells libkhien how to read it, or a file
  * or folder on the server (a ClamAV mirror that freshclam or `khien db
  * mirror` keeps current), named by its absolute path. Publishing compiles
- * every enabled source into the next signed bundle (bundle.c). Every change
- * is written to the audit log.
+ * every enabled source into the next signed bundle (bundle.c). Sources of
+ * kind "indicators" are lists of IP addresses, prefixes and domains
+ * (lib/ioc/ioc.h) that travel in the bundle's indicator section; they are
+ * checked line by line on upload instead of being compiled. Every change is
+ * written to the audit log.
  */
 #include "api.h"
 
@@ -39,6 +42,7 @@ static const char *const cvd_exts[] = {"cvd", "cld", NULL};
 static const char *const yara_exts[] = {"yar", "yara", NULL};
 static const char *const hashlist_exts[] = {"hashes", "hashlist", "md5", "sha1", "sha256",
                                             "txt",    "hdb",      "hsb", NULL};
+static const char *const indicator_exts[] = {"ioc", "txt", "csv", "list", NULL};
 
 static const struct {
     const char *kind;
@@ -46,8 +50,13 @@ static const struct {
     int uploadable; /* a mirror is a folder on the server, never an upload */
 } kinds[] = {
     {"clamav", clamav_exts, 1},     {"cvd", cvd_exts, 1}, {"yara", yara_exts, 1},
-    {"hashlist", hashlist_exts, 1}, {"mirror", NULL, 0},
+    {"hashlist", hashlist_exts, 1}, {"mirror", NULL, 0},  {SRV_KIND_INDICATORS, indicator_exts, 1},
 };
+
+static int is_indicators(int k)
+{
+    return strcmp(kinds[k].kind, SRV_KIND_INDICATORS) == 0;
+}
 
 static int find_kind(const char *kind)
 {
@@ -258,7 +267,8 @@ int api_sources_create(struct srv_req *r)
     json_t *jenabled = json_object_get(body, "enabled");
     int k = find_kind(kind);
     if (k < 0) {
-        rc = srv_reply_field(r, "kind", "must be one of clamav, cvd, yara, hashlist, mirror");
+        rc = srv_reply_field(r, "kind",
+                             "must be one of clamav, cvd, yara, hashlist, mirror, indicators");
         goto out;
     }
     if (path == NULL || path[0] != '/' || strlen(path) > PATH_MAX_LEN ||
@@ -282,6 +292,11 @@ int api_sources_create(struct srv_req *r)
     }
     if (kinds[k].exts == NULL && !S_ISDIR(st.st_mode)) {
         rc = srv_reply_field(r, "path", "a mirror must be a folder");
+        goto out;
+    }
+    /* A list is read whole at publish time, not a folder's worth of them. */
+    if (is_indicators(k) && S_ISDIR(st.st_mode)) {
+        rc = srv_reply_field(r, "path", "an indicator list must be a file");
         goto out;
     }
     if (!S_ISDIR(st.st_mode) && !kind_accepts(k, path)) {
@@ -401,7 +416,7 @@ int api_sources_upload(struct srv_req *r)
     int replaced = 0, rc;
 
     if (k < 0 || !kinds[k].uploadable) {
-        rc = srv_reply_field(r, "kind", "must be one of clamav, cvd, yara, hashlist");
+        rc = srv_reply_field(r, "kind", "must be one of clamav, cvd, yara, hashlist, indicators");
         goto out;
     }
     if (!plain_file_name(name)) {
@@ -416,7 +431,24 @@ int api_sources_upload(struct srv_req *r)
         rc = srv_reply_error(r, 400, "bad_request", "the request body must be the file");
         goto out;
     }
-    if (check_upload(name, r->body, r->body_len, &d, err, sizeof(err)) != 0) {
+    if (is_indicators(k)) {
+        /* An indicator list is checked line by line, as a publish will, and
+         * one with any bad line is refused: it would fail every publish
+         * until replaced. The first few problems are shown as for other
+         * uploads. */
+        int bad = srv_indicators_check(name, r->body, r->body_len, NULL, NULL, upload_diag, &d);
+        if (bad != 0) {
+            json_t *first = json_array_get(d.messages, 0);
+            char msg[DIAG_TEXT + 80];
+            snprintf(msg, sizeof(msg), "%d %s not an indicator; the first: %s", bad,
+                     bad == 1 ? "line is" : "lines are", first ? json_string_value(first) : "");
+            rc = srv_reply_json(r, 400,
+                                json_pack("{s:s, s:s, s:i, s:o}", "error", "bad_request", "message",
+                                          msg, "problems", bad, "messages",
+                                          d.messages ? json_incref(d.messages) : json_array()));
+            goto out;
+        }
+    } else if (check_upload(name, r->body, r->body_len, &d, err, sizeof(err)) != 0) {
         rc = srv_reply_error(r, 400, "bad_request", "%s", err);
         goto out;
     }

@@ -1,14 +1,22 @@
 /*
  * Signature bundles on the server (see bundle.h): the Ed25519 signing key,
- * publishing (compile the enabled sources with libkhien, sign, store as the
- * next version in chunks, prune), and reading a version back for download.
+ * publishing (compile the enabled signature sources with libkhien, gather
+ * the enabled indicator lists, sign, store as the next version in chunks,
+ * prune), and reading a version back for download.
  *
  * Publishing is split so that the slow part holds no lock: compiling a full
  * ClamAV database takes minutes, so the .kdb is built and hashed first, and
  * only then does a write transaction pick the version number, sign the
  * small header that names it, and copy header and image into 1 MiB chunks.
  * Because the version is inside the signed manifest, the header is made
- * inside that transaction; the .kdb's SHA-256 is all it needs of the image.
+ * inside that transaction; the SHA-256 of the .kdb and of the indicator list
+ * are all it needs of them.
+ *
+ * Indicator lists (sources of kind "indicators") never reach the builder:
+ * every line is normalised with ioc_normalize_line(), a line that is not an
+ * indicator fails the publish naming list and line, duplicates (by value,
+ * across lists) keep their first line, and the result is the bundle's
+ * indicator section.
  *
  * Downloads come from DATA/cache/bundle-<version>.khb, written at publish
  * time and otherwise rebuilt from the chunks on first request (into a
@@ -34,6 +42,7 @@
 
 #include <khien/khien.h>
 
+#include "ioc.h"
 #include "khx.h"
 
 /* lib/common/bundle.h, the file format; included by path because the
@@ -43,6 +52,10 @@
 #define CHUNK_SIZE      (1024 * 1024)
 #define PUBLISH_RETRIES 3
 #define DIAG_KEEP       32
+/* The indicator section: what an agent's ioc_set_load() accepts by default,
+ * and a bound on the bytes held in memory while publishing. */
+#define IOC_MAX_INDICATORS 10000000
+#define IOC_SECTION_MAX    (1024u * 1024u * 1024u)
 
 struct srv_signer {
     uint8_t sk[KHX_BUNDLE_SK_LEN];
@@ -285,6 +298,7 @@ struct source_row {
     int64_t id;
     char *name;
     char *path;
+    int indicators; /* an indicator list, not signatures */
 };
 
 static void free_rows(struct source_row *rows, size_t n)
@@ -296,15 +310,16 @@ static void free_rows(struct source_row *rows, size_t n)
     free(rows);
 }
 
-/* Reads the enabled sources' ids, names and paths (not their content, which
- * is fetched one at a time so that only one upload is in memory at once). */
+/* Reads the enabled sources' ids, names, paths and kinds (not their content,
+ * which is fetched one at a time so that only one upload is in memory at
+ * once). */
 static int list_sources(struct store_db *db, struct source_row **out, size_t *nout)
 {
     struct store_stmt *st = NULL;
     struct source_row *rows = NULL;
     size_t n = 0, cap = 0;
     int rc = store_queryf(
-        db, &st, "SELECT id, name, path FROM sig_sources WHERE enabled = 1 ORDER BY id", "");
+        db, &st, "SELECT id, name, path, kind FROM sig_sources WHERE enabled = 1 ORDER BY id", "");
     for (; rc == STORE_ROW; rc = store_step(st)) {
         if (n == cap) {
             size_t ncap = cap ? cap * 2 : 16;
@@ -317,7 +332,9 @@ static int list_sources(struct store_db *db, struct source_row **out, size_t *no
             cap = ncap;
         }
         const char *name = store_col_text(st, 1), *path = store_col_text(st, 2);
+        const char *kind = store_col_text(st, 3);
         rows[n].id = store_col_int(st, 0);
+        rows[n].indicators = kind != NULL && strcmp(kind, SRV_KIND_INDICATORS) == 0;
         rows[n].name = strdup(name ? name : "");
         rows[n].path = strdup(path ? path : "");
         n++;
@@ -423,25 +440,24 @@ out:
     return r;
 }
 
-/* Compiles every enabled source into `kdb_path`. */
-static int compile_sources(struct store_db *db, const char *kdb_path, struct kdb_summary *sum,
-                           char *err, size_t errlen)
+/* Compiles every enabled signature source of `rows` into `kdb_path`. */
+static int compile_sources(struct store_db *db, const struct source_row *rows, size_t nrows,
+                           const char *kdb_path, struct kdb_summary *sum, char *err, size_t errlen)
 {
     struct diags *d = calloc(1, sizeof(*d));
-    struct source_row *rows = NULL;
-    size_t nrows = 0;
     kh_builder *b = NULL;
-    int r = -1, rc;
+    size_t nsig = 0;
+    int r = -1;
 
     if (d == NULL) {
         khx_errf(err, errlen, "out of memory");
         return -1;
     }
-    if ((rc = list_sources(db, &rows, &nrows)) != 0) {
-        khx_errf(err, errlen, "cannot list the signature sources: %s", store_strerror(rc));
-        goto out;
-    }
-    if (nrows == 0) {
+    for (size_t i = 0; i < nrows; i++)
+        nsig += !rows[i].indicators;
+    /* Indicators alone would publish a bundle without signatures and take
+     * every agent's scanning away: a signature source is required. */
+    if (nsig == 0) {
         khx_errf(err, errlen, "no signature source is enabled");
         goto out;
     }
@@ -453,7 +469,7 @@ static int compile_sources(struct store_db *db, const char *kdb_path, struct kdb
         goto out;
     }
     for (size_t i = 0; i < nrows; i++)
-        if (add_source(db, b, &rows[i], d, err, errlen) != 0)
+        if (!rows[i].indicators && add_source(db, b, &rows[i], d, err, errlen) != 0)
             goto out;
     int kr = kh_builder_write(b, kdb_path);
     if (kr != KH_OK) {
@@ -468,8 +484,268 @@ static int compile_sources(struct store_db *db, const char *kdb_path, struct kdb
     r = 0;
 out:
     kh_builder_free(b);
-    free_rows(rows, nrows);
     free(d);
+    return r;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Indicator lists.                                                          */
+/* ------------------------------------------------------------------------ */
+
+/* The list's name as a source word of the text form ([A-Za-z0-9._-], at most
+ * 64 characters): it names the list in lines that do not name their own. */
+static void source_word(const char *name, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (; name[n] != '\0' && n + 1 < cap && n < 64; n++) {
+        char c = name[n];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '.' || c == '_' || c == '-';
+        out[n] = ok ? c : '_';
+    }
+    if (n == 0 && cap > 1)
+        out[n++] = '-';
+    out[n] = '\0';
+}
+
+int srv_indicators_check(const char *name, const void *data, size_t len, struct khx_buf *out,
+                         size_t *count, srv_indicator_diag diag, void *ud)
+{
+    char line_out[IOC_NORMALIZED_MAX + 80], why[256], word[72];
+    struct khx_lines it;
+    const char *line;
+    size_t n, good = 0, bad = 0;
+
+    source_word(name, word, sizeof(word));
+    khx_lines_init(&it, data, len);
+    while (khx_lines_next(&it, &line, &n)) {
+        int r = ioc_normalize_line(line, n, line_out, IOC_NORMALIZED_MAX, why, sizeof(why));
+        if (r == 0)
+            continue;
+        if (r < 0) {
+            bad++;
+            if (diag != NULL)
+                diag(ud, name, it.lineno, why);
+            continue;
+        }
+        good++;
+        if (out == NULL)
+            continue;
+        /* "value category -": the list's own name is the better source. */
+        size_t k = strlen(line_out);
+        if (k >= 2 && strcmp(line_out + k - 2, " -") == 0)
+            snprintf(line_out + k - 1, sizeof(line_out) - (k - 1), "%s", word);
+        k = strlen(line_out);
+        line_out[k++] = '\n';
+        if (khx_buf_append(out, line_out, k) != KH_OK)
+            return -1;
+    }
+    if (count != NULL)
+        *count = good;
+    return (int)KHX_MIN(bad, (size_t)INT32_MAX);
+}
+
+/* One line of the gathered section, for removing duplicates. */
+struct ioc_line {
+    uint32_t off;  /* in the section */
+    uint16_t len;  /* without the newline */
+    uint16_t vlen; /* of the value, up to the first blank */
+};
+
+static int cmp_ioc_value(const void *a, const void *b, void *ud)
+{
+    const struct ioc_line *x = a, *y = b;
+    const char *text = ud;
+    size_t n = KHX_MIN(x->vlen, y->vlen);
+    int c = memcmp(text + x->off, text + y->off, n);
+    if (c == 0)
+        c = x->vlen < y->vlen ? -1 : x->vlen > y->vlen;
+    if (c == 0)
+        c = x->off < y->off ? -1 : x->off > y->off;
+    return c;
+}
+
+static int cmp_ioc_off(const void *a, const void *b)
+{
+    const struct ioc_line *x = a, *y = b;
+    return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* Removes lines whose value an earlier line has (the first list to name an
+ * indicator gives its category and source) from the section, in place.
+ * starts[i] is where source i's lines begin; dups[i] gets how many of its
+ * lines were removed. Returns 0 or -1 (out of memory). */
+static int remove_duplicates(struct khx_buf *sec, const size_t *starts, size_t nsrc, int64_t *dups,
+                             int64_t *lines)
+{
+    struct khx_lines it;
+    const char *line;
+    size_t n, count = 0, cap = 0;
+    struct ioc_line *v = NULL;
+
+    *lines = 0;
+    khx_lines_init(&it, sec->data, sec->len);
+    while (khx_lines_next(&it, &line, &n)) {
+        if (count == cap) {
+            size_t ncap = cap ? cap * 2 : 1024;
+            struct ioc_line *grown = realloc(v, ncap * sizeof(*v));
+            if (grown == NULL) {
+                free(v);
+                return -1;
+            }
+            v = grown;
+            cap = ncap;
+        }
+        const char *sp = memchr(line, ' ', n);
+        v[count].off = (uint32_t)(line - (const char *)sec->data);
+        v[count].len = (uint16_t)n;
+        v[count].vlen = (uint16_t)(sp ? (size_t)(sp - line) : n);
+        count++;
+    }
+    if (count > 1)
+        qsort_r(v, count, sizeof(*v), cmp_ioc_value, sec->data);
+    /* Equal values are now adjacent, the earliest first: mark the others. */
+    for (size_t i = 1; i < count; i++) {
+        const struct ioc_line *a = &v[i - 1], *b = &v[i];
+        if (a->vlen == b->vlen && memcmp(sec->data + a->off, sec->data + b->off, a->vlen) == 0)
+            v[i].len = UINT16_MAX;
+    }
+    if (count > 1)
+        qsort(v, count, sizeof(*v), cmp_ioc_off);
+    size_t w = 0, src = 0;
+    for (size_t i = 0; i < count; i++) {
+        while (src + 1 < nsrc && v[i].off >= starts[src + 1])
+            src++;
+        if (v[i].len == UINT16_MAX) {
+            dups[src]++;
+            continue;
+        }
+        memmove(sec->data + w, sec->data + v[i].off, (size_t)v[i].len + 1);
+        w += (size_t)v[i].len + 1;
+        (*lines)++;
+    }
+    sec->len = w;
+    free(v);
+    return 0;
+}
+
+/* Reads an indicator list: an upload's content from the database, or the
+ * file on the server. *data is malloc'd. */
+static int read_list(struct store_db *db, const struct source_row *row, uint8_t **data, size_t *len,
+                     char *err, size_t errlen)
+{
+    struct store_stmt *st = NULL;
+    *data = NULL;
+    *len = 0;
+    if (row->path[0] != '\0') {
+        int r = khx_read_file(row->path, IOC_SECTION_MAX, data, len);
+        if (r != KH_OK) {
+            khx_errf(err, errlen, "indicator list '%s' cannot be read from %s: %s", row->name,
+                     row->path, kh_strerror(r));
+            return -1;
+        }
+        return 0;
+    }
+    int rc = store_queryf(db, &st, "SELECT content FROM sig_sources WHERE id = $1", "i", row->id);
+    if (rc < 0) {
+        khx_errf(err, errlen, "cannot read source '%s': %s", row->name, store_strerror(rc));
+        return -1;
+    }
+    size_t n = 0;
+    const void *blob = rc == STORE_ROW ? store_col_blob(st, 0, &n) : NULL;
+    if ((*data = malloc(n + 1)) == NULL) {
+        store_finalize(st);
+        khx_errf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (n > 0)
+        memcpy(*data, blob, n);
+    *len = n;
+    store_finalize(st);
+    return 0;
+}
+
+/* The first bad line of a list, to explain a failed publish. */
+static void first_bad_line(void *ud, const char *source, unsigned line, const char *msg)
+{
+    char *text = ud;
+    if (text[0] == '\0')
+        snprintf(text, 300, "%s:%u: %s", source, line, msg);
+}
+
+/* Gathers every enabled indicator list into `sec` (the bundle's indicator
+ * section), with the number of lines in *lines, and adds one entry per list
+ * to sum->sources. A bad line fails it all, naming list and line. */
+static int gather_indicators(struct store_db *db, const struct source_row *rows, size_t nrows,
+                             struct khx_buf *sec, int64_t *lines, json_t *sources, char *err,
+                             size_t errlen)
+{
+    size_t *starts = calloc(nrows + 1, sizeof(*starts));
+    int64_t *dups = calloc(nrows + 1, sizeof(*dups));
+    size_t *good = calloc(nrows + 1, sizeof(*good));
+    size_t *which = calloc(nrows + 1, sizeof(*which));
+    size_t nlists = 0, total = 0;
+    uint8_t *data = NULL;
+    char first[300];
+    int r = -1;
+
+    *lines = 0;
+    if (starts == NULL || dups == NULL || good == NULL || which == NULL) {
+        khx_errf(err, errlen, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < nrows; i++) {
+        size_t len = 0;
+        if (!rows[i].indicators)
+            continue;
+        if (read_list(db, &rows[i], &data, &len, err, errlen) != 0)
+            goto out;
+        starts[nlists] = sec->len;
+        which[nlists] = i;
+        first[0] = '\0';
+        int bad = srv_indicators_check(rows[i].name, data, len, sec, &good[nlists], first_bad_line,
+                                       first);
+        free(data);
+        data = NULL;
+        if (bad < 0) {
+            khx_errf(err, errlen, "the indicator lists are larger than %u MiB together",
+                     IOC_SECTION_MAX >> 20);
+            goto out;
+        }
+        if (bad > 0) {
+            khx_errf(err, errlen, "%s%s", first,
+                     bad > 1 ? " (and more lines that are not indicators)" : "");
+            goto out;
+        }
+        total += good[nlists];
+        if (total > IOC_MAX_INDICATORS) {
+            khx_errf(err, errlen, "the indicator lists hold more than %d indicators together",
+                     IOC_MAX_INDICATORS);
+            goto out;
+        }
+        nlists++;
+    }
+    if (nlists > 0 && remove_duplicates(sec, starts, nlists, dups, lines) != 0) {
+        khx_errf(err, errlen, "out of memory");
+        goto out;
+    }
+    for (size_t k = 0; k < nlists; k++) {
+        json_t *entry =
+            json_pack("{s:s, s:s, s:I, s:I}", "name", rows[which[k]].name, "kind",
+                      SRV_KIND_INDICATORS, "indicators", (json_int_t)good[k] - (json_int_t)dups[k],
+                      "duplicates", (json_int_t)dups[k]);
+        if (entry == NULL || json_array_append_new(sources, entry) != 0) {
+            khx_errf(err, errlen, "out of memory");
+            goto out;
+        }
+    }
+    r = 0;
+out:
+    free(data);
+    free(starts);
+    free(dups);
+    free(good);
+    free(which);
     return r;
 }
 
@@ -477,29 +753,32 @@ out:
 /* Storing a version.                                                        */
 /* ------------------------------------------------------------------------ */
 
-/* A bundle file as two pieces: the signed header and the mapped .kdb. */
+/* A bundle file as three pieces: the signed header, the mapped .kdb and
+ * the indicator section (possibly empty). */
 struct pieces {
-    const uint8_t *head;
-    size_t head_len;
-    const uint8_t *kdb;
-    size_t kdb_len;
+    const uint8_t *data[3];
+    size_t len[3];
 };
+
+static uint64_t pieces_total(const struct pieces *p)
+{
+    return (uint64_t)p->len[0] + p->len[1] + p->len[2];
+}
 
 /* Copies up to `cap` bytes of the file starting at `off` into buf. */
 static size_t pieces_read(const struct pieces *p, uint64_t off, uint8_t *buf, size_t cap)
 {
     size_t n = 0;
-    if (off < p->head_len) {
-        size_t k = KHX_MIN(cap, p->head_len - (size_t)off);
-        memcpy(buf, p->head + off, k);
-        n += k;
-        off += k;
-    }
-    if (n < cap && off >= p->head_len && off - p->head_len < p->kdb_len) {
-        size_t koff = (size_t)(off - p->head_len);
-        size_t k = KHX_MIN(cap - n, p->kdb_len - koff);
-        memcpy(buf + n, p->kdb + koff, k);
-        n += k;
+    uint64_t base = 0;
+    for (size_t i = 0; i < KHX_ARRAY_LEN(p->data) && n < cap; i++) {
+        if (off < base + p->len[i]) {
+            size_t poff = (size_t)(off - base);
+            size_t k = KHX_MIN(cap - n, p->len[i] - poff);
+            memcpy(buf + n, p->data[i] + poff, k);
+            n += k;
+            off += k;
+        }
+        base += p->len[i];
     }
     return n;
 }
@@ -511,7 +790,7 @@ static int insert_chunks(struct store_db *db, int64_t version, const struct piec
     crypto_hash_sha256_state h;
     struct store_stmt *st = NULL;
     uint8_t md[32];
-    uint64_t total = (uint64_t)p->head_len + p->kdb_len, off = 0;
+    uint64_t total = pieces_total(p), off = 0;
     int rc = store_prepare(db, "INSERT INTO bundle_chunks (version, seq, data) VALUES ($1, $2, $3)",
                            &st);
     crypto_hash_sha256_init(&h);
@@ -580,13 +859,24 @@ out:
     return rc < 0 ? rc : 0;
 }
 
-/* One attempt at the transaction that turns the compiled .kdb into the next
- * version. Returns 0 or a negative store code (the transaction is rolled
- * back). */
+/* What a version is made of besides its header. */
+struct payload {
+    const uint8_t *kdb;
+    size_t kdb_len;
+    uint8_t kdb_sha[32];
+    const uint8_t *ioc; /* the indicator section; ioc_len 0 when none */
+    size_t ioc_len;
+    uint8_t ioc_sha[32];
+    int64_t indicators;
+};
+
+/* One attempt at the transaction that turns the compiled .kdb and the
+ * indicator section into the next version. Returns 0 or a negative store
+ * code (the transaction is rolled back). */
 static int publish_version(struct srv *s, struct store_db *db, int64_t user_id,
-                           const struct kdb_summary *sum, const uint8_t *kdb, size_t kdb_len,
-                           const uint8_t kdb_sha[32], uint8_t *chunk, int64_t *version,
-                           int64_t *cutoff, struct khx_buf *head, char *err, size_t errlen)
+                           const struct kdb_summary *sum, const struct payload *pl, uint8_t *chunk,
+                           int64_t *version, int64_t *cutoff, struct khx_buf *head, char *err,
+                           size_t errlen)
 {
     int64_t latest = 0, now = srv_now();
     char sha_hex[65], sig_b64[96];
@@ -600,13 +890,15 @@ static int publish_version(struct srv *s, struct store_db *db, int64_t user_id,
     if (rc < 0)
         goto out;
     int64_t v = latest + 1;
-    int kr = khx_bundle_header(v, now, sum->signatures, kdb_len, kdb_sha, s->signer->sk, head);
+    int kr = khx_bundle_header(v, now, sum->signatures, pl->kdb_len, pl->kdb_sha, pl->ioc_len,
+                               pl->ioc_len > 0 ? pl->ioc_sha : NULL, pl->indicators, s->signer->sk,
+                               head);
     if (kr != KH_OK) {
         khx_errf(err, errlen, "cannot sign the bundle: %s", kh_strerror(kr));
         rc = STORE_EINVAL;
         goto out;
     }
-    struct pieces p = {head->data, head->len, kdb, kdb_len};
+    struct pieces p = {{head->data, pl->kdb, pl->ioc}, {head->len, pl->kdb_len, pl->ioc_len}};
     if ((rc = insert_chunks(db, v, &p, chunk, sha_hex)) != 0)
         goto out;
     sodium_bin2base64(sig_b64, sizeof(sig_b64), head->data + head->len - KHX_BUNDLE_SIG_LEN,
@@ -615,7 +907,7 @@ static int publish_version(struct srv *s, struct store_db *db, int64_t user_id,
         rc = STORE_ENOMEM;
         goto out;
     }
-    if ((rc = insert_row(db, v, sha_hex, (int64_t)(head->len + kdb_len), sig_b64, s->signer->key_id,
+    if ((rc = insert_row(db, v, sha_hex, (int64_t)pieces_total(&p), sig_b64, s->signer->key_id,
                          sum->signatures, sources, user_id, now)) != 0)
         goto out;
     if ((rc = prune_versions(db, s->cfg.keep_bundles, cutoff)) != 0)
@@ -661,8 +953,10 @@ static void cache_store(const struct srv *s, int64_t version, const struct piece
     int fd = cache_temp(s, version, tmp, sizeof(tmp));
     if (fd < 0)
         return;
-    int ok = fchmod(fd, 0644) == 0 && write_all(fd, p->head, p->head_len) == 0 &&
-             write_all(fd, p->kdb, p->kdb_len) == 0 && fsync(fd) == 0;
+    int ok = fchmod(fd, 0644) == 0;
+    for (size_t i = 0; ok && i < KHX_ARRAY_LEN(p->data); i++)
+        ok = write_all(fd, p->data[i], p->len[i]) == 0;
+    ok = ok && fsync(fd) == 0;
     ok = close(fd) == 0 && ok;
     if (!ok || cache_path(s, version, final, sizeof(final)) != 0 || rename(tmp, final) != 0)
         unlink(tmp);
@@ -703,21 +997,28 @@ int srv_bundle_publish(struct srv *s, struct store_db *db, int64_t user_id, int6
     char tmp_root[PATH_MAX], work[PATH_MAX], kdb_path[PATH_MAX];
     struct kdb_summary sum = {0, NULL};
     struct khx_map map = {NULL, 0, 0};
-    struct khx_buf head;
-    uint8_t kdb_sha[32];
+    struct khx_buf head, ioc;
+    struct source_row *rows = NULL;
+    struct payload pl;
+    json_t *ioc_sources = json_array();
+    size_t nrows = 0;
     uint8_t *chunk = NULL;
     int64_t cutoff = 0;
     int r = -1, rc = 0, have_work = 0, have_map = 0;
 
+    memset(&pl, 0, sizeof(pl));
     khx_buf_init(&head, KHX_BUNDLE_PREFIX_LEN + KHX_BUNDLE_MAX_MANIFEST + KHX_BUNDLE_SIG_LEN);
+    khx_buf_init(&ioc, IOC_SECTION_MAX);
     if (err != NULL && errlen > 0)
         err[0] = '\0';
-    if (s == NULL || db == NULL || version == NULL || s->signer == NULL) {
+    if (s == NULL || db == NULL || version == NULL || s->signer == NULL || ioc_sources == NULL) {
         khx_errf(err, errlen, "the bundle signing key is not loaded");
+        json_decref(ioc_sources);
         return -1;
     }
     if (pthread_mutex_trylock(&publish_lock) != 0) {
         khx_errf(err, errlen, "another publish is already running");
+        json_decref(ioc_sources);
         return -1;
     }
     /* The .kdb is compiled into a private folder under DATA/tmp. */
@@ -729,22 +1030,39 @@ int srv_bundle_publish(struct srv *s, struct store_db *db, int64_t user_id, int6
         goto out;
     }
     have_work = 1;
-    if (compile_sources(db, kdb_path, &sum, err, errlen) != 0)
+    if ((rc = list_sources(db, &rows, &nrows)) != 0) {
+        khx_errf(err, errlen, "cannot list the signature sources: %s", store_strerror(rc));
         goto out;
+    }
+    /* The indicator lists first: a bad line fails in seconds, not after a
+     * compile of minutes. */
+    if (gather_indicators(db, rows, nrows, &ioc, &pl.indicators, ioc_sources, err, errlen) != 0 ||
+        compile_sources(db, rows, nrows, kdb_path, &sum, err, errlen) != 0)
+        goto out;
+    if (json_array_extend(sum.sources, ioc_sources) != 0) {
+        khx_errf(err, errlen, "out of memory");
+        goto out;
+    }
     if (khx_map_file(kdb_path, &map) != KH_OK || map.len == 0) {
         khx_errf(err, errlen, "cannot read the compiled database");
         goto out;
     }
     have_map = 1;
-    if (khx_sha256(map.data, map.len, kdb_sha) != KH_OK || (chunk = malloc(CHUNK_SIZE)) == NULL) {
+    pl.kdb = map.data;
+    pl.kdb_len = map.len;
+    pl.ioc = ioc.data;
+    pl.ioc_len = ioc.len;
+    if (khx_sha256(map.data, map.len, pl.kdb_sha) != KH_OK ||
+        (ioc.len > 0 && khx_sha256(ioc.data, ioc.len, pl.ioc_sha) != KH_OK) ||
+        (chunk = malloc(CHUNK_SIZE)) == NULL) {
         khx_errf(err, errlen, "out of memory");
         goto out;
     }
     /* Two servers publishing at once both pick the same number; the loser's
      * insert conflicts and it tries again with the next one. */
     for (int attempt = 0; attempt < PUBLISH_RETRIES; attempt++) {
-        rc = publish_version(s, db, user_id, &sum, map.data, map.len, kdb_sha, chunk, version,
-                             &cutoff, &head, err, errlen);
+        rc =
+            publish_version(s, db, user_id, &sum, &pl, chunk, version, &cutoff, &head, err, errlen);
         if (rc != STORE_ECONFLICT && rc != STORE_EBUSY)
             break;
     }
@@ -754,7 +1072,7 @@ int srv_bundle_publish(struct srv *s, struct store_db *db, int64_t user_id, int6
         srv_log("bundle publish: %s (%s)", store_strerror(rc), store_errmsg(db));
         goto out;
     }
-    struct pieces p = {head.data, head.len, map.data, map.len};
+    struct pieces p = {{head.data, pl.kdb, pl.ioc}, {head.len, pl.kdb_len, pl.ioc_len}};
     cache_store(s, *version, &p);
     if (cutoff > 0)
         cache_prune(s, cutoff);
@@ -768,7 +1086,10 @@ out:
     }
     free(chunk);
     khx_buf_free(&head);
+    khx_buf_free(&ioc);
+    free_rows(rows, nrows);
     json_decref(sum.sources);
+    json_decref(ioc_sources);
     pthread_mutex_unlock(&publish_lock);
     return r;
 }

@@ -1,6 +1,8 @@
 /*
  * Signature bundles on the server (bundle.c): compiling the enabled sources
- * with libkhien into a .kdb, wrapping it in a signed bundle (the format is in
+ * with libkhien into a .kdb, adding the enabled indicator lists (normalised,
+ * without duplicates) as its indicator section, wrapping both in a signed
+ * bundle (the format is in
  * lib/common/bundle.c and docs/internals/bundle.md, so the agent verifies with
  * the same code), storing it as the next numbered version in the database (in
  * chunks, so every server process can serve every version), pruning to the
@@ -15,6 +17,11 @@
 #include "server.h"
 
 struct srv_signer;
+struct khx_buf;
+
+/* The source kind whose files are indicator lists (lib/ioc/ioc.h), which go
+ * into a bundle's indicator section instead of the signature compiler. */
+#define SRV_KIND_INDICATORS "indicators"
 
 /* Creates DATA/bundle.key (Ed25519 secret key, 0600) and bundle.pub if absent. */
 int srv_signer_init_dir(const char *dir, char *err, size_t errlen);
@@ -35,10 +42,24 @@ struct srv_bundle_info {
 
 /* Compiles every enabled source into a new bundle, signs it and stores it as
  * version (latest + 1), then deletes versions older than cfg.keep_bundles.
- * Returns 0 with *version set, or -1 with the reason (a source that failed
- * to load names file:line) in err. */
+ * Indicator lists are normalised line by line; any bad line fails the
+ * publish. At least one signature source must be enabled. Returns 0 with
+ * *version set, or -1 with the reason (a source that failed to load names
+ * file:line) in err. */
 int srv_bundle_publish(struct srv *s, struct store_db *db, int64_t user_id, int64_t *version,
                        char *err, size_t errlen);
+
+/* Called for each line of an indicator list that is not an indicator. */
+typedef void (*srv_indicator_diag)(void *ud, const char *list, unsigned line, const char *why);
+
+/* Checks and normalises the indicator list `name` (data, len) line by line
+ * with ioc_normalize_line(); a line that names no source gets the list's
+ * name (made a source word). Appends the normalised lines, each ending in a
+ * newline, to `out` when it is not NULL, sets *count (may be NULL) to the
+ * number of indicators and calls `diag` (may be NULL) for each bad line.
+ * Returns the number of bad lines, or -1 when `out` reached its limit. */
+int srv_indicators_check(const char *name, const void *data, size_t len, struct khx_buf *out,
+                         size_t *count, srv_indicator_diag diag, void *ud);
 
 /* The newest published version: STORE_ROW with *info filled, STORE_DONE when
  * there is none, or a negative store code. */

@@ -1,14 +1,14 @@
 /*
  * Signed signature bundles: the writer the management server uses and the
  * verifier the agent uses, in one file so the two can never disagree about
- * the format. The layout is described in bundle.h and
+ * the format. The layout is described in khx_bundle.h and
  * docs/internals/bundle.md.
  *
  * The verifier treats every byte as hostile. It checks the fixed header and
  * the manifest length before touching anything else, parses the manifest
  * (bounded to 64 KiB) to learn which key the bundle claims, checks the
- * Ed25519 signature over header and manifest, and only then hashes the .kdb,
- * whose size and digest the signed manifest fixes.
+ * Ed25519 signature over header and manifest, and only then hashes the .kdb
+ * and the indicator list, whose sizes and digests the signed manifest fixes.
  */
 #include "khx_bundle.h"
 
@@ -19,9 +19,9 @@
 #include <jansson.h>
 #include <sodium.h>
 
-/* The manifest of a bundle we write is well under this; the bound only
- * keeps snprintf's result checkable. */
-#define MANIFEST_WRITE_MAX 512
+/* The manifest of a bundle we write is well under this (about 420 bytes
+ * with indicators); the bound only keeps snprintf's result checkable. */
+#define MANIFEST_WRITE_MAX 768
 
 static uint32_t get_u32le(const uint8_t *p)
 {
@@ -39,18 +39,20 @@ int khx_bundle_key_id(const uint8_t pk[KHX_BUNDLE_PK_LEN], char key_id[KHX_BUNDL
 }
 
 int khx_bundle_header(int64_t version, int64_t created_at, int64_t nsigs, uint64_t kdb_size,
-                      const uint8_t kdb_sha256[32], const uint8_t sk[KHX_BUNDLE_SK_LEN],
-                      struct khx_buf *out)
+                      const uint8_t kdb_sha256[32], uint64_t ioc_size, const uint8_t ioc_sha256[32],
+                      int64_t indicators, const uint8_t sk[KHX_BUNDLE_SK_LEN], struct khx_buf *out)
 {
     char key_id[KHX_BUNDLE_KEY_ID_LEN + 1];
-    char sha_hex[65];
+    char sha_hex[65], ioc_hex[65];
+    char ioc_fields[160] = "";
     char manifest[MANIFEST_WRITE_MAX];
     uint8_t sig[KHX_BUNDLE_SIG_LEN];
     size_t start = 0;
     int r = KH_EINVAL;
 
     if (kdb_sha256 == NULL || sk == NULL || out == NULL || version < 0 || nsigs < 0 ||
-        kdb_size > (uint64_t)INT64_MAX)
+        kdb_size > (uint64_t)INT64_MAX || ioc_size > (uint64_t)INT64_MAX || indicators < 0 ||
+        (ioc_size > 0 && ioc_sha256 == NULL) || (ioc_size == 0 && indicators != 0))
         return KH_EINVAL;
     if (sodium_init() < 0)
         return KH_ENOMEM;
@@ -58,11 +60,19 @@ int khx_bundle_header(int64_t version, int64_t created_at, int64_t nsigs, uint64
     if ((r = khx_bundle_key_id(sk + 32, key_id)) != KH_OK)
         return r;
     khx_hex_encode(kdb_sha256, 32, sha_hex);
+    /* A bundle without indicators has the manifest it always had. */
+    if (ioc_size > 0) {
+        khx_hex_encode(ioc_sha256, 32, ioc_hex);
+        snprintf(ioc_fields, sizeof(ioc_fields),
+                 ",\"ioc_size\":%" PRIu64 ",\"ioc_sha256\":\"%s\",\"indicators\":%" PRId64,
+                 ioc_size, ioc_hex, indicators);
+    }
     int n = snprintf(manifest, sizeof(manifest),
                      "{\"format\":%d,\"version\":%" PRId64 ",\"created_at\":%" PRId64
                      ",\"kdb_sha256\":\"%s\",\"kdb_size\":%" PRIu64
-                     ",\"key_id\":\"%s\",\"signatures\":%" PRId64 "}",
-                     KHX_BUNDLE_FORMAT, version, created_at, sha_hex, kdb_size, key_id, nsigs);
+                     ",\"key_id\":\"%s\",\"signatures\":%" PRId64 "%s}",
+                     KHX_BUNDLE_FORMAT, version, created_at, sha_hex, kdb_size, key_id, nsigs,
+                     ioc_fields);
     if (n < 0 || (size_t)n >= sizeof(manifest))
         return KH_EINVAL;
 
@@ -86,20 +96,24 @@ out:
     return r;
 }
 
-int khx_bundle_build(const uint8_t *kdb, size_t kdb_len, int64_t version, int64_t created_at,
-                     int64_t nsigs, const uint8_t sk[KHX_BUNDLE_SK_LEN], struct khx_buf *out)
+int khx_bundle_build(const uint8_t *kdb, size_t kdb_len, const uint8_t *ioc, size_t ioc_len,
+                     int64_t indicators, int64_t version, int64_t created_at, int64_t nsigs,
+                     const uint8_t sk[KHX_BUNDLE_SK_LEN], struct khx_buf *out)
 {
-    uint8_t md[32];
+    uint8_t md[32], ioc_md[32];
     int r;
 
-    if ((kdb == NULL && kdb_len > 0) || out == NULL)
+    if ((kdb == NULL && kdb_len > 0) || (ioc == NULL && ioc_len > 0) || out == NULL)
         return KH_EINVAL;
-    if ((r = khx_sha256(kdb_len ? kdb : (const uint8_t *)"", kdb_len, md)) != KH_OK)
+    if ((r = khx_sha256(kdb_len ? kdb : (const uint8_t *)"", kdb_len, md)) != KH_OK ||
+        (ioc_len > 0 && (r = khx_sha256(ioc, ioc_len, ioc_md)) != KH_OK))
         return r;
     size_t start = out->len;
-    if ((r = khx_bundle_header(version, created_at, nsigs, kdb_len, md, sk, out)) != KH_OK)
+    if ((r = khx_bundle_header(version, created_at, nsigs, kdb_len, md, ioc_len,
+                               ioc_len > 0 ? ioc_md : NULL, indicators, sk, out)) != KH_OK)
         return r;
-    if (kdb_len > 0 && (r = khx_buf_append(out, kdb, kdb_len)) != KH_OK) {
+    if ((kdb_len > 0 && (r = khx_buf_append(out, kdb, kdb_len)) != KH_OK) ||
+        (ioc_len > 0 && (r = khx_buf_append(out, ioc, ioc_len)) != KH_OK)) {
         out->len = start;
         return r;
     }
@@ -184,6 +198,25 @@ int khx_bundle_parse_manifest(const char *json, size_t len, struct khx_bundle_ma
     m->kdb_size = (uint64_t)size;
     if ((r = khx_hex_decode(sha, 32, m->kdb_sha256)) != KH_OK)
         goto out;
+    /* The indicator list is optional: absent fields read as none. */
+    size = 0;
+    if ((json_object_get(root, "ioc_size") != NULL &&
+         (r = manifest_int(root, "ioc_size", 0, &size, why, whylen)) != KH_OK) ||
+        (json_object_get(root, "indicators") != NULL &&
+         (r = manifest_int(root, "indicators", 0, &m->indicators, why, whylen)) != KH_OK))
+        goto out;
+    m->ioc_size = (uint64_t)size;
+    if (m->ioc_size > 0 || json_object_get(root, "ioc_sha256") != NULL) {
+        if ((r = manifest_hex(root, "ioc_sha256", 64, &sha, why, whylen)) != KH_OK ||
+            (r = khx_hex_decode(sha, 32, m->ioc_sha256)) != KH_OK)
+            goto out;
+    }
+    if (m->ioc_size == 0 && m->indicators != 0) {
+        khx_errf(why, whylen, "manifest counts %" PRId64 " indicators but carries none",
+                 m->indicators);
+        r = KH_EFORMAT;
+        goto out;
+    }
     memcpy(m->key_id, key_id, KHX_BUNDLE_KEY_ID_LEN);
     m->key_id[KHX_BUNDLE_KEY_ID_LEN] = '\0';
     r = KH_OK;
@@ -236,22 +269,39 @@ int khx_bundle_verify(const uint8_t *data, size_t len, const uint8_t pk[KHX_BUND
         return KH_ESIGNATURE;
     }
     /* From here on the manifest is authentic; the file must hold exactly the
-     * image it describes. */
-    if ((uint64_t)(len - off) < mf.kdb_size) {
-        khx_errf(why, whylen, "truncated: the database has %zu of its %" PRIu64 " bytes", len - off,
-                 mf.kdb_size);
+     * image and the indicator list it describes. Each size is at most
+     * INT64_MAX, so their sum fits in 64 bits. */
+    uint64_t rest = (uint64_t)(len - off), want = mf.kdb_size + mf.ioc_size;
+    if (rest < mf.kdb_size) {
+        khx_errf(why, whylen, "truncated: the database has %" PRIu64 " of its %" PRIu64 " bytes",
+                 rest, mf.kdb_size);
         return KH_EFORMAT;
     }
-    if ((uint64_t)(len - off) > mf.kdb_size) {
-        khx_errf(why, whylen, "%" PRIu64 " unsigned bytes follow the database",
-                 (uint64_t)(len - off) - mf.kdb_size);
+    if (rest < want) {
+        khx_errf(why, whylen,
+                 "truncated: the indicator list has %" PRIu64 " of its %" PRIu64 " bytes",
+                 rest - mf.kdb_size, mf.ioc_size);
+        return KH_EFORMAT;
+    }
+    if (rest > want) {
+        khx_errf(why, whylen, "%" PRIu64 " unsigned bytes follow the %s", rest - want,
+                 mf.ioc_size > 0 ? "indicator list" : "database");
         return KH_ESIGNATURE;
     }
-    if ((r = khx_sha256(len > off ? data + off : (const uint8_t *)"", len - off, md)) != KH_OK)
+    size_t kdb_len = (size_t)mf.kdb_size, ioc_len = (size_t)mf.ioc_size;
+    if ((r = khx_sha256(kdb_len > 0 ? data + off : (const uint8_t *)"", kdb_len, md)) != KH_OK)
         return r;
     if (memcmp(md, mf.kdb_sha256, sizeof(md)) != 0) {
         khx_errf(why, whylen, "the database's SHA-256 is not the signed one");
         return KH_ESIGNATURE;
+    }
+    if (ioc_len > 0) {
+        if ((r = khx_sha256(data + off + kdb_len, ioc_len, md)) != KH_OK)
+            return r;
+        if (memcmp(md, mf.ioc_sha256, sizeof(md)) != 0) {
+            khx_errf(why, whylen, "the indicator list's SHA-256 is not the signed one");
+            return KH_ESIGNATURE;
+        }
     }
     if (m != NULL)
         *m = mf;

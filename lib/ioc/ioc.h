@@ -17,6 +17,19 @@
  * category: a word such as c2, distribution, phishing, apt (default "malware");
  * source: a word naming the list (default "-"). Fields are separated by blanks
  * or tabs; a line may be at most 1024 bytes.
+ *
+ * The reader also takes the shapes published lists come in: "#" starts a
+ * comment anywhere on a line; a line with a comma is CSV
+ * ("value,category,source", fields trimmed, one pair of double quotes
+ * removed); a hosts-file line "0.0.0.0 evil.example" (or 127.0.0.1, ::,
+ * ::1) lists the name. Values are canonicalised: addresses as inet_ntop
+ * writes them, IPv4-mapped IPv6 as IPv4, prefixes with their host bits
+ * cleared (a /32 or /128 is an address), domains lowercased without a
+ * trailing dot. A domain needs two labels or more (labels of letters,
+ * digits, '-' and '_', 1 to 63 long, 253 in all; not all-numeric last
+ * label). Category and source words are [A-Za-z0-9._-], 1 to 64 long.
+ * URLs, /0 prefixes, unspecified addresses and ports 0 are refused. Of
+ * several entries for one value the first line's wins.
  */
 #ifndef KHIEN_IOC_H
 #define KHIEN_IOC_H
@@ -27,9 +40,12 @@
 
 enum ioc_kind { IOC_IP = 0, IOC_CIDR, IOC_IP_PORT, IOC_DOMAIN, IOC_KIND_COUNT };
 
+/* An output buffer of this size always holds a normalised line. */
+#define IOC_NORMALIZED_MAX 400
+
 struct ioc_match {
-    int kind;             /* enum ioc_kind */
-    const char *value;    /* the indicator as written in the list, normalised */
+    int kind;          /* enum ioc_kind */
+    const char *value; /* the indicator as written in the list, normalised */
     const char *category;
     const char *source;
 };
@@ -37,19 +53,26 @@ struct ioc_match {
 struct ioc_set;
 
 /* Parses the text form. Bad lines are skipped and counted in *bad (may be
- * NULL); the first bad line's number and reason go to err. Returns KH_OK,
- * KH_ENOMEM, or KH_ELIMIT beyond `max` indicators (0 = 10 million). */
+ * NULL); the first bad line's number and reason go to err ("line N: ...").
+ * Returns KH_OK with *out set (the caller frees it with ioc_set_free),
+ * KH_ENOMEM, or KH_ELIMIT beyond `max` indicators (0 = 10 million), 65,535
+ * distinct category/source pairs or 4 GiB of strings. */
 int ioc_set_load(const char *text, size_t len, size_t max, struct ioc_set **out, size_t *bad,
                  char *err, size_t errlen);
 void ioc_set_free(struct ioc_set *s);
 
-/* Counts per kind. */
+/* Counts per kind (after duplicates are removed). */
 void ioc_set_counts(const struct ioc_set *s, size_t counts[IOC_KIND_COUNT]);
+
+/* The bytes the set holds on the heap (arrays, tables and strings). */
+size_t ioc_set_memory(const struct ioc_set *s);
 
 /* Looks up an address (AF_INET: 4 bytes, AF_INET6: 16 bytes, network order)
  * and port (host order, 0 = any): an IP:port entry first, then the exact
  * address, then the longest prefix. Returns 1 with *m filled (pointers valid
- * while the set lives), or 0. IPv4-mapped IPv6 addresses are looked up as IPv4. */
+ * while the set lives; m may be NULL), or 0. IPv4-mapped IPv6 addresses are
+ * looked up as IPv4. With port 0 an address:port entry for the address, on
+ * any port, matches last. Lookups only read the set: threads may share it. */
 int ioc_match_addr(const struct ioc_set *s, int family, const void *addr, uint16_t port,
                    struct ioc_match *m);
 

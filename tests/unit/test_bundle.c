@@ -2,7 +2,9 @@
  * Signed signature bundles: the file format (lib/common/bundle.c) and the
  * server side (server/bundle.c). A bundle built from a real .kdb verifies
  * and yields that .kdb; every single-byte change, every truncation, an
- * appended byte, another key and absurd manifest lengths are refused. The
+ * appended byte, another key and absurd manifest lengths are refused; a
+ * bundle that also carries an indicator list yields it, and a changed or
+ * cut list is refused (KH_ESIGNATURE, KH_EFORMAT). The
  * server's signing key is created private and checked when loaded, and a
  * publish against SQLite stores a bundle an agent accepts, serves it from
  * the cache or rebuilt from its chunks, and prunes old versions.
@@ -70,7 +72,8 @@ static int setup(void **state)
     crypto_sign_keypair(f->pk, f->sk);
     make_kdb(&f->kdb, &f->kdb_len);
     khx_buf_init(&f->file, 1u << 30);
-    if (khx_bundle_build(f->kdb, f->kdb_len, 7, 1790000000, 1, f->sk, &f->file) != KH_OK)
+    if (khx_bundle_build(f->kdb, f->kdb_len, NULL, 0, 0, 7, 1790000000, 1, f->sk, &f->file) !=
+        KH_OK)
         return -1;
     *state = f;
     return 0;
@@ -105,6 +108,11 @@ static void bundle_roundtrip_yields_the_kdb(void **state)
     assert_int_equal(m.created_at, 1790000000);
     assert_int_equal(m.signatures, 1);
     assert_int_equal(m.kdb_size, f->kdb_len);
+    /* A bundle without indicators says so, and its manifest does not
+     * mention them at all (it is what bundles were before they could). */
+    assert_int_equal(m.ioc_size, 0);
+    assert_int_equal(m.indicators, 0);
+    assert_null(memmem(f->file.data, off, "ioc_", 4));
     khx_bundle_key_id(f->pk, key_id);
     assert_string_equal(m.key_id, key_id);
     assert_int_equal(strlen(key_id), 16);
@@ -185,7 +193,8 @@ static void bundle_other_key_is_refused(void **state)
     struct khx_buf forged;
     char ours[17], theirs[17];
     khx_buf_init(&forged, 1u << 30);
-    assert_int_equal(khx_bundle_build(f->kdb, f->kdb_len, 8, 1790000000, 1, sk2, &forged), KH_OK);
+    assert_int_equal(
+        khx_bundle_build(f->kdb, f->kdb_len, NULL, 0, 0, 8, 1790000000, 1, sk2, &forged), KH_OK);
     khx_bundle_key_id(f->pk, ours);
     khx_bundle_key_id(pk2, theirs);
     char *at = memmem(forged.data, forged.len, theirs, 16);
@@ -280,6 +289,127 @@ static void bundle_manifest_parser_is_strict(void **state)
     for (size_t i = 0; i < KHX_ARRAY_LEN(bad); i++)
         if (khx_bundle_parse_manifest(bad[i], strlen(bad[i]), &m, why, sizeof(why)) != KH_EFORMAT)
             fail_msg("manifest %zu was accepted", i);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Bundles that carry an indicator list.                                     */
+/* ------------------------------------------------------------------------ */
+
+static const char iocs[] = "203.0.113.7 c2 feodo\nevil.example.com phishing -\n";
+
+static void build_with_iocs(const struct fixture *f, struct khx_buf *out)
+{
+    khx_buf_init(out, 1u << 30);
+    assert_int_equal(khx_bundle_build(f->kdb, f->kdb_len, (const uint8_t *)iocs, strlen(iocs), 2, 9,
+                                      1790000000, 1, f->sk, out),
+                     KH_OK);
+}
+
+static void bundle_with_indicators_verifies_and_yields_both_parts(void **state)
+{
+    struct fixture *f = *state;
+    struct khx_bundle_manifest m;
+    struct khx_buf file;
+    char why[256] = "";
+    size_t off = 0;
+    uint8_t md[32];
+    build_with_iocs(f, &file);
+    assert_int_equal(khx_bundle_verify(file.data, file.len, f->pk, &m, &off, why, sizeof(why)),
+                     KH_OK);
+    assert_int_equal(m.version, 9);
+    assert_int_equal(m.kdb_size, f->kdb_len);
+    assert_int_equal(m.ioc_size, strlen(iocs));
+    assert_int_equal(m.indicators, 2);
+    khx_sha256(iocs, strlen(iocs), md);
+    assert_memory_equal(m.ioc_sha256, md, 32);
+    assert_int_equal(off + m.kdb_size + m.ioc_size, file.len);
+    assert_memory_equal(file.data + off, f->kdb, f->kdb_len);
+    assert_memory_equal(file.data + off + m.kdb_size, iocs, strlen(iocs));
+    khx_buf_free(&file);
+
+    /* Arguments that cannot describe a list are refused. */
+    struct khx_buf b;
+    uint8_t sha[32] = {0};
+    khx_buf_init(&b, 1u << 20);
+    assert_int_equal(khx_bundle_build(f->kdb, f->kdb_len, NULL, 5, 1, 9, 1, 1, f->sk, &b),
+                     KH_EINVAL);
+    assert_int_equal(khx_bundle_header(9, 1, 1, 10, sha, 5, NULL, 1, f->sk, &b), KH_EINVAL);
+    assert_int_equal(khx_bundle_header(9, 1, 1, 10, sha, 0, NULL, 3, f->sk, &b), KH_EINVAL);
+    assert_int_equal(khx_bundle_header(9, 1, 1, 10, sha, 5, sha, -1, f->sk, &b), KH_EINVAL);
+    assert_int_equal(b.len, 0);
+    khx_buf_free(&b);
+}
+
+static void bundle_indicator_section_changed_or_cut_is_refused(void **state)
+{
+    struct fixture *f = *state;
+    struct khx_buf file;
+    char why[256] = "";
+    build_with_iocs(f, &file);
+    size_t ioc_off = file.len - strlen(iocs);
+
+    /* Every byte of the list, changed: the signed digest no longer fits. */
+    for (size_t i = ioc_off; i < file.len; i++) {
+        file.data[i] ^= 0x20;
+        int r = khx_bundle_verify(file.data, file.len, f->pk, NULL, NULL, why, sizeof(why));
+        if (r != KH_ESIGNATURE)
+            fail_msg("changing indicator byte %zu gave %d", i - ioc_off, r);
+        assert_non_null(strstr(why, "indicator list's SHA-256"));
+        file.data[i] ^= 0x20;
+    }
+    /* Cut anywhere in the list or in the .kdb: a truncated download. */
+    for (size_t n = ioc_off - f->kdb_len; n < file.len; n++) {
+        int r = khx_bundle_verify(file.data, n, f->pk, NULL, NULL, why, sizeof(why));
+        if (r != KH_EFORMAT)
+            fail_msg("cut to %zu bytes gave %d", n, r);
+        assert_non_null(strstr(why, "truncated"));
+    }
+    /* A byte after the list is unsigned data. */
+    assert_int_equal(khx_buf_append_u8(&file, '\n'), KH_OK);
+    assert_int_equal(khx_bundle_verify(file.data, file.len, f->pk, NULL, NULL, why, sizeof(why)),
+                     KH_ESIGNATURE);
+    assert_non_null(strstr(why, "follow the indicator list"));
+    file.len--;
+    assert_int_equal(khx_bundle_verify(file.data, file.len, f->pk, NULL, NULL, why, sizeof(why)),
+                     KH_OK);
+    khx_buf_free(&file);
+}
+
+static void bundle_manifest_ioc_fields_are_checked(void **state)
+{
+    (void)state;
+    struct khx_bundle_manifest m;
+    char why[256];
+#define MANIFEST_HEAD                                                                              \
+    "{\"format\":1,\"version\":3,\"created_at\":5,\"kdb_sha256\":"                                 \
+    "\"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\",\"kdb_size\":10,"        \
+    "\"key_id\":\"0123456789abcdef\",\"signatures\":2"
+#define IOC_SHA "\"ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100\""
+    static const char good[] =
+        MANIFEST_HEAD ",\"ioc_size\":7,\"ioc_sha256\":" IOC_SHA ",\"indicators\":1}";
+    assert_int_equal(khx_bundle_parse_manifest(good, strlen(good), &m, why, sizeof(why)), KH_OK);
+    assert_int_equal(m.ioc_size, 7);
+    assert_int_equal(m.indicators, 1);
+    assert_int_equal(m.ioc_sha256[0], 0xff);
+    static const char none[] = MANIFEST_HEAD ",\"ioc_size\":0}";
+    assert_int_equal(khx_bundle_parse_manifest(none, strlen(none), &m, why, sizeof(why)), KH_OK);
+    assert_int_equal(m.ioc_size, 0);
+
+    static const char *const bad[] = {
+        MANIFEST_HEAD ",\"ioc_size\":7}",                                /* no digest */
+        MANIFEST_HEAD ",\"ioc_size\":-7,\"ioc_sha256\":" IOC_SHA "}",    /* negative */
+        MANIFEST_HEAD ",\"ioc_size\":\"7\",\"ioc_sha256\":" IOC_SHA "}", /* a string */
+        MANIFEST_HEAD ",\"ioc_size\":7,\"ioc_sha256\":\"abc\"}",         /* short */
+        MANIFEST_HEAD ",\"ioc_size\":7,\"ioc_sha256\":" IOC_SHA ",\"indicators\":-1}",
+        MANIFEST_HEAD ",\"indicators\":4}",                                         /* no list */
+        MANIFEST_HEAD ",\"ioc_sha256\":7}",                                         /* not hex */
+        MANIFEST_HEAD ",\"ioc_size\":7,\"ioc_size\":8,\"ioc_sha256\":" IOC_SHA "}", /* twice */
+    };
+    for (size_t i = 0; i < KHX_ARRAY_LEN(bad); i++)
+        if (khx_bundle_parse_manifest(bad[i], strlen(bad[i]), &m, why, sizeof(why)) != KH_EFORMAT)
+            fail_msg("manifest %zu was accepted", i);
+#undef MANIFEST_HEAD
+#undef IOC_SHA
 }
 
 /* ------------------------------------------------------------------------ */
@@ -856,6 +986,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(bundle_manifest_length_out_of_range_is_refused, setup,
                                         teardown),
         cmocka_unit_test(bundle_manifest_parser_is_strict),
+        cmocka_unit_test_setup_teardown(bundle_with_indicators_verifies_and_yields_both_parts,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(bundle_indicator_section_changed_or_cut_is_refused, setup,
+                                        teardown),
+        cmocka_unit_test(bundle_manifest_ioc_fields_are_checked),
         cmocka_unit_test(signer_key_is_private_and_checked),
         cmocka_unit_test(bundle_publish_stores_serves_and_prunes_sqlite),
         cmocka_unit_test(bundle_publish_stores_serves_and_prunes_postgres),

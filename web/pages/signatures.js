@@ -26,7 +26,9 @@ import { isAdmin } from '../session.js';
 import { reload } from '../router.js';
 import { formError } from '../common.js';
 
-const SOURCE_KINDS = ['clamav', 'cvd', 'yara', 'hashlist', 'mirror'];
+// 'indicators' are lists of IP addresses, prefixes and domains that travel in
+// the bundle beside the signatures.
+const SOURCE_KINDS = ['clamav', 'cvd', 'yara', 'hashlist', 'indicators', 'mirror'];
 
 function kindOptions() {
     return SOURCE_KINDS.map((k) => [k, t('src_' + k)]);
