@@ -150,10 +150,6 @@ static int decide(void *ud, const struct plat_rtp_event *ev)
     struct agent_worker *w = agent_worker_acquire(a);
     if (w == NULL)
         return PLAT_ALLOW;
-    if (ev->pid == sbx_worker_pid(w->w)) {
-        agent_worker_release(w);
-        return PLAT_ALLOW;
-    }
     int r = sbx_scan_fd(w->w, ev->fd, ev->path, WORKER_SCAN_TIMEOUT_MS, &res);
     agent_worker_release(w);
     if (r != KH_OK) {
@@ -212,6 +208,9 @@ int agent_rtp_apply(struct agent *a)
     o.excludes = ex;
     o.nexcludes = nx;
     o.timeout_ms = a->policy.rtp_timeout_ms;
+    /* The sandboxed workers are our children: their start (exec, libraries,
+     * the .kdb) must not wait on a scan by another worker. */
+    o.allow_children = 1;
     o.decide = decide;
     o.on_timeout = on_timeout;
     o.ud = a;

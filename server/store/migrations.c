@@ -180,7 +180,7 @@ static const char migration_1[] =
      * file on the server (a ClamAV mirror) is named by path. */
     "CREATE TABLE sig_sources ("
     " id @PK@,"
-    " kind TEXT NOT NULL," /* clamav|cvd|yara|hashlist|mirror */
+    " kind TEXT NOT NULL," /* clamav|cvd|yara|hashlist|mirror|indicators */
     " name TEXT NOT NULL,"
     " path TEXT NOT NULL DEFAULT '',"
     " content @BLOB@,"

@@ -48,16 +48,19 @@ static void make_kdb(uint8_t **kdb, size_t *len)
     *kdb = img;
 }
 
+#define TEST_IOCS "203.0.113.7 c2 test\n198.51.100.0/24 distribution test\n"
+
 /* The one place a test bundle is made: version N around the fixture's
  * .kdb, signed with `sk`, written to dir/bundle-<N>.bin (returned,
- * malloc'd). When khx_bundle_build gains the indicator section, only this
- * call changes. */
+ * malloc'd), with a two-line indicator section. */
 static char *write_bundle(struct fixture *f, int64_t version, const uint8_t sk[64])
 {
     struct khx_buf b;
     char name[64];
     khx_buf_init(&b, 1u << 30);
-    assert_int_equal(khx_bundle_build(f->kdb, f->kdb_len, version, 1790000000 + version, 1, sk, &b),
+    assert_int_equal(khx_bundle_build(f->kdb, f->kdb_len, (const uint8_t *)TEST_IOCS,
+                                      strlen(TEST_IOCS), 2, version, 1790000000 + version, 1, sk,
+                                      &b),
                      KH_OK);
     snprintf(name, sizeof(name), "bundle-%" PRId64 ".bin", version);
     char *path = tu_write(f->dir, name, b.data, b.len);
@@ -151,8 +154,9 @@ static void update_unpack_then_switch_makes_the_version_current(void **state)
     assert_int_equal(db.version, 1);
     assert_int_equal(db.created_at, 1790000001);
     assert_int_equal(db.signatures, 1);
-    assert_int_equal(db.indicators, 0);
-    assert_string_equal(db.ioc_path, "");
+    assert_int_equal(db.indicators, 2);
+    assert_non_null(strstr(db.ioc_path, "/v1/iocs.txt"));
+    assert_file_equals(db.ioc_path, (const uint8_t *)TEST_IOCS, strlen(TEST_IOCS));
     assert_file_equals(db.kdb_path, f->kdb, f->kdb_len);
 
     /* Unpacked is not switched. */
