@@ -194,8 +194,9 @@ void *agent_netwatch_thread(void *arg);
 
 /* daemon.c */
 int agent_run(const struct agent_opts *opts);
+/* machine_key (may be NULL): replaces the key derived from /etc/machine-id. */
 int agent_enroll(const char *state_dir, const char *server, const char *token, const char *ca,
-                 char *err, size_t errlen);
+                 const char *machine_key, char *err, size_t errlen);
 /* Prints the daemon's status file; json: as JSON. Returns an exit code. */
 int agent_status(const char *state_dir, int json);
 

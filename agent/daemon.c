@@ -564,8 +564,8 @@ static void checkin(struct agent *a, struct uplink *u)
     int newer = latest > a->db_version && a->opts->db_file == NULL;
     pthread_mutex_unlock(&a->lock);
     if (newer && latest != u->refused_version) {
-        int r = update_to(a, u->c, latest);
-        if (r != KH_OK && r != KH_EIO)
+        int ur = update_to(a, u->c, latest);
+        if (ur != KH_OK && ur != KH_EIO)
             u->refused_version = latest;
     }
     json_decref(j);
@@ -800,7 +800,7 @@ out:
 }
 
 int agent_enroll(const char *state_dir, const char *server, const char *token, const char *ca,
-                 char *err, size_t errlen)
+                 const char *machine_key, char *err, size_t errlen)
 {
     struct plat_inventory inv;
     struct agent_identity old, id;
@@ -810,6 +810,13 @@ int agent_enroll(const char *state_dir, const char *server, const char *token, c
     memset(&id, 0, sizeof(id));
     plat_inventory(&inv);
     int had = agent_identity_load(state_dir, &old, e2, sizeof(e2)) == KH_OK;
+    if (machine_key != NULL) {
+        /* Clones of one disk image share /etc/machine-id: the administrator
+         * names each machine instead. Hashed, so any text will do. */
+        uint8_t h[32];
+        khx_sha256(machine_key, strlen(machine_key), h);
+        khx_hex_encode(h, 32, inv.machine_key);
+    }
     struct enroll_request req = {server, ca, token, inv.hostname,
                                  inv.machine_key[0] ? inv.machine_key : NULL,
                                  had ? old.machine_id : NULL, state_dir};

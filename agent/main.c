@@ -85,9 +85,10 @@ static int cmd_enroll(int argc, char **argv)
     static const struct option lo[] = {{"server", required_argument, 0, 's'},
                                        {"token", required_argument, 0, 't'},
                                        {"ca", required_argument, 0, 'c'},
+                                       {"machine-key", required_argument, 0, 'k'},
                                        {"state", required_argument, 0, 'S'},
                                        {0, 0, 0, 0}};
-    const char *server = NULL, *token = NULL, *ca = NULL;
+    const char *server = NULL, *token = NULL, *ca = NULL, *mkey = NULL;
     char err[1024];
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -95,6 +96,7 @@ static int cmd_enroll(int argc, char **argv)
         case 's': server = optarg; break;
         case 't': token = optarg; break;
         case 'c': ca = optarg; break;
+        case 'k': mkey = optarg; break;
         case 'S': state_dir = optarg; break;
         default: return 2;
         }
@@ -111,7 +113,7 @@ static int cmd_enroll(int argc, char **argv)
         fprintf(stderr, "khien-agent enroll: cannot create %s\n", state_dir);
         return 1;
     }
-    if (agent_enroll(state_dir, server, token, ca, err, sizeof(err)) != KH_OK) {
+    if (agent_enroll(state_dir, server, token, ca, mkey, err, sizeof(err)) != KH_OK) {
         fprintf(stderr, "khien-agent enroll: %s\n", err);
         return 1;
     }

@@ -6,12 +6,15 @@
  * platform's real-time settings, and acts on a detection: quarantine, block
  * or report, then an event for the server.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -24,6 +27,28 @@
  * late is still quarantined and reported. */
 #define WORKER_SCAN_TIMEOUT_MS 120000u
 #define RECENT_WINDOW_S        600
+
+/* Gives every thread of a scan job's worker the policy's CPU niceness and
+ * I/O class. Both are per thread on Linux, and the worker's threads exist
+ * once it is ready, so each one in /proc/PID/task is set. */
+static void lower_priority(pid_t pid, int nice, int idle)
+{
+    char dir[64];
+    snprintf(dir, sizeof(dir), "/proc/%d/task", (int)pid);
+    DIR *d = pid > 0 ? opendir(dir) : NULL;
+    struct dirent *de;
+    while (d != NULL && (de = readdir(d)) != NULL) {
+        int tid = atoi(de->d_name);
+        if (tid <= 0)
+            continue;
+        setpriority(PRIO_PROCESS, (id_t)tid, nice);
+        /* IOPRIO_WHO_PROCESS = 1; class IDLE = 3 or BEST_EFFORT = 2 at level 7. */
+        int prio = idle ? (3 << 13) : ((2 << 13) | 7);
+        syscall(SYS_ioprio_set, 1, tid, prio);
+    }
+    if (d != NULL)
+        closedir(d);
+}
 
 int agent_worker_start(struct agent *a, const char *kdb, int batch, struct agent_worker **out,
                        char *err, size_t errlen)
@@ -38,10 +63,7 @@ int agent_worker_start(struct agent *a, const char *kdb, int batch, struct agent
     pthread_mutex_lock(&a->lock);
     o.scan.limits.max_filesize = a->policy.max_filesize;
     o.scan.scan_archives = a->policy.archives;
-    if (batch) {
-        o.nice = a->policy.nice;
-        o.ionice_idle = a->policy.ionice_idle;
-    }
+    int nice = a->policy.nice, idle = a->policy.ionice_idle;
     pthread_mutex_unlock(&a->lock);
     struct agent_worker *aw = calloc(1, sizeof(*aw));
     if (aw == NULL)
@@ -52,6 +74,8 @@ int agent_worker_start(struct agent *a, const char *kdb, int batch, struct agent
         return r;
     }
     atomic_init(&aw->refs, 1);
+    if (batch)
+        lower_priority(sbx_worker_pid(aw->w), nice, idle);
     *out = aw;
     return KH_OK;
 }

@@ -159,7 +159,7 @@ for n in 1 2; do
 	mkdir -p "$tmp/w$n" "$tmp/a$n"
 	chmod 777 "$tmp/w$n"
 	if "$agent_bin" enroll --state "$tmp/a$n" --server "$server" --token "$token" \
-		--ca "$data/ca.crt" >"$tmp/enroll$n.out" 2>&1; then
+		--ca "$data/ca.crt" --machine-key "integration-$n-$RANDOM" >"$tmp/enroll$n.out" 2>&1; then
 		ok "agent $n enrolls"
 	else
 		fail "agent $n enrolls: $(cat "$tmp/enroll$n.out")"
