@@ -36,8 +36,8 @@ struct agent_sched {
     char **excludes;
     size_t nexcludes;
     int full;
-    unsigned days;   /* bit 0 = Sunday ... bit 6 = Saturday */
-    int minute;      /* minutes after local midnight */
+    unsigned days; /* bit 0 = Sunday ... bit 6 = Saturday */
+    int minute;    /* minutes after local midnight */
 };
 
 struct agent_policy {
@@ -81,8 +81,7 @@ struct agent_identity {
     int checkin_interval;
 };
 
-int agent_identity_load(const char *state_dir, struct agent_identity *id, char *err,
-                        size_t errlen);
+int agent_identity_load(const char *state_dir, struct agent_identity *id, char *err, size_t errlen);
 int agent_identity_save(const char *state_dir, const struct agent_identity *id);
 
 /* A scan worker shared by reference: the last release of a retired one stops it. */
@@ -97,8 +96,8 @@ struct agent_opts {
     const char *const *watch; /* folders to protect instead of the policy's */
     size_t nwatch;
     int no_rtp;
-    const char *db_file;      /* a local .kdb instead of server bundles */
-    unsigned checkin_s;       /* override the server's interval (tests, demos) */
+    const char *db_file; /* a local .kdb instead of server bundles */
+    unsigned checkin_s;  /* override the server's interval (tests, demos) */
 };
 
 struct scan_job;
@@ -119,9 +118,9 @@ struct agent {
     pthread_cond_t wake; /* the uplink loop waits here */
     atomic_int stop;
 
-    struct agent_policy policy;      /* guarded by lock */
-    struct agent_worker *rt_worker;  /* for real-time scans; guarded by lock */
-    struct ioc_set *iocs;            /* guarded by lock */
+    struct agent_policy policy;     /* guarded by lock */
+    struct agent_worker *rt_worker; /* for real-time scans; guarded by lock */
+    struct ioc_set *iocs;           /* guarded by lock */
     int64_t db_version, db_created, db_signatures;
     struct plat_rtp *rtp;
     atomic_int rtp_on;
@@ -135,7 +134,10 @@ struct agent {
 
     /* Recently reported files (dev, inode, mtime), so a blocked file opened in
      * a loop is reported once per window. Guarded by lock. */
-    struct recent { uint64_t key; int64_t at; } recent[256];
+    struct recent {
+        uint64_t key;
+        int64_t at;
+    } recent[256];
 
     /* Scan jobs: one runs at a time, the rest wait. Guarded by lock. */
     struct scan_job *jobs;
@@ -167,7 +169,7 @@ void agent_log(struct agent *a, const char *fmt, ...) __attribute__((format(prin
 /* scanjob.c */
 struct scan_job {
     struct scan_job *next;
-    int64_t task_id;       /* 0 for a scheduled or local scan */
+    int64_t task_id; /* 0 for a scheduled or local scan */
     char name[128];
     char **paths;
     size_t npaths;
@@ -175,8 +177,8 @@ struct scan_job {
     size_t nexcludes;
     int full;
     /* progress, guarded by agent.lock */
-    int state;             /* 0 queued, 1 running, 2 done, 3 failed */
-    int progress;          /* 0-100 */
+    int state;    /* 0 queued, 1 running, 2 done, 3 failed */
+    int progress; /* 0-100 */
     uint64_t files, found, errors, bytes;
     int64_t started, finished;
     int reported_state, reported_progress;

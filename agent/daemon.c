@@ -79,9 +79,9 @@ static void uuid4(char out[37])
     randombytes_buf(b, sizeof(b));
     b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
     b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
-             b[13], b[14], b[15]);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
 }
 
 int agent_emit(struct agent *a, json_t *ev)
@@ -158,8 +158,8 @@ static int use_database(struct agent *a, const char *kdb, const char *iocs, int6
 
 static void refuse_event(struct agent *a, const char *type, int64_t version, const char *why)
 {
-    json_t *ev = json_pack("{s:s,s:I,s:s}", "type", type, "version", (json_int_t)version,
-                           "reason", why);
+    json_t *ev =
+        json_pack("{s:s,s:I,s:s}", "type", type, "version", (json_int_t)version, "reason", why);
     if (ev != NULL)
         agent_emit(a, ev);
     json_decref(ev);
@@ -183,8 +183,8 @@ static int update_to(struct agent *a, struct client *c, int64_t version)
                   err[0] ? err : "no answer", status);
         return KH_EIO;
     }
-    if (sodium_base642bin(pk, sizeof(pk), a->id.bundle_key, strlen(a->id.bundle_key), NULL,
-                          &pklen, NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
+    if (sodium_base642bin(pk, sizeof(pk), a->id.bundle_key, strlen(a->id.bundle_key), NULL, &pklen,
+                          NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
         pklen != sizeof(pk)) {
         set_error(a, "agent.json: bundle_key is not a base64 Ed25519 key");
         unlink(dest);
@@ -237,8 +237,8 @@ static int load_initial_database(struct agent *a)
               err);
     refuse_event(a, "update_failed", db.version, err);
     if (update_rollback(a->db_dir, &db, err, sizeof(err)) == KH_OK &&
-        use_database(a, db.kdb_path, db.ioc_path, db.version, db.created_at, err,
-                     sizeof(err)) == KH_OK)
+        use_database(a, db.kdb_path, db.ioc_path, db.version, db.created_at, err, sizeof(err)) ==
+            KH_OK)
         return KH_OK;
     agent_log(a, "no usable signature database: %s", err);
     return KH_OK;
@@ -283,8 +283,8 @@ static void flush_events(struct agent *a, struct uplink *u)
         struct spool_stats ss;
         spool_stats(a->spool, &ss);
         if (ss.dropped > 0 && ss.events < 1000 && (dropped = spool_take_dropped(a->spool)) > 0) {
-            json_t *ev = json_pack("{s:s,s:I}", "type", "events_dropped", "count",
-                                   (json_int_t)dropped);
+            json_t *ev =
+                json_pack("{s:s,s:I}", "type", "events_dropped", "count", (json_int_t)dropped);
             if (ev != NULL)
                 agent_emit(a, ev);
             json_decref(ev);
@@ -346,14 +346,14 @@ static json_t *inventory_json(struct agent *a)
     for (size_t i = 0; i < inv.nmacs; i++)
         json_array_append_new(macs, json_string(inv.macs[i]));
     pthread_mutex_lock(&a->lock);
-    json_t *j = json_pack(
-        "{s:s,s:s,s:s,s:s,s:s,s:i,s:I,s:o,s:o,s:s,s:I,s:I,s:I,s:b,s:I,s:s}", "hostname",
-        inv.hostname, "os", inv.os, "kernel", inv.kernel, "arch", inv.arch, "cpu", inv.cpu,
-        "cpus", (int)inv.cpus, "mem_bytes", (json_int_t)inv.mem_bytes, "ips", ips, "macs", macs,
-        "agent_version", KHIEN_VERSION, "db_version", (json_int_t)a->db_version, "db_time",
-        (json_int_t)a->db_created, "last_full_scan", (json_int_t)a->last_full_scan, "rtp",
-        atomic_load(&a->rtp_on), "db_signatures", (json_int_t)a->db_signatures, "policy_version",
-        a->policy.version);
+    json_t *j =
+        json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:I,s:o,s:o,s:s,s:I,s:I,s:I,s:b,s:I,s:s}", "hostname",
+                  inv.hostname, "os", inv.os, "kernel", inv.kernel, "arch", inv.arch, "cpu",
+                  inv.cpu, "cpus", (int)inv.cpus, "mem_bytes", (json_int_t)inv.mem_bytes, "ips",
+                  ips, "macs", macs, "agent_version", KHIEN_VERSION, "db_version",
+                  (json_int_t)a->db_version, "db_time", (json_int_t)a->db_created, "last_full_scan",
+                  (json_int_t)a->last_full_scan, "rtp", atomic_load(&a->rtp_on), "db_signatures",
+                  (json_int_t)a->db_signatures, "policy_version", a->policy.version);
     pthread_mutex_unlock(&a->lock);
     if (j != NULL && inv.machine_key[0] != '\0')
         json_object_set_new(j, "machine_key", json_string(inv.machine_key));
@@ -384,10 +384,9 @@ static void apply_policy(struct agent *a, json_t *pol, const char *version)
         json_dump_file(saved, path, JSON_COMPACT);
     json_decref(saved);
     pthread_mutex_lock(&a->lock);
-    int rtp_changed = p.rtp_enabled != a->policy.rtp_enabled ||
-                      p.rtp_timeout_ms != a->policy.rtp_timeout_ms ||
-                      p.nrtp_paths != a->policy.nrtp_paths ||
-                      p.nrtp_excludes != a->policy.nrtp_excludes;
+    int rtp_changed =
+        p.rtp_enabled != a->policy.rtp_enabled || p.rtp_timeout_ms != a->policy.rtp_timeout_ms ||
+        p.nrtp_paths != a->policy.nrtp_paths || p.nrtp_excludes != a->policy.nrtp_excludes;
     for (size_t i = 0; !rtp_changed && i < p.nrtp_paths; i++)
         rtp_changed = strcmp(p.rtp_paths[i], a->policy.rtp_paths[i]) != 0;
     for (size_t i = 0; !rtp_changed && i < p.nrtp_excludes; i++)
@@ -461,8 +460,8 @@ static void run_task(struct agent *a, struct uplink *u, json_t *t)
                     paths[np++] = a->opts->watch[i];
             }
         }
-        struct scan_job *j = agent_scan_job_new(full ? "full scan" : "on-demand scan", paths, np,
-                                                ex, nex, full);
+        struct scan_job *j =
+            agent_scan_job_new(full ? "full scan" : "on-demand scan", paths, np, ex, nex, full);
         pthread_mutex_unlock(&a->lock);
         if (j == NULL) {
             post_task_result(a, u, id, "failed", 0, json_pack("{s:s}", "error", "out of memory"));
@@ -559,7 +558,8 @@ static void checkin(struct agent *a, struct uplink *u)
                  json_string_value(json_object_get(j, "policy_version")));
     if (json_integer_value(json_object_get(j, "tasks_pending")) > 0)
         fetch_tasks(a, u);
-    json_int_t latest = json_integer_value(json_object_get(json_object_get(j, "bundle"), "version"));
+    json_int_t latest =
+        json_integer_value(json_object_get(json_object_get(j, "bundle"), "version"));
     pthread_mutex_lock(&a->lock);
     int newer = latest > a->db_version && a->opts->db_file == NULL;
     pthread_mutex_unlock(&a->lock);
@@ -582,11 +582,11 @@ static void report_jobs(struct agent *a, struct uplink *u)
     }
     int state = j->state, progress = j->progress;
     int64_t now = (int64_t)khx_now_ms();
-    int due = state >= 2 || (progress != j->reported_progress &&
-                             now - j->reported_at >= PROGRESS_EVERY_MS);
-    json_t *res = json_pack("{s:I,s:I,s:I,s:I}", "files", (json_int_t)j->files, "found",
-                            (json_int_t)j->found, "errors", (json_int_t)j->errors, "bytes",
-                            (json_int_t)j->bytes);
+    int due = state >= 2 ||
+              (progress != j->reported_progress && now - j->reported_at >= PROGRESS_EVERY_MS);
+    json_t *res =
+        json_pack("{s:I,s:I,s:I,s:I}", "files", (json_int_t)j->files, "found", (json_int_t)j->found,
+                  "errors", (json_int_t)j->errors, "bytes", (json_int_t)j->bytes);
     if (res != NULL && j->error[0] != '\0')
         json_object_set_new(res, "error", json_string(j->error));
     int64_t task = j->task_id;
@@ -596,7 +596,10 @@ static void report_jobs(struct agent *a, struct uplink *u)
     }
     pthread_mutex_unlock(&a->lock);
     if (due && task > 0)
-        post_task_result(a, u, task, state == 2 ? "done" : state == 3 ? "failed" : "running",
+        post_task_result(a, u, task,
+                         state == 2   ? "done"
+                         : state == 3 ? "failed"
+                                      : "running",
                          progress, res);
     json_decref(res);
     if (state >= 2) {
@@ -622,9 +625,9 @@ static void run_schedule(struct agent *a)
             now - a->sched_last[i] < 23 * 3600)
             continue;
         a->sched_last[i] = now;
-        struct scan_job *j = agent_scan_job_new(
-            s->name, (const char *const *)s->paths, s->npaths, (const char *const *)s->excludes,
-            s->nexcludes, s->full);
+        struct scan_job *j =
+            agent_scan_job_new(s->name, (const char *const *)s->paths, s->npaths,
+                               (const char *const *)s->excludes, s->nexcludes, s->full);
         if (j == NULL)
             continue;
         pthread_mutex_unlock(&a->lock);
@@ -647,19 +650,18 @@ static void write_status(struct agent *a)
     json_t *j = json_pack(
         "{s:i,s:I,s:s,s:s,s:s,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:I,s:s,"
         "s:{s:I,s:I,s:I,s:I,s:I}}",
-        "pid", (int)getpid(), "updated", (json_int_t)time(NULL), "version", KHIEN_VERSION,
-        "server", a->id.server, "machine_id", a->id.machine_id, "rtp", atomic_load(&a->rtp_on),
-        "db_version", (json_int_t)a->db_version, "db_created", (json_int_t)a->db_created,
-        "db_signatures", (json_int_t)a->db_signatures, "last_checkin",
-        (json_int_t)a->last_checkin, "last_full_scan", (json_int_t)a->last_full_scan,
-        "spooled", (json_int_t)ss.events, "dropped", (json_int_t)ss.dropped, "detections",
-        (json_int_t)atomic_load(&a->detections), "quarantined",
-        (json_int_t)atomic_load(&a->quarantined), "blocked", (json_int_t)atomic_load(&a->blocked),
-        "timeouts", (json_int_t)atomic_load(&a->timeouts), "policy_version", a->policy.version,
-        "last_error_at", (json_int_t)a->last_error_at, "last_error", a->last_error, "rtp_stats",
-        "events", (json_int_t)rs.events, "decided", (json_int_t)rs.decided, "denied",
-        (json_int_t)rs.denied, "timeouts", (json_int_t)rs.timeouts, "overflows",
-        (json_int_t)rs.overflows);
+        "pid", (int)getpid(), "updated", (json_int_t)time(NULL), "version", KHIEN_VERSION, "server",
+        a->id.server, "machine_id", a->id.machine_id, "rtp", atomic_load(&a->rtp_on), "db_version",
+        (json_int_t)a->db_version, "db_created", (json_int_t)a->db_created, "db_signatures",
+        (json_int_t)a->db_signatures, "last_checkin", (json_int_t)a->last_checkin, "last_full_scan",
+        (json_int_t)a->last_full_scan, "spooled", (json_int_t)ss.events, "dropped",
+        (json_int_t)ss.dropped, "detections", (json_int_t)atomic_load(&a->detections),
+        "quarantined", (json_int_t)atomic_load(&a->quarantined), "blocked",
+        (json_int_t)atomic_load(&a->blocked), "timeouts", (json_int_t)atomic_load(&a->timeouts),
+        "policy_version", a->policy.version, "last_error_at", (json_int_t)a->last_error_at,
+        "last_error", a->last_error, "rtp_stats", "events", (json_int_t)rs.events, "decided",
+        (json_int_t)rs.decided, "denied", (json_int_t)rs.denied, "timeouts",
+        (json_int_t)rs.timeouts, "overflows", (json_int_t)rs.overflows);
     pthread_mutex_unlock(&a->lock);
     char *text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
     json_decref(j);
@@ -817,9 +819,13 @@ int agent_enroll(const char *state_dir, const char *server, const char *token, c
         khx_sha256(machine_key, strlen(machine_key), h);
         khx_hex_encode(h, 32, inv.machine_key);
     }
-    struct enroll_request req = {server, ca, token, inv.hostname,
+    struct enroll_request req = {server,
+                                 ca,
+                                 token,
+                                 inv.hostname,
                                  inv.machine_key[0] ? inv.machine_key : NULL,
-                                 had ? old.machine_id : NULL, state_dir};
+                                 had ? old.machine_id : NULL,
+                                 state_dir};
     int r = client_enroll(&req, &res, err, errlen);
     if (r != KH_OK)
         return r;
@@ -855,8 +861,7 @@ int agent_status(const char *state_dir, int as_json)
     snprintf(path, sizeof(path), "%s/status.json", state_dir);
     json_t *j = json_load_file(path, 0, NULL);
     if (j == NULL) {
-        fprintf(stderr, "khien-agent: %s: no status yet (has `khien-agent run` started?)\n",
-                path);
+        fprintf(stderr, "khien-agent: %s: no status yet (has `khien-agent run` started?)\n", path);
         return 3;
     }
     pid_t pid = (pid_t)json_integer_value(json_object_get(j, "pid"));
@@ -868,7 +873,8 @@ int agent_status(const char *state_dir, int as_json)
         json_dumpf(j, stdout, JSON_INDENT(2));
         putchar('\n');
     } else {
-        printf("%-24s %s\n", "agent / tác tử", running ? "running / đang chạy" : "stopped / đã dừng");
+        printf("%-24s %s\n", "agent / tác tử",
+               running ? "running / đang chạy" : "stopped / đã dừng");
         printf("%-24s %s\n", "server / máy chủ", json_string_value(json_object_get(j, "server")));
         printf("%-24s %s\n", "machine id", json_string_value(json_object_get(j, "machine_id")));
         printf("%-24s %s\n", "real-time / thời gian thực",

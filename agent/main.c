@@ -82,23 +82,32 @@ static int mkdir_p(const char *dir, mode_t mode)
 
 static int cmd_enroll(int argc, char **argv)
 {
-    static const struct option lo[] = {{"server", required_argument, 0, 's'},
-                                       {"token", required_argument, 0, 't'},
-                                       {"ca", required_argument, 0, 'c'},
-                                       {"machine-key", required_argument, 0, 'k'},
-                                       {"state", required_argument, 0, 'S'},
-                                       {0, 0, 0, 0}};
+    static const struct option lo[] = {
+        {"server", required_argument, 0, 's'}, {"token", required_argument, 0, 't'},
+        {"ca", required_argument, 0, 'c'},     {"machine-key", required_argument, 0, 'k'},
+        {"state", required_argument, 0, 'S'},  {0, 0, 0, 0}};
     const char *server = NULL, *token = NULL, *ca = NULL, *mkey = NULL;
     char err[1024];
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
-        case 's': server = optarg; break;
-        case 't': token = optarg; break;
-        case 'c': ca = optarg; break;
-        case 'k': mkey = optarg; break;
-        case 'S': state_dir = optarg; break;
-        default: return 2;
+        case 's':
+            server = optarg;
+            break;
+        case 't':
+            token = optarg;
+            break;
+        case 'c':
+            ca = optarg;
+            break;
+        case 'k':
+            mkey = optarg;
+            break;
+        case 'S':
+            state_dir = optarg;
+            break;
+        default:
+            return 2;
         }
     }
     if (server == NULL || token == NULL) {
@@ -122,12 +131,10 @@ static int cmd_enroll(int argc, char **argv)
 
 static int cmd_run(int argc, char **argv)
 {
-    static const struct option lo[] = {{"watch", required_argument, 0, 'w'},
-                                       {"no-rtp", no_argument, 0, 'n'},
-                                       {"db", required_argument, 0, 'd'},
-                                       {"checkin", required_argument, 0, 'i'},
-                                       {"state", required_argument, 0, 'S'},
-                                       {0, 0, 0, 0}};
+    static const struct option lo[] = {
+        {"watch", required_argument, 0, 'w'}, {"no-rtp", no_argument, 0, 'n'},
+        {"db", required_argument, 0, 'd'},    {"checkin", required_argument, 0, 'i'},
+        {"state", required_argument, 0, 'S'}, {0, 0, 0, 0}};
     const char *watch[AGENT_PATHS_MAX];
     struct agent_opts o;
     int c;
@@ -143,11 +150,20 @@ static int cmd_run(int argc, char **argv)
             }
             watch[o.nwatch++] = optarg;
             break;
-        case 'n': o.no_rtp = 1; break;
-        case 'd': o.db_file = optarg; break;
-        case 'i': o.checkin_s = (unsigned)strtoul(optarg, NULL, 10); break;
-        case 'S': state_dir = optarg; break;
-        default: return 2;
+        case 'n':
+            o.no_rtp = 1;
+            break;
+        case 'd':
+            o.db_file = optarg;
+            break;
+        case 'i':
+            o.checkin_s = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case 'S':
+            state_dir = optarg;
+            break;
+        default:
+            return 2;
         }
     }
     if (mkdir_p(state_dir, 0700) != KH_OK) {
@@ -165,9 +181,14 @@ static int cmd_status(int argc, char **argv)
     int c, as_json = 0;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
-        case 'j': as_json = 1; break;
-        case 'S': state_dir = optarg; break;
-        default: return 2;
+        case 'j':
+            as_json = 1;
+            break;
+        case 'S':
+            state_dir = optarg;
+            break;
+        default:
+            return 2;
         }
     }
     return agent_status(state_dir, as_json);
@@ -185,10 +206,17 @@ static int cmd_quarantine(int argc, char **argv)
     struct vault *v = NULL;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
-        case 'j': as_json = 1; break;
-        case 't': to = optarg; break;
-        case 'S': state_dir = optarg; break;
-        default: return 2;
+        case 'j':
+            as_json = 1;
+            break;
+        case 't':
+            to = optarg;
+            break;
+        case 'S':
+            state_dir = optarg;
+            break;
+        default:
+            return 2;
         }
     }
     const char *sub = optind < argc ? argv[optind] : NULL;

@@ -49,11 +49,11 @@ static void report(struct agent *a, const struct plat_conn *c, const struct ioc_
     inet_ntop(c->family, c->laddr, lip, sizeof(lip));
     inet_ntop(c->family, c->raddr, rip, sizeof(rip));
     int owned = plat_socket_owner(c->inode, &proc) == 1;
-    json_t *ev = json_pack("{s:s,s:s,s:s,s:i,s:s,s:i,s:s,s:s,s:s,s:s}", "type", "connection",
-                           "proto", c->proto == IPPROTO_TCP ? "tcp" : "udp", "remote_ip", rip,
-                           "remote_port", (int)c->rport, "local_ip", lip, "local_port",
-                           (int)c->lport, "indicator", m->value, "category", m->category,
-                           "source", m->source, "seen_in", "ip.dst");
+    json_t *ev =
+        json_pack("{s:s,s:s,s:s,s:i,s:s,s:i,s:s,s:s,s:s,s:s}", "type", "connection", "proto",
+                  c->proto == IPPROTO_TCP ? "tcp" : "udp", "remote_ip", rip, "remote_port",
+                  (int)c->rport, "local_ip", lip, "local_port", (int)c->lport, "indicator",
+                  m->value, "category", m->category, "source", m->source, "seen_in", "ip.dst");
     if (ev != NULL && owned) {
         json_object_set_new(ev, "pid", json_integer(proc.pid));
         json_object_set_new(ev, "exe", json_string(proc.exe));
@@ -62,8 +62,8 @@ static void report(struct agent *a, const struct plat_conn *c, const struct ioc_
     if (ev != NULL)
         agent_emit(a, ev);
     json_decref(ev);
-    agent_log(a, "connection to %s:%u (%s, %s) by pid %d %s", rip, c->rport, m->category,
-              m->source, owned ? (int)proc.pid : 0, owned ? proc.exe : "");
+    agent_log(a, "connection to %s:%u (%s, %s) by pid %d %s", rip, c->rport, m->category, m->source,
+              owned ? (int)proc.pid : 0, owned ? proc.exe : "");
 }
 
 /* One pass over the connections; returns the number reported. */

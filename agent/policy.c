@@ -177,8 +177,8 @@ static int parse_sched(json_t *o, size_t idx, struct agent_sched *s, char *err, 
     }
     const char *t = json_string_value(json_object_get(o, "time"));
     int hh = 2, mm = 0;
-    if (t != NULL && (sscanf(t, "%2d:%2d", &hh, &mm) != 2 || hh < 0 || hh > 23 || mm < 0 ||
-                      mm > 59)) {
+    if (t != NULL &&
+        (sscanf(t, "%2d:%2d", &hh, &mm) != 2 || hh < 0 || hh > 23 || mm < 0 || mm > 59)) {
         khx_errf(err, errlen, "scheduled_scans[%zu].time: must be HH:MM", idx);
         return KH_EFORMAT;
     }

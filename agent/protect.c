@@ -152,10 +152,10 @@ int agent_handle_detection(struct agent *a, int fd, const char *path, const stru
     json_t *names = json_array();
     for (uint32_t i = 0; names != NULL && i < res->ndetections; i++)
         json_array_append_new(names, json_string(res->det[i].name));
-    json_t *ev = json_pack("{s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:o}", "type", "detection",
-                           "signature", sig, "path", path, "size", (json_int_t)res->size, "sha256",
-                           sha, "md5", md5, "action", done, "origin", origin, "signatures",
-                           names ? names : json_array());
+    json_t *ev =
+        json_pack("{s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:o}", "type", "detection", "signature", sig,
+                  "path", path, "size", (json_int_t)res->size, "sha256", sha, "md5", md5, "action",
+                  done, "origin", origin, "signatures", names ? names : json_array());
     if (ev != NULL && *quarantined)
         json_object_set_new(ev, "quarantine_id", json_string(e.id));
     if (ev != NULL && res->det[0].inner_path[0] != '\0')

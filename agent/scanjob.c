@@ -120,13 +120,13 @@ static void scan_one(struct walk *w, int dirfd, const char *name, const char *pa
     }
     struct sbx_result res;
     int r = sbx_scan_fd(w->w->w, fd, path, JOB_SCAN_TIMEOUT_MS, &res);
-    int found = r == KH_OK && res.detections > 0 &&
-                !(res.sha256_valid && agent_allowlisted(a, res.sha256));
+    int found =
+        r == KH_OK && res.detections > 0 && !(res.sha256_valid && agent_allowlisted(a, res.sha256));
     if (found) {
         int q;
         pthread_mutex_lock(&a->lock);
-        int action = a->policy.action == AGENT_ACT_QUARANTINE ? AGENT_ACT_QUARANTINE
-                                                               : AGENT_ACT_REPORT;
+        int action =
+            a->policy.action == AGENT_ACT_QUARANTINE ? AGENT_ACT_QUARANTINE : AGENT_ACT_REPORT;
         pthread_mutex_unlock(&a->lock);
         agent_handle_detection(a, fd, path, &res, action, "scan", &q);
     }

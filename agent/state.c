@@ -90,8 +90,8 @@ static void allow_reload(struct agent *a)
     char path[4200];
     struct stat st;
     snprintf(path, sizeof(path), "%s/allow.txt", a->state_dir);
-    if (stat(path, &st) != 0 || st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec ==
-                                    a->allow_mtime)
+    if (stat(path, &st) != 0 ||
+        st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec == a->allow_mtime)
         return;
     a->allow_mtime = st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
     uint8_t *data = NULL;

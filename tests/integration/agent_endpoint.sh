@@ -243,8 +243,10 @@ before1=$(detections "$m1")
 before2=$(detections "$m2")
 stop_server
 echo "server stopped for 60 s"
+# Agent 1 now allows EICAR's content (restored above, so an operator said it
+# is harmless there): its files carry the generated signature instead.
 for i in $(seq 1 5); do
-	printf '%s' "$eicar" >"$tmp/w1/down-$i.com"
+	printf "down $i $marker_bytes" >"$tmp/w1/down-$i.bin"
 	printf "x$i $marker_bytes" >"$tmp/w2/pad-$i"
 	sleep 1
 done
@@ -256,7 +258,7 @@ check "agent 1 was killed with events still spooled" \
 start_agent 1
 for i in $(seq 6 8); do
 	sleep 2
-	printf '%s' "$eicar" >"$tmp/w1/down-$i.com"
+	printf "down $i $marker_bytes" >"$tmp/w1/down-$i.bin"
 done
 sleep 45
 start_server
