@@ -246,7 +246,7 @@ static void run_job(struct agent *a, struct scan_job *j)
     if (kdb == NULL || agent_worker_start(a, kdb, 1, &w.w, err, sizeof(err)) != KH_OK) {
         pthread_mutex_lock(&a->lock);
         j->state = 3;
-        snprintf(j->error, sizeof(j->error), "%s", kdb ? err : "no signature database yet");
+        snprintf(j->error, sizeof(j->error), "%.200s", kdb ? err : "no signature database yet");
         pthread_mutex_unlock(&a->lock);
         return;
     }
