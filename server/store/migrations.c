@@ -331,12 +331,11 @@ static const char migration_3[] =
  * the settings it leaves out are filled with the defaults when it is read,
  * so a later version's new defaults reach policies written before it. An
  * agency without a row inherits the nearest ancestor's. */
-static const char migration_4[] =
-    "CREATE TABLE agency_policies ("
-    " agency_id @BIGINT@ PRIMARY KEY REFERENCES agencies(id),"
-    " policy TEXT NOT NULL,"
-    " updated_at @BIGINT@ NOT NULL,"
-    " updated_by @BIGINT@ REFERENCES users(id));\n";
+static const char migration_4[] = "CREATE TABLE agency_policies ("
+                                  " agency_id @BIGINT@ PRIMARY KEY REFERENCES agencies(id),"
+                                  " policy TEXT NOT NULL,"
+                                  " updated_at @BIGINT@ NOT NULL,"
+                                  " updated_by @BIGINT@ REFERENCES users(id));\n";
 
 static const char *const migrations[] = {
     migration_1,
