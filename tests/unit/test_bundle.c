@@ -490,63 +490,21 @@ static void signer_key_is_private_and_checked(void **state)
 
 struct pubenv {
     char dir[256];
-    char schema[64];
     struct store_db *db;
     struct srv srv;
 };
 
-/* Opens a fresh migrated store: SQLite in a temporary folder, or, with
- * `postgres`, the PostgreSQL database KHIEN_PG_URL names, inside a schema of
- * its own that is dropped afterwards (nothing else there is touched).
- * Returns -1 after printing why when the backend is not available (the
- * caller skips). */
+/* A fresh migrated store and a signer (tu_publisher_open); -1 when the
+ * backend is not available (the caller skips). */
 static int pub_open(struct pubenv *p, unsigned keep, int postgres)
 {
-    static unsigned serial;
-    char url[600], err[256] = "", sql[200];
     memset(p, 0, sizeof(*p));
-    snprintf(p->dir, sizeof(p->dir), "%s", tu_mkdtemp());
-    if (postgres) {
-        const char *env = getenv("KHIEN_PG_URL");
-        if (env == NULL || env[0] == '\0') {
-            printf("SKIP: KHIEN_PG_URL is not set\n");
-            tu_rmtree(p->dir);
-            return -1;
-        }
-        snprintf(url, sizeof(url), "%s", env);
-        snprintf(p->schema, sizeof(p->schema), "khien_test_bundle_%ld_%u", (long)getpid(),
-                 serial++);
-    } else {
-        snprintf(url, sizeof(url), "sqlite://%s/khien.db", p->dir);
-    }
-    if (store_open(url, &p->db, err, sizeof(err)) != 0) {
-        printf("SKIP: the store is not available: %s\n", err);
-        tu_rmtree(p->dir);
-        return -1;
-    }
-    if (postgres) {
-        snprintf(sql, sizeof(sql), "CREATE SCHEMA %s; SET search_path TO %s", p->schema, p->schema);
-        assert_int_equal(store_exec(p->db, sql), 0);
-    }
-    if (store_migrate(p->db) != 0)
-        fail_msg("migrate: %s", store_errmsg(p->db));
-    snprintf(p->srv.cfg.data_dir, sizeof(p->srv.cfg.data_dir), "%s", p->dir);
-    p->srv.cfg.keep_bundles = keep;
-    assert_int_equal(srv_signer_init_dir(p->dir, err, sizeof(err)), 0);
-    assert_int_equal(srv_signer_open(p->dir, &p->srv.signer, err, sizeof(err)), 0);
-    return 0;
+    return tu_publisher_open(&p->srv, p->dir, &p->db, keep, postgres);
 }
 
 static void pub_close(struct pubenv *p)
 {
-    if (p->schema[0] != '\0') {
-        char sql[200];
-        snprintf(sql, sizeof(sql), "DROP SCHEMA %s CASCADE", p->schema);
-        store_exec(p->db, sql);
-    }
-    srv_signer_free(p->srv.signer);
-    store_close(p->db);
-    tu_rmtree(p->dir);
+    tu_publisher_close(&p->srv, p->dir, p->db);
 }
 
 static void add_upload(struct store_db *db, const char *name, const void *data, size_t len)
@@ -725,30 +683,9 @@ static void bundle_publish_names_the_source_that_fails(int postgres)
 static json_t *call(struct pubenv *p, srv_handler h, const char *query, const char *param,
                     const char *body, unsigned *status)
 {
-    struct srv_req r;
-    memset(&r, 0, sizeof(r));
-    r.srv = &p->srv;
-    r.method = "POST";
-    r.path = "/api/v1/signatures";
-    r.query_string = query;
-    r.db = p->db;
-    r.body = (const uint8_t *)body;
-    r.body_len = body ? strlen(body) : 0;
-    if (param != NULL) {
-        r.params[0] = param;
-        r.nparams = 1;
-    }
-    r.resp.fd = -1;
-    snprintf(r.remote, sizeof(r.remote), "127.0.0.1");
-    r.who.role = SRV_ROLE_ADMIN;
-    r.who.user_id = 1;
-    snprintf(r.who.username, sizeof(r.who.username), "admin");
-    snprintf(r.who.scope_path, sizeof(r.who.scope_path), "%%");
-    h(&r);
-    *status = r.resp.status;
-    json_t *j = r.resp.body ? json_loadb(r.resp.body, r.resp.body_len, 0, NULL) : NULL;
-    free(r.resp.body);
-    return j;
+    struct srv_principal admin;
+    tu_principal_admin(&admin);
+    return tu_call_handler(&p->srv, p->db, h, &admin, "POST", param, query, body, 0, status);
 }
 
 static void expect_status(struct pubenv *p, srv_handler h, const char *query, const char *param,

@@ -36,36 +36,17 @@ struct env {
     struct srv srv;
 };
 
-/* Opens a migrated store (SQLite, or a private PostgreSQL database when
- * `postgres` and KHIEN_PG_URL is set) and a signing key. Returns -1 when the
+/* A fresh migrated store and a signer (tu_publisher_open); -1 when the
  * backend is not available (the caller skips). */
 static int env_open(struct env *e, int postgres)
 {
-    char err[256] = "";
-    const char *pg_url = NULL;
     memset(e, 0, sizeof(*e));
-    if (postgres && (pg_url = tu_pg_private_url()) == NULL) {
-        printf("SKIP: no PostgreSQL (KHIEN_PG_URL)\n");
-        return -1;
-    }
-    snprintf(e->dir, sizeof(e->dir), "%s", tu_mkdtemp());
-    if ((e->db = tu_store_open(e->dir, pg_url, 0)) == NULL) {
-        printf("SKIP: the store is not available\n");
-        tu_rmtree(e->dir);
-        return -1;
-    }
-    snprintf(e->srv.cfg.data_dir, sizeof(e->srv.cfg.data_dir), "%s", e->dir);
-    e->srv.cfg.keep_bundles = 5;
-    assert_int_equal(srv_signer_init_dir(e->dir, err, sizeof(err)), 0);
-    assert_int_equal(srv_signer_open(e->dir, &e->srv.signer, err, sizeof(err)), 0);
-    return 0;
+    return tu_publisher_open(&e->srv, e->dir, &e->db, 5, postgres);
 }
 
 static void env_close(struct env *e)
 {
-    srv_signer_free(e->srv.signer);
-    store_close(e->db);
-    tu_rmtree(e->dir);
+    tu_publisher_close(&e->srv, e->dir, e->db);
 }
 
 /* Inserts a source as the API would have: an upload (content) or a file on
@@ -298,26 +279,9 @@ static void publish_fails_on_a_bad_indicator_line(int postgres)
 static json_t *call(struct env *e, srv_handler h, const char *query, const char *body,
                     unsigned *status)
 {
-    struct srv_req r;
-    memset(&r, 0, sizeof(r));
-    r.srv = &e->srv;
-    r.method = "POST";
-    r.path = "/api/v1/signatures";
-    r.query_string = query;
-    r.db = e->db;
-    r.body = (const uint8_t *)body;
-    r.body_len = body ? strlen(body) : 0;
-    r.resp.fd = -1;
-    snprintf(r.remote, sizeof(r.remote), "127.0.0.1");
-    r.who.role = SRV_ROLE_ADMIN;
-    r.who.user_id = 1;
-    snprintf(r.who.username, sizeof(r.who.username), "admin");
-    snprintf(r.who.scope_path, sizeof(r.who.scope_path), "%%");
-    h(&r);
-    *status = r.resp.status;
-    json_t *j = r.resp.body ? json_loadb(r.resp.body, r.resp.body_len, 0, NULL) : NULL;
-    free(r.resp.body);
-    return j;
+    struct srv_principal admin;
+    tu_principal_admin(&admin);
+    return tu_call_handler(&e->srv, e->db, h, &admin, "POST", NULL, query, body, 0, status);
 }
 
 static void signature_api_checks_indicator_lists(void **state)

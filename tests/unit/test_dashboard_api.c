@@ -234,36 +234,7 @@ static json_t *call(struct fixture *f, srv_handler h, const struct srv_principal
                     const char *method, const char *param, const char *query, const char *body,
                     unsigned *status)
 {
-    struct srv_req *r = calloc(1, sizeof(*r));
-    json_error_t e;
-    json_t *j;
-
-    assert_non_null(r);
-    r->srv = &f->srv;
-    r->db = f->db;
-    r->method = method;
-    r->path = "/api/v1/test";
-    r->params[0] = param;
-    r->nparams = param != NULL;
-    r->query_string = query;
-    r->body = (const uint8_t *)body;
-    r->body_len = body ? strlen(body) : 0;
-    r->who = *who;
-    snprintf(r->remote, sizeof(r->remote), "127.0.0.1");
-    r->resp.fd = -1;
-    assert_int_equal(h(r), 0);
-    *status = r->resp.status;
-    assert_non_null(r->resp.body);
-    j = json_loadb(r->resp.body, r->resp.body_len, 0, &e);
-    if (j == NULL)
-        fail_msg("bad response JSON: %.*s", (int)r->resp.body_len, r->resp.body);
-    free(r->resp.body);
-    for (unsigned i = 0; i < r->resp.nheaders; i++) {
-        free(r->resp.headers[i].name);
-        free(r->resp.headers[i].value);
-    }
-    free(r);
-    return j;
+    return tu_call_handler(&f->srv, f->db, h, who, method, param, query, body, 1, status);
 }
 
 /* Calls a handler that must answer `want`, and returns the answer. */

@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bundle.h"
+#include "server.h"
 #include "store/store.h"
 
 const char *tu_mkdtemp(void)
@@ -215,4 +217,79 @@ void tu_figures_match_recount(struct store_db *db, int64_t now)
                         "i", (now - 86400) / 3600) != STORE_ROW ||
         wrong != 0)
         fail_msg("detection_hourly: %lld extra rows", (long long)wrong);
+}
+
+json_t *tu_call_handler(struct srv *srv, struct store_db *db, int (*h)(struct srv_req *),
+                        const struct srv_principal *who, const char *method, const char *param,
+                        const char *query, const char *body, int strict, unsigned *status)
+{
+    struct srv_req *r = calloc(1, sizeof(*r));
+    json_error_t e;
+    assert_non_null(r);
+    r->srv = srv;
+    r->db = db;
+    r->method = method;
+    r->path = "/api/v1/test";
+    r->params[0] = param;
+    r->nparams = param != NULL;
+    r->query_string = query;
+    r->body = (const uint8_t *)body;
+    r->body_len = body ? strlen(body) : 0;
+    r->who = *who;
+    snprintf(r->remote, sizeof(r->remote), "127.0.0.1");
+    r->resp.fd = -1;
+    int hr = h(r);
+    if (strict)
+        assert_int_equal(hr, 0);
+    *status = r->resp.status;
+    if (strict)
+        assert_non_null(r->resp.body);
+    json_t *j = r->resp.body ? json_loadb(r->resp.body, r->resp.body_len, 0, &e) : NULL;
+    if (strict && j == NULL)
+        fail_msg("bad response JSON: %.*s", (int)r->resp.body_len, r->resp.body);
+    free(r->resp.body);
+    for (unsigned i = 0; i < r->resp.nheaders; i++) {
+        free(r->resp.headers[i].name);
+        free(r->resp.headers[i].value);
+    }
+    free(r);
+    return j;
+}
+
+void tu_principal_admin(struct srv_principal *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->role = SRV_ROLE_ADMIN;
+    p->user_id = 1;
+    snprintf(p->username, sizeof(p->username), "admin");
+    snprintf(p->scope_path, sizeof(p->scope_path), "%%");
+}
+
+int tu_publisher_open(struct srv *srv, char *dir, struct store_db **db, unsigned keep, int postgres)
+{
+    char err[256] = "";
+    const char *pg_url = NULL;
+    if (postgres && (pg_url = tu_pg_private_url()) == NULL) {
+        printf("SKIP: no PostgreSQL (KHIEN_PG_URL)\n");
+        return -1;
+    }
+    snprintf(dir, 256, "%s", tu_mkdtemp());
+    if ((*db = tu_store_open(dir, pg_url, 0)) == NULL) {
+        printf("SKIP: the store is not available\n");
+        tu_rmtree(dir);
+        return -1;
+    }
+    snprintf(srv->cfg.data_dir, sizeof(srv->cfg.data_dir), "%s", dir);
+    srv->cfg.keep_bundles = keep;
+    assert_int_equal(srv_signer_init_dir(dir, err, sizeof(err)), 0);
+    assert_int_equal(srv_signer_open(dir, &srv->signer, err, sizeof(err)), 0);
+    return 0;
+}
+
+void tu_publisher_close(struct srv *srv, char *dir, struct store_db *db)
+{
+    srv_signer_free(srv->signer);
+    srv->signer = NULL;
+    store_close(db);
+    tu_rmtree(dir);
 }

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 /* Creates a fresh temporary directory; the returned path is static storage
  * valid until the next call. Removed with tu_rmtree. */
@@ -42,5 +43,31 @@ struct store_db *tu_store_open(const char *dir, const char *pg_url, int version)
  * counts, daily and hourly rollups) equals a count of the detections from
  * scratch at time `now`. */
 void tu_figures_match_recount(struct store_db *db, int64_t now);
+
+struct srv;
+struct srv_req;
+struct srv_principal;
+
+/* Runs an API handler on a request built in memory (no HTTP): `param` is
+ * the route's one parameter (may be NULL), `query` the query string and
+ * `body` the JSON body (both may be NULL), as `who`. Returns the answer's
+ * JSON (the caller decrefs; NULL when it has no body or the body is not
+ * JSON) with the status in *status. With `strict`, the handler must return
+ * 0 and the body must be JSON, or the test fails. */
+json_t *tu_call_handler(struct srv *srv, struct store_db *db, int (*h)(struct srv_req *),
+                        const struct srv_principal *who, const char *method, const char *param,
+                        const char *query, const char *body, int strict, unsigned *status);
+
+/* Fills *p as the built-in administrator (user 1, whole province). */
+void tu_principal_admin(struct srv_principal *p);
+
+/* For tests that publish bundles: a fresh folder `dir` (at least 256
+ * bytes), a migrated store in it as tu_store_open makes it (PostgreSQL when
+ * `postgres`), and a bundle signer, wired into `srv` (data folder,
+ * keep_bundles, signer). Returns -1 after printing SKIP and why when the
+ * backend is not available. */
+int tu_publisher_open(struct srv *srv, char *dir, struct store_db **db, unsigned keep,
+                      int postgres);
+void tu_publisher_close(struct srv *srv, char *dir, struct store_db *db);
 
 #endif
