@@ -148,6 +148,8 @@ struct agent {
 
     atomic_uint_fast64_t detections, quarantined, blocked, timeouts, scan_errors;
     int64_t last_checkin, last_error_at;
+    uint64_t status_hash; /* of status.json's content without its time */
+    int64_t status_at;    /* when status.json was last written */
     char last_error[512];
 };
 

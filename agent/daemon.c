@@ -40,6 +40,7 @@
 #define BATCH_BYTES_MAX   (4u << 20)
 #define BUNDLE_MAX_BYTES  (2ull << 30)
 #define PROGRESS_EVERY_MS 3000
+#define STATUS_REFRESH_S  10
 
 static volatile sig_atomic_t signalled;
 
@@ -73,22 +74,11 @@ static void set_error(struct agent *a, const char *fmt, ...)
     agent_log(a, "%s", a->last_error);
 }
 
-static void uuid4(char out[37])
-{
-    uint8_t b[16];
-    randombytes_buf(b, sizeof(b));
-    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
-    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-             b[14], b[15]);
-}
-
 int agent_emit(struct agent *a, json_t *ev)
 {
     char id[37];
     if (json_object_get(ev, "id") == NULL) {
-        uuid4(id);
+        khx_uuid4(id);
         json_object_set_new(ev, "id", json_string(id));
     }
     if (json_object_get(ev, "at") == NULL)
@@ -222,10 +212,12 @@ static int load_initial_database(struct agent *a)
 {
     char err[512] = "";
     struct update_db db;
-    if (a->opts->db_file != NULL)
-        return use_database(a, a->opts->db_file, NULL, 0, 0, err, sizeof(err)) == KH_OK
-                   ? KH_OK
-                   : (agent_log(a, "%s: %s", a->opts->db_file, err), KH_EFORMAT);
+    if (a->opts->db_file != NULL) {
+        if (use_database(a, a->opts->db_file, NULL, 0, 0, err, sizeof(err)) == KH_OK)
+            return KH_OK;
+        agent_log(a, "%s: %s", a->opts->db_file, err);
+        return KH_EFORMAT;
+    }
     if (update_current(a->db_dir, &db) != KH_OK || db.kdb_path[0] == '\0') {
         agent_log(a, "no signature database yet: waiting for the server's first bundle");
         return KH_OK;
@@ -648,12 +640,12 @@ static void write_status(struct agent *a)
         plat_rtp_stats(a->rtp, &rs);
     pthread_mutex_lock(&a->lock);
     json_t *j = json_pack(
-        "{s:i,s:I,s:s,s:s,s:s,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:I,s:s,"
+        "{s:i,s:s,s:s,s:s,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:I,s:s,"
         "s:{s:I,s:I,s:I,s:I,s:I}}",
-        "pid", (int)getpid(), "updated", (json_int_t)time(NULL), "version", KHIEN_VERSION, "server",
-        a->id.server, "machine_id", a->id.machine_id, "rtp", atomic_load(&a->rtp_on), "db_version",
-        (json_int_t)a->db_version, "db_created", (json_int_t)a->db_created, "db_signatures",
-        (json_int_t)a->db_signatures, "last_checkin", (json_int_t)a->last_checkin, "last_full_scan",
+        "pid", (int)getpid(), "version", KHIEN_VERSION, "server", a->id.server, "machine_id",
+        a->id.machine_id, "rtp", atomic_load(&a->rtp_on), "db_version", (json_int_t)a->db_version,
+        "db_created", (json_int_t)a->db_created, "db_signatures", (json_int_t)a->db_signatures,
+        "last_checkin", (json_int_t)a->last_checkin, "last_full_scan",
         (json_int_t)a->last_full_scan, "spooled", (json_int_t)ss.events, "dropped",
         (json_int_t)ss.dropped, "detections", (json_int_t)atomic_load(&a->detections),
         "quarantined", (json_int_t)atomic_load(&a->quarantined), "blocked",
@@ -663,11 +655,25 @@ static void write_status(struct agent *a)
         (json_int_t)rs.decided, "denied", (json_int_t)rs.denied, "timeouts",
         (json_int_t)rs.timeouts, "overflows", (json_int_t)rs.overflows);
     pthread_mutex_unlock(&a->lock);
-    char *text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
+    /* The file is rewritten when something in it changed, and otherwise
+     * every STATUS_REFRESH_S so that `status` can tell a live daemon. */
+    char *text = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    int64_t now = (int64_t)time(NULL);
+    uint64_t h = 1469598103934665603ull;
+    for (const char *c = text; c != NULL && *c != '\0'; c++)
+        h = (h ^ (uint8_t)*c) * 1099511628211ull;
+    free(text);
+    text = NULL;
+    if (j != NULL && (h != a->status_hash || now - a->status_at >= STATUS_REFRESH_S)) {
+        json_object_set_new(j, "updated", json_integer((json_int_t)now));
+        text = json_dumps(j, JSON_INDENT(2));
+    }
     json_decref(j);
     snprintf(path, sizeof(path), "%s/status.json", a->state_dir);
-    if (text != NULL)
-        khx_write_file_atomic(path, text, strlen(text));
+    if (text != NULL && khx_write_file_atomic(path, text, strlen(text)) == KH_OK) {
+        a->status_hash = h;
+        a->status_at = now;
+    }
     free(text);
 }
 

@@ -105,8 +105,6 @@ static void scan_one(struct walk *w, int dirfd, const char *name, const char *pa
     struct agent *a = w->a;
     struct scan_job *j = w->job;
     int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0 && errno == EPERM)
-        fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         if (fd < 0) {

@@ -15,6 +15,7 @@
 #include "api.h"
 #include "auth.h"
 #include "bundle.h"
+#include "khx.h"
 #include "ingest.h"
 #include "query.h"
 #include "pki.h"
@@ -194,7 +195,7 @@ static int enroll_pick_machine(struct store_db *db, struct enroll *e)
         store_finalize(st);
         return 0;
     }
-    srv_uuid(e->id);
+    khx_uuid4(e->id);
     e->reenrolled = 0;
     return 0;
 }

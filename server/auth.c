@@ -117,19 +117,6 @@ void srv_sha256_hex(const char *s, char out[65])
     khx_hex_encode(d, sizeof(d), out);
 }
 
-void srv_uuid(char out[37])
-{
-    uint8_t b[16];
-
-    (void)sodium_ready();
-    randombytes_buf(b, sizeof(b));
-    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* version 4 */
-    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-             b[14], b[15]);
-}
-
 /* ------------------------------------------------------------------------ */
 /* Roles and passwords.                                                      */
 /* ------------------------------------------------------------------------ */

@@ -45,8 +45,6 @@ void srv_random_token(const char *prefix, char *out, size_t outlen);
 void srv_random_password(char *out, size_t len);
 /* SHA-256 of a NUL-terminated string, as 64 hex characters and a NUL. */
 void srv_sha256_hex(const char *s, char out[65]);
-/* A random version-4 UUID, 36 characters and a NUL. */
-void srv_uuid(char out[37]);
 
 const char *srv_role_name(enum srv_role role);  /* "admin", "officer", "auditor" */
 enum srv_role srv_role_parse(const char *name); /* SRV_ROLE_NONE if unknown */

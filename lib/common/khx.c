@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 void khx_buf_init(struct khx_buf *b, size_t max)
 {
     b->data = NULL;
@@ -417,4 +419,19 @@ const char *khx_printable(char *dst, size_t cap, const char *s, size_t n)
         dst[i] = s[i] >= 0x20 && s[i] <= 0x7e ? s[i] : '?';
     dst[k] = '\0';
     return dst;
+}
+
+void khx_uuid4(char out[37])
+{
+    uint8_t b[16];
+    /* Idempotent; the generator needs it once. Even if it fails,
+     * randombytes_buf reads the kernel's generator. */
+    int ready = sodium_init();
+    (void)ready;
+    randombytes_buf(b, sizeof(b));
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* version 4 */
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
 }

@@ -118,6 +118,9 @@ int khx_sha256(const void *data, size_t len, uint8_t out[32]);
 /* Milliseconds on CLOCK_MONOTONIC. */
 uint64_t khx_now_ms(void);
 
+/* A random version-4 UUID (libsodium's generator): 36 characters and a NUL. */
+void khx_uuid4(char out[37]);
+
 /* Copies at most cap-1 bytes of untrusted text for a message, with anything
  * but printable ASCII shown as '?'; returns dst. */
 const char *khx_printable(char *dst, size_t cap, const char *s, size_t n);

@@ -18,6 +18,7 @@
 
 #include "api.h"
 #include "auth.h"
+#include "khx.h"
 #include "store/store.h"
 
 #define ADMIN_PW   "correct horse battery"
@@ -269,7 +270,7 @@ static void secrets_have_their_formats(void **state)
     assert_int_equal(strlen(pw), 16);
     assert_true(strpbrk(pw, "0O1lI") == NULL);
 
-    srv_uuid(u);
+    khx_uuid4(u);
     assert_int_equal(strlen(u), 36);
     assert_true(u[8] == '-' && u[13] == '-' && u[18] == '-' && u[23] == '-');
     assert_int_equal(u[14], '4');
