@@ -104,14 +104,27 @@ static int install_filter(int sock, char *err, size_t errlen)
     /* Calls without argument checks: reading descriptors the worker holds,
      * memory management, threads waiting on each other, time, and leaving.
      * sysinfo is there because glibc's qsort sizes its buffer by the
-     * physical memory (sysconf(_SC_PHYS_PAGES)); it only reveals counters. */
+     * physical memory (sysconf(_SC_PHYS_PAGES)); it only reveals counters.
+     * sched_getaffinity (the process's own CPU mask) is how glibc and the
+     * sanitizers' runtime count CPUs, which they do lazily, and the
+     * sanitizers' runtime sets and clears a thread's alternate signal stack
+     * (sigaltstack) as threads come and go: under load the sanitizer build's
+     * worker was killed for each of them in the middle of scans. Both
+     * concern only the calling process. */
     static const char *const plain[] = {
-        "read",         "pread64",      "lseek",          "fstat",
-        "close",        "futex",        "sched_yield",    "clock_gettime",
-        "clock_getres", "gettimeofday", "getpid",         "gettid",
-        "getrandom",    "brk",          "munmap",         "madvise",
-        "mremap",       "rt_sigreturn", "rt_sigprocmask", "restart_syscall",
-        "sysinfo",      "exit",         "exit_group",
+        "read",           "pread64",
+        "lseek",          "fstat",
+        "close",          "futex",
+        "sched_yield",    "clock_gettime",
+        "clock_getres",   "gettimeofday",
+        "getpid",         "gettid",
+        "getrandom",      "brk",
+        "munmap",         "madvise",
+        "mremap",         "rt_sigreturn",
+        "rt_sigprocmask", "restart_syscall",
+        "sysinfo",        "sched_getaffinity",
+        "sigaltstack",    "exit",
+        "exit_group",
     };
     for (size_t i = 0; i < KHX_ARRAY_LEN(plain) && rc == 0; i++)
         rc = allow(ctx, plain[i], 0, NULL);
