@@ -38,7 +38,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum ioc_kind { IOC_IP = 0, IOC_CIDR, IOC_IP_PORT, IOC_DOMAIN, IOC_KIND_COUNT };
+/* The kinds of indicator. ioc_set (this header) holds the first four; the
+ * compiled store (store.h) and the feed readers (feed.h) hold all of them.
+ * IOC_URL values are "host/path" (scheme dropped, host lowercased, no
+ * fragment); IOC_JA3 values are 32 lowercase hex digits (the JA3 MD5);
+ * IOC_JA4 values are the JA4 text ("t13d1516h2_8daaf6152771_e5627efa2ab1"). */
+enum ioc_kind {
+    IOC_IP = 0,
+    IOC_CIDR,
+    IOC_IP_PORT,
+    IOC_DOMAIN,
+    IOC_URL,
+    IOC_JA3,
+    IOC_JA4,
+    IOC_KIND_COUNT
+};
 
 /* An output buffer of this size always holds a normalised line. */
 #define IOC_NORMALIZED_MAX 400
