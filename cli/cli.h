@@ -37,6 +37,7 @@ int cmd_scan(int argc, char **argv);
 int cmd_db(int argc, char **argv);
 int cmd_daemon(int argc, char **argv);
 int cmd_server(int argc, char **argv);
+int cmd_sensor(int argc, char **argv);
 
 /* The name that prefixes messages on standard error, e.g. "khien scan". main()
  * sets it before dispatching; it points at static storage. */

@@ -35,11 +35,12 @@ static const struct command commands[] = {
     {"db", cmd_db, "Compile signature sources into a .kdb database, or describe one"},
     {"daemon", cmd_daemon, "Keep a database loaded and scan files named over a UNIX socket"},
     {"server", cmd_server, "Run the central management server and its web dashboard"},
+    {"sensor", cmd_sensor, "Find machines that talk to malware command-and-control servers"},
 };
 
 /* Subcommands that later versions will add. They are listed here only so the
  * message for them can be precise; they do not appear in --help. */
-static const char *const planned_commands[] = {"agent", "sensor", "update", "quarantine"};
+static const char *const planned_commands[] = {"agent", "update", "quarantine"};
 
 static void print_main_help(FILE *out)
 {

@@ -60,7 +60,7 @@ int sen_log_line(struct sen_log_reader *r, const char *line, size_t len, sen_obs
 
 void sen_log_stats(const struct sen_log_reader *r, struct sen_log_stats *st);
 
-/* Removes a syslog header: sets *msg/*msg_len to the message and copies the
+/* Removes a syslog header: sets *msg and *msg_len to the message and copies the
  * program tag (without [pid]) into prog[64] ("" when none). Returns 1 when a
  * header was found, 0 when the line has none (msg = line). */
 int sen_syslog_strip(const char *line, size_t len, char prog[64], const char **msg,
