@@ -22,6 +22,7 @@ help:
 	@echo "make bench     scanner benchmark against clamscan and yara"
 	@echo "make bench-server  10,000 simulated agents against the server (SQLite, PostgreSQL)"
 	@echo "make bench-agent   the agent's idle memory/CPU beside clamd's, and real-time overhead (root)"
+	@echo "make bench-sensor  the network sensor beside ndpiReader and tshark (1 M packets, 10 M indicators)"
 	@echo "make format     clang-format every C file"
 
 deps:
@@ -75,3 +76,8 @@ bench-server: build
 .PHONY: bench-agent
 bench-agent: build
 	BENCH_BUILD=$(abspath $(BUILD)) bench/agent/run $(BENCH_SCALE)
+
+# The network sensor beside ndpiReader, tshark as the oracle (issue 6).
+.PHONY: bench-sensor
+bench-sensor: build
+	BENCH_BUILD=$(abspath $(BUILD)) bench/sensor/run $(BENCH_SENSOR_SCALE)
