@@ -51,6 +51,8 @@ static void put16(struct hb *h, unsigned v)
 
 static void putn(struct hb *h, const void *p, size_t n)
 {
+    if (n == 0)
+        return;
     assert_true(h->n + n <= sizeof(h->b));
     memcpy(h->b + h->n, p, n);
     h->n += n;
