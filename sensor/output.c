@@ -104,14 +104,19 @@ static json_t *addr_json(int family, const uint8_t *addr)
 }
 
 /* Text from the wire goes into JSON: jansson needs valid UTF-8, so anything
- * else is shown as '?' (khx_printable). */
+ * else is shown as '?' (khx_printable). At most `max` bytes are kept. */
 static json_t *text_json(const char *s, size_t n, size_t max)
 {
     char buf[OBSERVED_MAX + 1];
     if (s == NULL)
         return json_null();
     n = KHX_MIN(n, KHX_MIN(max, sizeof(buf) - 1));
-    json_t *j = json_stringn(s, n);
+    /* Control characters would grow six-fold as \u escapes and could push
+     * an event over the spool's 16 KiB limit: such text is shown with '?'. */
+    int plain = 1;
+    for (size_t i = 0; i < n && plain; i++)
+        plain = (uint8_t)s[i] >= 0x20 && s[i] != 0x7f;
+    json_t *j = plain ? json_stringn(s, n) : NULL;
     if (j != NULL)
         return j;
     khx_printable(buf, sizeof(buf), s, n);

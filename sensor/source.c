@@ -94,7 +94,10 @@ int src_bind(const char *spec, int type, int *fd_out, char *err, size_t errlen)
         r = KH_EIO;
         goto out;
     }
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    /* A listener restarted while old connections linger must bind again;
+     * for UDP the option would let two sensors share a port silently. */
+    if (type == SOCK_STREAM)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (type == SOCK_DGRAM) {
         /* Bursts of syslog or flow export must not be lost to a small buffer. */
         int rcv = 8 << 20;

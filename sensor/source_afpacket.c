@@ -226,6 +226,10 @@ static void afp_block(struct sen_source *src, const struct afp_state *s, unsigne
         int64_t ts = (int64_t)h->tp_sec * 1000000 + h->tp_nsec / 1000;
         uint32_t wire_len = h->tp_len;
         if ((h->tp_status & TP_STATUS_VLAN_VALID) && caplen >= 12) {
+            /* Frames merged by GRO can be longer than 64 KiB: the copy
+             * with the tag keeps what fits, as a snap length would. */
+            if (caplen > VLAN_FRAME_MAX - 4)
+                caplen = VLAN_FRAME_MAX - 4;
             uint16_t tpid = (h->tp_status & TP_STATUS_VLAN_TPID_VALID) && h->hv1.tp_vlan_tpid
                                 ? h->hv1.tp_vlan_tpid
                                 : 0x8100;

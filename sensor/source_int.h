@@ -17,6 +17,8 @@
 
 #define SRC_MAX_WORKERS 64
 #define SRC_LINE_MAX    (64u * 1024u) /* longest line a line source delivers */
+#define OCTET_DIGITS    6             /* an RFC 6587 length has at most 6 digits */
+#define SRC_TCP_BUF     (SRC_LINE_MAX + OCTET_DIGITS + 2) /* a frame and its length prefix */
 
 struct sen_source {
     struct sen_source_opts opts; /* path and bpf point into the copies below */
@@ -63,6 +65,13 @@ int src_bind(const char *spec, int type, int *fd_out, char *err, size_t errlen);
  * *has is 0 when bpf is NULL or empty. */
 int src_compile_filter(int linktype, unsigned snaplen, const char *name, const char *bpf,
                        struct bpf_program *prog, int *has, char *err, size_t errlen);
+
+/* Syslog over TCP (RFC 6587): takes the complete frames out of buf[0..*len)
+ * (at most SRC_TCP_BUF bytes) and passes them to the line callback, keeping
+ * a partial frame at the front. Returns -1 when the stream is broken (a bad
+ * octet count) and the connection must be dropped. Exposed for the fuzz target. */
+int src_tcp_frames(struct sen_source *src, const char *peer, uint8_t *buf, size_t *len,
+                   int *skipping);
 
 int src_afpacket_open(struct sen_source *src, char *err, size_t errlen);
 int src_lines_open(struct sen_source *src, char *err, size_t errlen);

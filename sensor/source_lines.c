@@ -34,7 +34,6 @@
 #define TICK_US       1000000
 #define TCP_MAX_PEERS 256
 #define DGRAM_MAX     65536
-#define OCTET_DIGITS  6 /* "65536" is the largest length we take */
 
 struct lines_state {
     int fd;    /* the file or the listening socket */
@@ -293,21 +292,20 @@ static void peer_drop(struct tcp_peer *p)
     p->fd = -1;
 }
 
-/* Takes the complete frames out of a peer's buffer. Returns -1 when the
- * stream is broken (bad octet count) and the peer must be dropped. */
-static int tcp_frames(struct sen_source *src, struct tcp_peer *p)
+int src_tcp_frames(struct sen_source *src, const char *peer, uint8_t *buf, size_t *len,
+                   int *skipping)
 {
     size_t pos = 0;
-    while (pos < p->len) {
-        const uint8_t *b = p->buf + pos;
-        size_t avail = p->len - pos;
-        if (p->skipping) {
+    while (pos < *len) {
+        const uint8_t *b = buf + pos;
+        size_t avail = *len - pos;
+        if (*skipping) {
             const uint8_t *nl = memchr(b, '\n', avail);
             if (nl == NULL) {
-                pos = p->len;
+                pos = *len;
                 break;
             }
-            p->skipping = 0;
+            *skipping = 0;
             pos += (size_t)(nl - b) + 1;
             continue;
         }
@@ -319,13 +317,12 @@ static int tcp_frames(struct sen_source *src, struct tcp_peer *p)
             if (i == avail)
                 break; /* the length is not complete yet */
             if (b[i] != ' ' || n > SRC_LINE_MAX) {
-                src_note(src, "%s: %s sent a bad octet count: connection closed", src->path,
-                         p->addr);
+                src_note(src, "%s: %s sent a bad octet count: connection closed", src->path, peer);
                 return -1;
             }
             if (avail < i + 1 + n)
                 break;
-            deliver(src, p->addr, b + i + 1, n);
+            deliver(src, peer, b + i + 1, n);
             pos += i + 1 + n;
             continue;
         }
@@ -334,20 +331,28 @@ static int tcp_frames(struct sen_source *src, struct tcp_peer *p)
             continue;
         }
         const uint8_t *nl = memchr(b, '\n', avail);
+        if (nl != NULL && (size_t)(nl - b) > SRC_LINE_MAX) {
+            /* The buffer holds a few bytes more than a line (an octet
+             * count's prefix): a line just over the cap can end in it. */
+            src_note(src, "%s: %s sent a line longer than %u bytes: skipped", src->path, peer,
+                     SRC_LINE_MAX);
+            pos += (size_t)(nl - b) + 1;
+            continue;
+        }
         if (nl == NULL) {
             if (avail >= SRC_LINE_MAX) {
-                src_note(src, "%s: %s sent a line longer than %u bytes: skipped", src->path,
-                         p->addr, SRC_LINE_MAX);
-                p->skipping = 1;
-                pos = p->len;
+                src_note(src, "%s: %s sent a line longer than %u bytes: skipped", src->path, peer,
+                         SRC_LINE_MAX);
+                *skipping = 1;
+                pos = *len;
             }
             break;
         }
-        deliver(src, p->addr, b, (size_t)(nl - b));
+        deliver(src, peer, b, (size_t)(nl - b));
         pos += (size_t)(nl - b) + 1;
     }
-    memmove(p->buf, p->buf + pos, p->len - pos);
-    p->len -= pos;
+    memmove(buf, buf + pos, *len - pos);
+    *len -= pos;
     return 0;
 }
 
@@ -362,7 +367,7 @@ static void tcp_accept(struct sen_source *src, struct lines_state *s, struct tcp
         if (peers[i].fd >= 0)
             continue;
         /* The frame buffer holds the longest frame plus its length prefix. */
-        if ((peers[i].buf = malloc(SRC_LINE_MAX + OCTET_DIGITS + 2)) == NULL)
+        if ((peers[i].buf = malloc(SRC_TCP_BUF)) == NULL)
             break;
         int family;
         const uint8_t *addr;
@@ -405,7 +410,12 @@ static void *tcp_thread(void *arg)
             if (!(pf[k].revents & (POLLIN | POLLHUP | POLLERR)))
                 continue;
             struct tcp_peer *p = &peers[idx[k]];
-            size_t room = SRC_LINE_MAX + OCTET_DIGITS + 2 - p->len;
+            size_t room = SRC_TCP_BUF - p->len;
+            if (room == 0) { /* cannot happen with the framing rules; never spin on it */
+                src_note(src, "%s: %s: frame buffer full: connection closed", src->path, p->addr);
+                peer_drop(p);
+                continue;
+            }
             ssize_t got = recv(p->fd, p->buf + p->len, room, 0);
             if (got < 0 && (errno == EAGAIN || errno == EINTR))
                 continue;
@@ -419,7 +429,7 @@ static void *tcp_thread(void *arg)
                 continue;
             }
             p->len += (size_t)got;
-            if (tcp_frames(src, p) != 0)
+            if (src_tcp_frames(src, p->addr, p->buf, &p->len, &p->skipping) != 0)
                 peer_drop(p);
         }
         maybe_tick(src, &next_tick);

@@ -287,6 +287,10 @@ static void checkin(struct sen_uplink *u)
     json_t *body = inv ? json_pack("{s:s,s:o,s:I}", "role", "sensor", "inventory", inv,
                                    "db_version", (json_int_t)dbv)
                        : NULL;
+    /* The inventory's fields also at the top, where servers that predate
+     * the sensor role read an agent's inventory. */
+    if (body != NULL)
+        json_object_update_missing(body, json_object_get(body, "inventory"));
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     struct client_resp resp;

@@ -7,10 +7,13 @@
  * `khien sensor run` replaces it in that test once it exists.
  *
  *   khien-capture-probe --kind pcap|live|afpacket --path FILE|IFACE
- *       [--bpf FILTER] [--fanout N] [--count N] [--timeout S] [--ready FILE]
+ *       [--bpf FILTER] [--fanout N] [--count N] [--linger MS] [--timeout S]
+ *       [--ready FILE]
  *
- * A live capture ends after --count frames or --timeout seconds (default 30);
- * --ready names a file created once the capture is running.
+ * A live capture ends --linger milliseconds (default 0) after --count frames
+ * arrived — so frames beyond the expected ones are seen too — or after
+ * --timeout seconds (default 30); --ready names a file created once the
+ * capture is running.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -32,6 +35,7 @@ struct probe {
     volatile int done;
     struct sen_source *src;
     unsigned long long ticks;
+    unsigned long long per_worker[64];
 };
 
 static void on_frame(void *ctx, unsigned worker, int linktype, const uint8_t *pkt, size_t caplen,
@@ -39,20 +43,18 @@ static void on_frame(void *ctx, unsigned worker, int linktype, const uint8_t *pk
 {
     struct probe *p = ctx;
     uint8_t h[32];
-    (void)worker;
     (void)linktype;
     (void)ts_us;
     khx_sha256(pkt, caplen, h);
     pthread_mutex_lock(&p->lock);
+    if (worker < 64)
+        p->per_worker[worker]++;
     if (p->n < MAX_FRAMES) {
         khx_hex_encode(h, 8, p->hashes[p->n]);
         p->n++;
     }
-    if (p->want > 0 && p->n >= p->want && !p->done) {
+    if (p->want > 0 && p->n >= p->want)
         p->done = 1;
-        if (p->src != NULL)
-            sen_source_stop(p->src);
-    }
     pthread_mutex_unlock(&p->lock);
 }
 
@@ -76,7 +78,7 @@ int main(int argc, char **argv)
     struct sen_source_opts o;
     struct probe p;
     const char *kind = "pcap", *ready = NULL;
-    unsigned timeout_s = 30;
+    unsigned timeout_s = 30, linger_ms = 0;
     char err[512] = "";
     memset(&o, 0, sizeof(o));
     memset(&p, 0, sizeof(p));
@@ -93,6 +95,8 @@ int main(int argc, char **argv)
             o.fanout = (unsigned)atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--count") == 0)
             p.want = strtoull(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--linger") == 0)
+            linger_ms = (unsigned)atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--timeout") == 0)
             timeout_s = (unsigned)atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--ready") == 0)
@@ -107,8 +111,9 @@ int main(int argc, char **argv)
              : strcmp(kind, "pcap") == 0     ? SEN_SRC_PCAP_FILE
                                              : -1;
     if (o.path == NULL || o.kind < 0) {
-        fprintf(stderr, "usage: khien-capture-probe --kind pcap|live|afpacket --path P "
-                        "[--bpf F] [--fanout N] [--count N] [--timeout S] [--ready FILE]\n");
+        fprintf(stderr,
+                "usage: khien-capture-probe --kind pcap|live|afpacket --path P "
+                "[--bpf F] [--fanout N] [--count N] [--linger MS] [--timeout S] [--ready FILE]\n");
         return 2;
     }
     if ((p.hashes = calloc(MAX_FRAMES, sizeof(*p.hashes))) == NULL)
@@ -130,6 +135,8 @@ int main(int argc, char **argv)
         time_t end = time(NULL) + timeout_s;
         while (!p.done && time(NULL) < end)
             usleep(20000);
+        if (p.done)
+            usleep(linger_ms * 1000u);
         sen_source_stop(p.src);
     }
     int r = sen_source_wait(p.src);
@@ -138,9 +145,12 @@ int main(int argc, char **argv)
     sen_source_free(p.src);
     qsort(p.hashes, p.n, sizeof(*p.hashes), cmp_hash);
     printf("{\"frames\":%llu,\"bytes\":%llu,\"kernel_drops\":%llu,\"read_errors\":%llu,"
-           "\"ticks\":%llu,\"hashes\":[",
+           "\"ticks\":%llu,\"workers\":[",
            (unsigned long long)st.frames, (unsigned long long)st.bytes,
            (unsigned long long)st.kernel_drops, (unsigned long long)st.read_errors, p.ticks);
+    for (unsigned i = 0; i < (o.fanout ? o.fanout : 1) && i < 64; i++)
+        printf("%s%llu", i ? "," : "", p.per_worker[i]);
+    printf("],\"hashes\":[");
     for (size_t i = 0; i < p.n; i++)
         printf("%s\"%s\"", i ? "," : "", p.hashes[i]);
     printf("]}\n");

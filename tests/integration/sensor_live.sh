@@ -86,7 +86,7 @@ run_case() { # kind fanout bpf
   local want
   want=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["frames"])' "$WORK/file.json")
   rm -f "$WORK/ready"
-  in_ns "$PROBE" --kind "$kind" --path vB --fanout "$fanout" --count "$want" --timeout 20 \
+  in_ns "$PROBE" --kind "$kind" --path vB --fanout "$fanout" --count "$want" --linger 500 --timeout 20 \
     --ready "$WORK/ready" "${extra[@]}" >"$WORK/live.json" &
   PROBE_PID=$!
   for _ in $(seq 100); do [ -e "$WORK/ready" ] && break; sleep 0.1; done
@@ -95,8 +95,14 @@ run_case() { # kind fanout bpf
     { echo "FAIL $name: tcpreplay failed"; fail=1; }
   wait "$PROBE_PID" || { echo "FAIL $name: the probe failed"; fail=1; }
   PROBE_PID=
-  if [ "$(hashes "$WORK/file.json")" = "$(hashes "$WORK/live.json")" ]; then
-    echo "ok   $name: $want frames, the same as the file"
+  # With a fanout, every thread must have had its share of the 60+ flows.
+  local idle
+  idle=$(python3 -c 'import json,sys; print(sum(1 for n in json.load(open(sys.argv[1]))["workers"] if n == 0))' "$WORK/live.json")
+  if [ "$idle" != 0 ]; then
+    echo "FAIL $name: $idle fanout thread(s) got no frame: $(head -c 200 "$WORK/live.json")"
+    fail=1
+  elif [ "$(hashes "$WORK/file.json")" = "$(hashes "$WORK/live.json")" ]; then
+    echo "ok   $name: $want frames, the same as the file (per thread: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["workers"])' "$WORK/live.json"))"
   else
     echo "FAIL $name: live capture differs from the file"
     python3 - "$WORK/file.json" "$WORK/live.json" <<'PY'
