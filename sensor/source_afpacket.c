@@ -93,7 +93,10 @@ static int afp_open_ring(struct sen_source *src, struct afp_ring *r, int ifindex
     size_t mb = o->ring_mb ? o->ring_mb : 64;
     if (mb > 4096)
         mb = 4096;
-    r->fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+    /* Protocol 0: the socket receives nothing until bind() names the
+     * interface and ETH_P_ALL, so no other interface's packet reaches the
+     * ring in between. */
+    r->fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
     if (r->fd < 0) {
         khx_errf(err, errlen, "%s: AF_PACKET socket: %s%s", o->path, strerror(errno),
                  errno == EPERM ? " (capture needs CAP_NET_RAW)" : "");

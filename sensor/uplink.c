@@ -29,7 +29,6 @@
 #define EVENTS_PER_BATCH 500
 #define BATCH_BYTES_MAX  (4u << 20)
 #define BUNDLE_MAX_BYTES (2ull << 30)
-#define NETWORKS_MAX     (16u << 20)
 
 struct sen_uplink {
     struct sen_uplink_opts opts;

@@ -393,6 +393,29 @@ static void followed_log_survives_append_rotation_and_truncation(void **state)
     assert_string_equal(s.lines[1], "b");
     sen_source_free(src);
 
+    /* A line over 64 KiB is skipped and counted; the next one still comes. */
+    {
+        size_t big = 70000;
+        char *text = malloc(big + 32);
+        assert_non_null(text);
+        memcpy(text, "before\n", 7);
+        memset(text + 7, 'x', big);
+        memcpy(text + 7 + big, "\nafter\n", 8);
+        free(tu_write(dir, "query.log", text, 7 + big + 7));
+        free(text);
+    }
+    sink_init(&s);
+    assert_int_equal(sen_source_open(&o, cb_of(&s), &src, err, sizeof(err)), KH_OK);
+    assert_int_equal(sen_source_start(src, err, sizeof(err)), KH_OK);
+    assert_int_equal(sen_source_wait(src), KH_OK);
+    struct sen_source_stats st;
+    sen_source_stats(src, &st);
+    assert_int_equal(s.nlines, 2);
+    assert_string_equal(s.lines[0], "before");
+    assert_string_equal(s.lines[1], "after");
+    assert_int_equal(st.read_errors, 1);
+    sen_source_free(src);
+
     o.path = "/nonexistent/khien.log";
     assert_int_not_equal(sen_source_open(&o, cb_of(&s), &src, err, sizeof(err)), KH_OK);
     assert_non_null(strstr(err, "/nonexistent/khien.log"));

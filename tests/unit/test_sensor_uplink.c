@@ -481,9 +481,14 @@ static void sensor_enrolls_checks_in_sends_hits_and_installs_indicators(void **s
     spool_stats(sp, &ss);
     assert_int_equal(ss.events, 0);
 
-    /* A restart hands the installed list over again before any check-in. */
+    /* A restart hands the installed list and the saved agency ranges over
+     * again before any check-in. */
     memset(seen.iocs, 0, sizeof(seen.iocs));
     seen.version = 0;
+    seen.networks_calls = 0;
+    static const char nets[] =
+        "[{\"cidr\":\"10.1.0.0/16\",\"agency_id\":7,\"agency_code\":\"SO-GD\"}]";
+    free(tu_write(dir, "networks.json", nets, strlen(nets)));
     o.checkin_s = 3600;
     assert_int_equal(sen_uplink_start(&o, &u, err, sizeof(err)), KH_OK);
     for (int i = 0; i < 100; i++) {
@@ -496,6 +501,7 @@ static void sensor_enrolls_checks_in_sends_hits_and_installs_indicators(void **s
     }
     sen_uplink_free(u);
     assert_int_equal(got_version, version);
+    assert_true(seen.networks_calls >= 1);
     spool_close(sp);
 }
 
