@@ -31,14 +31,14 @@
 #define LIVE_TIMEOUT_MS 200 /* libpcap's read timeout: how long a partial buffer waits */
 #define LIVE_BUFFER     (32u << 20)
 
-int64_t src_wall_us(void)
+int64_t sen_src_wall_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-void src_fail(struct sen_source *src, int r, const char *fmt, ...)
+void sen_src_fail(struct sen_source *src, int r, const char *fmt, ...)
 {
     va_list ap;
     pthread_mutex_lock(&src->lock);
@@ -50,7 +50,7 @@ void src_fail(struct sen_source *src, int r, const char *fmt, ...)
     pthread_mutex_unlock(&src->lock);
 }
 
-void src_note(struct sen_source *src, const char *fmt, ...)
+void sen_src_note(struct sen_source *src, const char *fmt, ...)
 {
     va_list ap;
     atomic_fetch_add(&src->read_errors, 1);
@@ -61,7 +61,7 @@ void src_note(struct sen_source *src, const char *fmt, ...)
     pthread_mutex_unlock(&src->lock);
 }
 
-int src_bind(const char *spec, int type, int *fd_out, char *err, size_t errlen)
+int sen_src_bind(const char *spec, int type, int *fd_out, char *err, size_t errlen)
 {
     char host[256];
     const char *colon = strrchr(spec, ':');
@@ -152,8 +152,8 @@ static int pcap_apply_filter(pcap_t *p, const char *name, const char *bpf, char 
     return KH_OK;
 }
 
-int src_compile_filter(int linktype, unsigned snaplen, const char *name, const char *bpf,
-                       struct bpf_program *prog, int *has, char *err, size_t errlen)
+int sen_src_compile_filter(int linktype, unsigned snaplen, const char *name, const char *bpf,
+                           struct bpf_program *prog, int *has, char *err, size_t errlen)
 {
     *has = 0;
     if (bpf == NULL || bpf[0] == '\0')
@@ -282,24 +282,24 @@ static void *pcap_thread(void *arg)
     struct sen_source *src = w->src;
     struct pcap_state *ps = src->kind_state;
     struct pcap_ctx c = {src, ps, NULL, &src->cb};
-    int64_t next_tick = src_wall_us() + 1000000;
+    int64_t next_tick = sen_src_wall_us() + 1000000;
     while (!atomic_load(&src->stop)) {
         int n = pcap_dispatch(ps->p, ps->live ? -1 : 256, on_packet, (u_char *)&c);
         if (n == PCAP_ERROR_BREAK)
             break;
         if (n == PCAP_ERROR) {
             if (ps->live) {
-                src_fail(src, KH_EIO, "%s: %s", src->path, pcap_geterr(ps->p));
+                sen_src_fail(src, KH_EIO, "%s: %s", src->path, pcap_geterr(ps->p));
             } else {
                 /* A truncated last record: count it, keep what was read. */
-                src_note(src, "%s: %s", src->path, pcap_geterr(ps->p));
+                sen_src_note(src, "%s: %s", src->path, pcap_geterr(ps->p));
             }
             break;
         }
         if (!ps->live && n == 0)
             break; /* end of file */
         if (ps->live) {
-            int64_t now = src_wall_us();
+            int64_t now = sen_src_wall_us();
             if (now >= next_tick) {
                 next_tick = now + 1000000;
                 pcap_update_drops(src, ps);
@@ -343,8 +343,9 @@ static int src_pcap_open(struct sen_source *src, char *err, size_t errlen)
      * VLAN tag put back: in the kernel it would see the frame without the
      * tag, and "udp" would then match tagged frames that it does not match
      * in a file. */
-    if (ps->live && (r = src_compile_filter(ps->linktype, src->opts.snaplen, src->path, src->bpf,
-                                            &ps->prog, &ps->has_prog, err, errlen)) != KH_OK) {
+    if (ps->live &&
+        (r = sen_src_compile_filter(ps->linktype, src->opts.snaplen, src->path, src->bpf, &ps->prog,
+                                    &ps->has_prog, err, errlen)) != KH_OK) {
         pcap_close(ps->p);
         free(ps);
         return r;
@@ -396,10 +397,10 @@ int sen_source_open(const struct sen_source_opts *opts, const struct sen_source_
         r = src_pcap_open(src, err, errlen);
         break;
     case SEN_SRC_AFPACKET:
-        r = src_afpacket_open(src, err, errlen);
+        r = sen_src_afpacket_open(src, err, errlen);
         break;
     default:
-        r = src_lines_open(src, err, errlen);
+        r = sen_src_lines_open(src, err, errlen);
         break;
     }
     if (r != KH_OK)

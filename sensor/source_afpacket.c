@@ -157,7 +157,7 @@ static int afp_open_ring(struct sen_source *src, struct afp_ring *r, int ifindex
     return KH_OK;
 }
 
-int src_afpacket_open(struct sen_source *src, char *err, size_t errlen)
+int sen_src_afpacket_open(struct sen_source *src, char *err, size_t errlen)
 {
     struct afp_state *s = NULL;
     int r = KH_ENOMEM;
@@ -172,8 +172,8 @@ int src_afpacket_open(struct sen_source *src, char *err, size_t errlen)
     for (unsigned i = 0; i < n; i++)
         s->rings[i].fd = -1;
     s->nrings = n;
-    if ((r = src_compile_filter(DLT_EN10MB, src->opts.snaplen, src->path, src->bpf, &s->prog,
-                                &s->has_prog, err, errlen)) != KH_OK)
+    if ((r = sen_src_compile_filter(DLT_EN10MB, src->opts.snaplen, src->path, src->bpf, &s->prog,
+                                    &s->has_prog, err, errlen)) != KH_OK)
         goto out;
     /* A fanout group id unique in this host for this source. */
     unsigned gid = ((unsigned)getpid() * 31u + atomic_fetch_add(&fanout_seq, 1)) & 0xffffu;
@@ -279,7 +279,7 @@ static void *afp_thread(void *arg)
     struct sen_source *src = w->src;
     struct afp_state *s = src->kind_state;
     struct afp_ring *r = &s->rings[w->id];
-    int64_t next_tick = src_wall_us() + 1000000;
+    int64_t next_tick = sen_src_wall_us() + 1000000;
     while (!atomic_load(&src->stop)) {
         struct tpacket_block_desc *bd =
             (struct tpacket_block_desc *)(r->map + (size_t)r->next * BLOCK_SIZE);
@@ -291,7 +291,7 @@ static void *afp_thread(void *arg)
             struct pollfd pf[2] = {{r->fd, POLLIN | POLLERR, 0}, {src->wake[0], POLLIN, 0}};
             int rc = poll(pf, 2, POLL_MS);
             if (rc < 0 && errno != EINTR) {
-                src_fail(src, KH_EIO, "%s: poll: %s", src->path, strerror(errno));
+                sen_src_fail(src, KH_EIO, "%s: poll: %s", src->path, strerror(errno));
                 break;
             }
             if (pf[0].revents & POLLERR) {
@@ -299,12 +299,12 @@ static void *afp_thread(void *arg)
                 socklen_t sl = sizeof(soerr);
                 getsockopt(r->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
                 if (soerr == ENETDOWN || soerr == ENODEV) {
-                    src_fail(src, KH_EIO, "%s: %s", src->path, strerror(soerr));
+                    sen_src_fail(src, KH_EIO, "%s: %s", src->path, strerror(soerr));
                     break;
                 }
             }
         }
-        int64_t now = src_wall_us();
+        int64_t now = sen_src_wall_us();
         if (now >= next_tick) {
             next_tick = now + 1000000;
             afp_drops(src, r);

@@ -51,29 +51,30 @@ struct src_worker {
 };
 
 /* Records an error that ends or troubles the source (first one kept as the result). */
-void src_fail(struct sen_source *src, int r, const char *fmt, ...)
+void sen_src_fail(struct sen_source *src, int r, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Records a problem that does not end the source (counted in read_errors). */
-void src_note(struct sen_source *src, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int64_t src_wall_us(void);
+void sen_src_note(struct sen_source *src, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+int64_t sen_src_wall_us(void);
 /* Parses "addr:port" / "[v6]:port" and binds a socket of `type` to it. */
-int src_bind(const char *spec, int type, int *fd_out, char *err, size_t errlen);
+int sen_src_bind(const char *spec, int type, int *fd_out, char *err, size_t errlen);
 
 /* Compiles a capture filter for frames of `linktype` as they are on the wire
  * (VLAN tags in place), to be run in user space with pcap_offline_filter:
  * the same filter then means the same thing for a file and an interface.
  * *has is 0 when bpf is NULL or empty. */
-int src_compile_filter(int linktype, unsigned snaplen, const char *name, const char *bpf,
-                       struct bpf_program *prog, int *has, char *err, size_t errlen);
+int sen_src_compile_filter(int linktype, unsigned snaplen, const char *name, const char *bpf,
+                           struct bpf_program *prog, int *has, char *err, size_t errlen);
 
 /* Syslog over TCP (RFC 6587): takes the complete frames out of buf[0..*len)
  * (at most SRC_TCP_BUF bytes) and passes them to the line callback, keeping
  * a partial frame at the front. Returns -1 when the stream is broken (a bad
  * octet count) and the connection must be dropped. Exposed for the fuzz target. */
-int src_tcp_frames(struct sen_source *src, const char *peer, uint8_t *buf, size_t *len,
-                   int *skipping);
+int sen_src_tcp_frames(struct sen_source *src, const char *peer, uint8_t *buf, size_t *len,
+                       int *skipping);
 
-int src_afpacket_open(struct sen_source *src, char *err, size_t errlen);
-int src_lines_open(struct sen_source *src, char *err, size_t errlen);
+int sen_src_afpacket_open(struct sen_source *src, char *err, size_t errlen);
+int sen_src_lines_open(struct sen_source *src, char *err, size_t errlen);
 
 #endif

@@ -76,7 +76,7 @@ static int wait_fd(struct sen_source *src, int fd, int ms)
 
 static void maybe_tick(struct sen_source *src, int64_t *next)
 {
-    int64_t now = src_wall_us();
+    int64_t now = sen_src_wall_us();
     if (now >= *next) {
         *next = now + TICK_US;
         if (src->cb.tick != NULL)
@@ -105,7 +105,8 @@ static void file_split(struct sen_source *src, struct lines_state *s)
     s->len -= start;
     if (s->len >= SRC_LINE_MAX) {
         if (!s->skipping)
-            src_note(src, "%s: a line longer than %u bytes was skipped", src->path, SRC_LINE_MAX);
+            sen_src_note(src, "%s: a line longer than %u bytes was skipped", src->path,
+                         SRC_LINE_MAX);
         s->skipping = 1;
         s->len = 0;
     }
@@ -120,7 +121,7 @@ static ssize_t file_drain(struct sen_source *src, struct lines_state *s)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            src_note(src, "%s: read: %s", src->path, strerror(errno));
+            sen_src_note(src, "%s: read: %s", src->path, strerror(errno));
             return -1;
         }
         if (n == 0)
@@ -172,7 +173,7 @@ static void *file_thread(void *arg)
     struct src_worker *w = arg;
     struct sen_source *src = w->src;
     struct lines_state *s = src->kind_state;
-    int64_t next_tick = src_wall_us() + TICK_US;
+    int64_t next_tick = sen_src_wall_us() + TICK_US;
     char err[256];
     while (!atomic_load(&src->stop)) {
         ssize_t n = file_drain(src, s);
@@ -198,7 +199,7 @@ static void *file_thread(void *arg)
             file_drain(src, s);
             file_flush_partial(src, s);
             if (file_open_at_start(src, s, err, sizeof(err)) != KH_OK)
-                src_note(src, "%s", err);
+                sen_src_note(src, "%s", err);
             continue;
         }
         wait_fd(src, -1, FILE_POLL_MS);
@@ -235,7 +236,7 @@ static void *dgram_thread(void *arg)
     struct src_worker *w = arg;
     struct sen_source *src = w->src;
     struct lines_state *s = src->kind_state;
-    int64_t next_tick = src_wall_us() + TICK_US;
+    int64_t next_tick = sen_src_wall_us() + TICK_US;
     int netflow = src->opts.kind == SEN_SRC_NETFLOW;
     while (!atomic_load(&src->stop)) {
         if (!wait_fd(src, s->fd, 1000)) {
@@ -254,14 +255,15 @@ static void *dgram_thread(void *arg)
             char peer[46];
             addr_of(&ss, &family, &addr, peer);
             if ((size_t)n > DGRAM_MAX) {
-                src_note(src, "%s: a datagram of %zd bytes from %s was cut", src->path, n, peer);
+                sen_src_note(src, "%s: a datagram of %zd bytes from %s was cut", src->path, n,
+                             peer);
                 n = DGRAM_MAX;
             }
             if (netflow) {
                 atomic_fetch_add(&src->datagrams, 1);
                 if (src->cb.datagram != NULL)
                     src->cb.datagram(src->cb.ctx, 0, family, addr, s->buf, (size_t)n,
-                                     src_wall_us());
+                                     sen_src_wall_us());
             } else {
                 deliver(src, peer, s->buf, (size_t)n);
             }
@@ -292,8 +294,8 @@ static void peer_drop(struct tcp_peer *p)
     p->fd = -1;
 }
 
-int src_tcp_frames(struct sen_source *src, const char *peer, uint8_t *buf, size_t *len,
-                   int *skipping)
+int sen_src_tcp_frames(struct sen_source *src, const char *peer, uint8_t *buf, size_t *len,
+                       int *skipping)
 {
     size_t pos = 0;
     while (pos < *len) {
@@ -317,7 +319,8 @@ int src_tcp_frames(struct sen_source *src, const char *peer, uint8_t *buf, size_
             if (i == avail)
                 break; /* the length is not complete yet */
             if (b[i] != ' ' || n > SRC_LINE_MAX) {
-                src_note(src, "%s: %s sent a bad octet count: connection closed", src->path, peer);
+                sen_src_note(src, "%s: %s sent a bad octet count: connection closed", src->path,
+                             peer);
                 return -1;
             }
             if (avail < i + 1 + n)
@@ -334,15 +337,15 @@ int src_tcp_frames(struct sen_source *src, const char *peer, uint8_t *buf, size_
         if (nl != NULL && (size_t)(nl - b) > SRC_LINE_MAX) {
             /* The buffer holds a few bytes more than a line (an octet
              * count's prefix): a line just over the cap can end in it. */
-            src_note(src, "%s: %s sent a line longer than %u bytes: skipped", src->path, peer,
-                     SRC_LINE_MAX);
+            sen_src_note(src, "%s: %s sent a line longer than %u bytes: skipped", src->path, peer,
+                         SRC_LINE_MAX);
             pos += (size_t)(nl - b) + 1;
             continue;
         }
         if (nl == NULL) {
             if (avail >= SRC_LINE_MAX) {
-                src_note(src, "%s: %s sent a line longer than %u bytes: skipped", src->path, peer,
-                         SRC_LINE_MAX);
+                sen_src_note(src, "%s: %s sent a line longer than %u bytes: skipped", src->path,
+                             peer, SRC_LINE_MAX);
                 *skipping = 1;
                 pos = *len;
             }
@@ -375,7 +378,7 @@ static void tcp_accept(struct sen_source *src, struct lines_state *s, struct tcp
         peers[i].fd = fd;
         return;
     }
-    src_note(src, "%s: more than %d syslog clients: one refused", src->path, TCP_MAX_PEERS);
+    sen_src_note(src, "%s: more than %d syslog clients: one refused", src->path, TCP_MAX_PEERS);
     close(fd);
 }
 
@@ -384,12 +387,12 @@ static void *tcp_thread(void *arg)
     struct src_worker *w = arg;
     struct sen_source *src = w->src;
     struct lines_state *s = src->kind_state;
-    int64_t next_tick = src_wall_us() + TICK_US;
+    int64_t next_tick = sen_src_wall_us() + TICK_US;
     struct tcp_peer *peers = calloc(TCP_MAX_PEERS, sizeof(*peers));
     struct pollfd *pf = calloc(TCP_MAX_PEERS + 2, sizeof(*pf));
     int idx[TCP_MAX_PEERS + 2];
     if (peers == NULL || pf == NULL) {
-        src_fail(src, KH_ENOMEM, "%s: out of memory", src->path);
+        sen_src_fail(src, KH_ENOMEM, "%s: out of memory", src->path);
         goto out;
     }
     for (int i = 0; i < TCP_MAX_PEERS; i++)
@@ -412,7 +415,8 @@ static void *tcp_thread(void *arg)
             struct tcp_peer *p = &peers[idx[k]];
             size_t room = SRC_TCP_BUF - p->len;
             if (room == 0) { /* cannot happen with the framing rules; never spin on it */
-                src_note(src, "%s: %s: frame buffer full: connection closed", src->path, p->addr);
+                sen_src_note(src, "%s: %s: frame buffer full: connection closed", src->path,
+                             p->addr);
                 peer_drop(p);
                 continue;
             }
@@ -424,12 +428,12 @@ static void *tcp_thread(void *arg)
                 if (p->len > 0 && !p->skipping && !(p->buf[0] >= '1' && p->buf[0] <= '9'))
                     deliver(src, p->addr, p->buf, p->len);
                 else if (p->len > 0 && !p->skipping)
-                    src_note(src, "%s: %s closed in the middle of a frame", src->path, p->addr);
+                    sen_src_note(src, "%s: %s closed in the middle of a frame", src->path, p->addr);
                 peer_drop(p);
                 continue;
             }
             p->len += (size_t)got;
-            if (src_tcp_frames(src, p->addr, p->buf, &p->len, &p->skipping) != 0)
+            if (sen_src_tcp_frames(src, p->addr, p->buf, &p->len, &p->skipping) != 0)
                 peer_drop(p);
         }
         maybe_tick(src, &next_tick);
@@ -445,7 +449,7 @@ out:
 
 /* ------------------------------------------------------------------------ */
 
-int src_lines_open(struct sen_source *src, char *err, size_t errlen)
+int sen_src_lines_open(struct sen_source *src, char *err, size_t errlen)
 {
     struct lines_state *s = calloc(1, sizeof(*s));
     int r = KH_ENOMEM;
@@ -459,8 +463,8 @@ int src_lines_open(struct sen_source *src, char *err, size_t errlen)
         r = file_open_at_start(src, s, err, errlen);
         src->kind_run = file_thread;
     } else {
-        r = src_bind(src->path, kind == SEN_SRC_SYSLOG_TCP ? SOCK_STREAM : SOCK_DGRAM, &s->fd, err,
-                     errlen);
+        r = sen_src_bind(src->path, kind == SEN_SRC_SYSLOG_TCP ? SOCK_STREAM : SOCK_DGRAM, &s->fd,
+                         err, errlen);
         src->kind_run = kind == SEN_SRC_SYSLOG_TCP ? tcp_thread : dgram_thread;
         if (r == KH_OK) {
             struct sockaddr_storage ss;

@@ -1,6 +1,6 @@
 /*
  * Fuzz target for the syslog-over-TCP framing (sensor/source_lines.c,
- * src_tcp_frames): RFC 6587 octet counting and newline framing from an
+ * sen_src_tcp_frames): RFC 6587 octet counting and newline framing from an
  * untrusted sender, fed in chunks the way recv() may cut them. The input's
  * bytes are the stream; each chunk's size comes from the previous chunk's
  * first byte, so the fuzzer explores the cuts too. Every delivered line must
@@ -50,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         chunk = (size_t)data[pos] * 37 + 1;
         len += n;
         pos += n;
-        if (src_tcp_frames(&src, "192.0.2.1", buf, &len, &skipping) != 0) {
+        if (sen_src_tcp_frames(&src, "192.0.2.1", buf, &len, &skipping) != 0) {
             len = 0;
             skipping = 0;
         }
