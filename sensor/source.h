@@ -75,6 +75,9 @@ int sen_source_wait(struct sen_source *src);
 void sen_source_stop(struct sen_source *src);
 void sen_source_stats(const struct sen_source *src, struct sen_source_stats *st);
 void sen_source_free(struct sen_source *src); /* stops and joins; NULL-safe */
+/* The port a listener (syslog, NetFlow) is bound to, useful with "addr:0";
+ * 0 for the other kinds. */
+int sen_source_local_port(const struct sen_source *src);
 
 /* Runs a pcap file through cb on the calling thread (worker 0), for tests
  * and `khien sensor run --read` (no thread). Same returns as open. */
