@@ -21,6 +21,8 @@
 #include <unistd.h>
 
 #include "../sensor/run.h"
+#include "../sensor/uplink.h"
+#include "spool.h"
 
 #define LISTS_MAX  256
 #define INPUTS_MAX 64
@@ -40,6 +42,7 @@ static void print_help(FILE *out)
         "       khien sensor compile --out STORE.kis [--list [FMT:]FILE]... [--allow "
         "[FMT:]FILE]...\n"
         "       khien sensor lookup [--list [FMT:]FILE]... [--allow [FMT:]FILE]... VALUE...\n"
+        "       khien sensor enroll --server URL --token TOKEN [--ca FILE] --state DIR\n"
         "\n"
         "Finds the agency machines that talk to malware distribution and command-and-\n"
         "control servers: every DNS question and answer, TLS and QUIC server name, JA3\n"
@@ -83,6 +86,11 @@ static void print_help(FILE *out)
         "  -n, --networks FILE      Address ranges per agency, lines 'CIDR AGENCY_ID [CODE]'\n"
         "                           (the server sends them when the sensor is enrolled).\n"
         "      --name NAME          This sensor's name in hits (default: the host name).\n"
+        "  -s, --state DIR          Send hits to the Khiên server this sensor was enrolled\n"
+        "                           with ('khien sensor enroll --state DIR'), through an\n"
+        "                           on-disk spool (nothing is lost while the server is\n"
+        "                           down), and take the province's indicator lists and\n"
+        "                           agency address ranges from it.\n"
         "      --stats              Print counters as JSON on standard error at the end\n"
         "                           (and every minute for live inputs).\n"
         "  -h, --help               Show this help and exit.\n"
@@ -104,6 +112,8 @@ struct options {
     const char *name;
     const char *out_store;
     const char *bpf;
+    const char *state;
+    const char *server, *token, *ca;
     unsigned window;
     unsigned fanout;
     int afpacket;
@@ -165,6 +175,9 @@ enum {
     OPT_ALLOW_PRIVATE,
     OPT_NAME,
     OPT_STATS,
+    OPT_SERVER,
+    OPT_TOKEN,
+    OPT_CA,
 };
 
 static int parse_options(int argc, char **argv, struct options *o)
@@ -189,6 +202,10 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"networks", required_argument, NULL, 'n'},
         {"name", required_argument, NULL, OPT_NAME},
         {"stats", no_argument, NULL, OPT_STATS},
+        {"state", required_argument, NULL, 's'},
+        {"server", required_argument, NULL, OPT_SERVER},
+        {"token", required_argument, NULL, OPT_TOKEN},
+        {"ca", required_argument, NULL, OPT_CA},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -196,7 +213,7 @@ static int parse_options(int argc, char **argv, struct options *o)
     int c, fmt;
     const char *path;
     uint64_t v;
-    while ((c = getopt_long(argc, argv, "r:i:f:l:L:A:o:w:n:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "r:i:f:l:L:A:o:w:n:s:h", opts, NULL)) != -1) {
         switch (c) {
         case 'r':
             if (add_input(o, SEN_SRC_PCAP_FILE, optarg, 0) != 0)
@@ -267,6 +284,18 @@ static int parse_options(int argc, char **argv, struct options *o)
             break;
         case OPT_STATS:
             o->stats = 1;
+            break;
+        case 's':
+            o->state = optarg;
+            break;
+        case OPT_SERVER:
+            o->server = optarg;
+            break;
+        case OPT_TOKEN:
+            o->token = optarg;
+            break;
+        case OPT_CA:
+            o->ca = optarg;
             break;
         case 'h':
             print_help(stdout);
@@ -342,8 +371,62 @@ static int load_networks(const char *path, struct sen_agencies **out)
     return 0;
 }
 
+/* What the uplink's callbacks need: they run on the uplink's thread while
+ * the inputs run on theirs. */
+struct uplink_ctx {
+    const struct options *o;
+    struct ioc_slot *slot;
+    struct sen_run *run;
+};
+
+static void on_server_indicators(void *ctx, const char *ioc_path, int64_t version)
+{
+    struct uplink_ctx *u = ctx;
+    uint8_t *text = NULL;
+    size_t len = 0;
+    if (khx_read_file(ioc_path, 1u << 30, &text, &len) != KH_OK) {
+        cli_errorf("indicator list %lld from the server: cannot read %s", (long long)version,
+                   ioc_path);
+        return;
+    }
+    struct sen_compile_opts co = {.lists = u->o->lists,
+                                  .nlists = u->o->nlists,
+                                  .allow = u->o->allow,
+                                  .nallow = u->o->nallow,
+                                  .extra_text = (const char *)text,
+                                  .extra_len = len,
+                                  .allow_private = u->o->allow_private};
+    struct ioc_store *store = NULL;
+    char err[512] = "";
+    const char *tmp = getenv("TMPDIR");
+    int r = sen_load_store(&co, tmp ? tmp : "/tmp", &store, err, sizeof(err));
+    free(text);
+    if (r != KH_OK) {
+        cli_errorf("indicator list %lld from the server: %s", (long long)version, err);
+        return;
+    }
+    ioc_slot_swap(u->slot, store);
+    fprintf(stderr, "%s: indicator list %lld from the server in use\n", cli_progname,
+            (long long)version);
+}
+
+static void on_server_networks(void *ctx, json_t *networks)
+{
+    struct uplink_ctx *u = ctx;
+    struct sen_agencies *a = NULL;
+    char err[256] = "";
+    if (sen_agencies_from_json(networks, &a, err, sizeof(err)) != KH_OK) {
+        cli_errorf("agency address ranges from the server: %s", err);
+        return;
+    }
+    sen_detect_set_agencies(sen_run_shared(u->run), a);
+}
+
 static int sensor_run(int argc, char **argv)
 {
+    struct spool *spool = NULL;
+    struct sen_uplink *uplink = NULL;
+    struct uplink_ctx uctx;
     struct options *o = calloc(1, sizeof(*o));
     struct ioc_slot *slot = NULL;
     struct ioc_store *store = NULL;
@@ -407,6 +490,18 @@ static int sensor_run(int argc, char **argv)
         cli_errorf("%s", err[0] ? err : kh_strerror(r));
         goto out;
     }
+    if (o->state != NULL) {
+        uctx = (struct uplink_ctx){.o = o, .slot = slot, .run = run};
+        struct sen_uplink_opts uo = {.state_dir = o->state,
+                                     .spool = spool,
+                                     .ctx = &uctx,
+                                     .on_indicators = on_server_indicators,
+                                     .on_networks = on_server_networks};
+        if ((r = sen_uplink_start(&uo, &uplink, err, sizeof(err))) != KH_OK) {
+            cli_errorf("%s: %s", o->state, err[0] ? err : kh_strerror(r));
+            stop_requested = 1;
+        }
+    }
     r = sen_run_wait(run);
     struct sen_output_stats os;
     sen_output_stats(out, &os);
@@ -419,8 +514,12 @@ static int sensor_run(int argc, char **argv)
         files_only &= o->inputs[i].src.kind == SEN_SRC_PCAP_FILE || o->no_follow;
     rc = files_only && os.matches > 0 ? CLI_EXIT_FOUND : CLI_EXIT_OK;
 out:
+    /* The uplink goes first (its callbacks use the run), and sends what the
+     * output flushes into the spool on its next start if not now. */
+    sen_uplink_free(uplink);
     sen_run_free(run);
     sen_output_free(out);
+    spool_close(spool);
     if (jsonl != NULL && jsonl != stdout)
         fclose(jsonl);
     else if (jsonl == stdout)
@@ -564,6 +663,35 @@ out:
     return rc;
 }
 
+static int sensor_enroll(int argc, char **argv)
+{
+    struct options *o = calloc(1, sizeof(*o));
+    int rc = CLI_EXIT_ERROR;
+    if (o == NULL)
+        return rc;
+    int p = parse_options(argc, argv, o);
+    if (p != 0) {
+        rc = p > 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
+        goto out;
+    }
+    if (o->server == NULL || o->token == NULL || o->state == NULL) {
+        cli_errorf("usage: khien sensor enroll --server URL --token TOKEN [--ca FILE] --state DIR");
+        goto out;
+    }
+    char err[512] = "";
+    int r = sen_uplink_enroll(o->state, o->server, o->token, o->ca, err, sizeof(err));
+    if (r != KH_OK) {
+        cli_errorf("%s", err[0] ? err : kh_strerror(r));
+        goto out;
+    }
+    printf("enrolled: state in %s; start with 'khien sensor run --state %s ...'\n", o->state,
+           o->state);
+    rc = CLI_EXIT_OK;
+out:
+    free(o);
+    return rc;
+}
+
 int cmd_sensor(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
@@ -581,6 +709,8 @@ int cmd_sensor(int argc, char **argv)
         return sensor_compile(argc - 1, argv + 1);
     if (strcmp(sub, "lookup") == 0)
         return sensor_lookup(argc - 1, argv + 1);
-    cli_errorf("unknown subcommand '%s': run, compile or lookup (see --help)", sub);
+    if (strcmp(sub, "enroll") == 0)
+        return sensor_enroll(argc - 1, argv + 1);
+    cli_errorf("unknown subcommand '%s': run, compile, lookup or enroll (see --help)", sub);
     return CLI_EXIT_ERROR;
 }
