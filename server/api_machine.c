@@ -57,15 +57,14 @@ static json_t *machine_item(struct srv_req *r, struct store_stmt *st, int64_t no
     int retired = store_col_int(st, 12) != 0;
     int online = !retired && last_seen > 0 && last_seen >= now - (int64_t)r->srv->cfg.offline_after;
 
-    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:b, s:I, s:b, s:b, s:I, s:o}", "id",
-                     srv_col_string(st, 0), "hostname", srv_col_string(st, 1), "agency",
-                     srv_col_agency(st, 2), "os", srv_col_string(st, 5), "ips",
-                     srv_words_json(store_col_text(st, 6)), "agent_version", srv_col_string(st, 7),
-                     "db_version", (json_int_t)store_col_int(st, 8), "db_age_days",
-                     srv_age_days(now, store_col_int(st, 9)), "rtp", store_col_int(st, 10) != 0,
-                     "last_seen", (json_int_t)last_seen, "online", online, "retired", retired,
-                     "open_detections", (json_int_t)store_col_int(st, 13), "role",
-                     srv_col_string(st, 14));
+    return json_pack(
+        "{s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:b, s:I, s:b, s:b, s:I, s:o}", "id",
+        srv_col_string(st, 0), "hostname", srv_col_string(st, 1), "agency", srv_col_agency(st, 2),
+        "os", srv_col_string(st, 5), "ips", srv_words_json(store_col_text(st, 6)), "agent_version",
+        srv_col_string(st, 7), "db_version", (json_int_t)store_col_int(st, 8), "db_age_days",
+        srv_age_days(now, store_col_int(st, 9)), "rtp", store_col_int(st, 10) != 0, "last_seen",
+        (json_int_t)last_seen, "online", online, "retired", retired, "open_detections",
+        (json_int_t)store_col_int(st, 13), "role", srv_col_string(st, 14));
 }
 
 /* Reads and checks ?q=, ?agency= and ?status=. Replies and returns -1 on a

@@ -521,7 +521,8 @@ static int insert_event(struct store_db *db, struct store_stmt *st, const char *
         /* A network sensor's (or an agent's) connection to a known C&C
          * address or name: c2.c files it under the agency that owns the
          * internal host's address. */
-        if (strcmp(type, "c2_hit") == 0 && (r = c2_store_hit(db, machine_id, agency_id, ev, now)) < 0)
+        if (strcmp(type, "c2_hit") == 0 &&
+            (r = c2_store_hit(db, machine_id, agency_id, ev, now)) < 0)
             goto out;
     }
     r = 0;

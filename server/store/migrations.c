@@ -401,11 +401,7 @@ static const char migration_5[] =
     "ALTER TABLE machines ADD COLUMN role TEXT NOT NULL DEFAULT 'agent';\n";
 
 static const char *const migrations[] = {
-    migration_1,
-    migration_2,
-    migration_3,
-    migration_4,
-    migration_5,
+    migration_1, migration_2, migration_3, migration_4, migration_5,
 };
 
 int store_migration_count(void)
