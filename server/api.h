@@ -68,6 +68,13 @@ int api_sources_delete(struct srv_req *r);  /* DELETE /api/v1/signatures/sources
 int api_bundles_publish(struct srv_req *r); /* POST /api/v1/signatures/publish */
 int api_bundles_list(struct srv_req *r);    /* GET  /api/v1/signatures/versions */
 
+/* api_c2.c: agency address ranges and the network sensor's C&C hits. */
+int api_agency_networks_get(struct srv_req *r); /* GET  /api/v1/agencies/{id}/networks */
+int api_agency_networks_put(struct srv_req *r); /* PUT  /api/v1/agencies/{id}/networks */
+int api_networks_list(struct srv_req *r);       /* GET  /api/v1/networks (administrators) */
+int api_c2_hits_list(struct srv_req *r);        /* GET  /api/v1/c2-hits */
+int api_c2_hits_summary(struct srv_req *r);     /* GET  /api/v1/c2-hits/summary */
+
 /* static.c: the dashboard's files (web/), compiled into the binary. */
 int api_static(struct srv_req *r); /* GET  anything not under /api/ */
 

@@ -15,6 +15,7 @@
 #include "api.h"
 #include "auth.h"
 #include "bundle.h"
+#include "c2.h"
 #include "khx.h"
 #include "ingest.h"
 #include "query.h"
@@ -489,6 +490,11 @@ static int checkin_validate(struct srv_req *r, json_t *body)
         if (v != NULL && !json_is_null(v) && (!json_is_integer(v) || json_integer_value(v) < 0))
             return bad_field(r, checkin_counts[i], "must be a non-negative integer");
     }
+    const json_t *role = json_object_get(body, "role");
+    if (role != NULL && !json_is_null(role) &&
+        (!json_is_string(role) || (strcmp(json_string_value(role), "agent") != 0 &&
+                                   strcmp(json_string_value(role), "sensor") != 0)))
+        return bad_field(r, "role", "must be \"agent\" or \"sensor\"");
     const json_t *cpu = json_object_get(body, "cpu");
     if (cpu != NULL && !json_is_null(cpu) && clean_string(cpu, 255) == NULL)
         return bad_field(r, "cpu", "must be a string of at most 255 bytes");
@@ -498,7 +504,7 @@ static int checkin_validate(struct srv_req *r, json_t *body)
     return 0;
 }
 
-/* Binds $2..$16 of the check-in UPDATE. Returns 0, or -1 after replying. */
+/* Binds $2..$17 of the check-in UPDATE. Returns 0, or -1 after replying. */
 static int checkin_bind(struct srv_req *r, struct store_stmt *st, json_t *body, const char *ips,
                         const char *macs, const char *inventory)
 {
@@ -527,7 +533,8 @@ static int checkin_bind(struct srv_req *r, struct store_stmt *st, json_t *body, 
     }
     if ((rc = store_bind_text(st, idx++, ips)) < 0 || (rc = store_bind_text(st, idx++, macs)) < 0 ||
         (rc = store_bind_text(st, idx++, inventory)) < 0 ||
-        (rc = store_bind_int(st, idx++, srv_now())) < 0)
+        (rc = store_bind_int(st, idx++, srv_now())) < 0 ||
+        (rc = store_bind_text(st, idx++, json_string_value(json_object_get(body, "role")))) < 0)
         return bad_store(r, rc);
     return 0;
 }
@@ -594,8 +601,8 @@ int api_agent_checkin(struct srv_req *r)
                             "db_time = COALESCE($9, db_time), last_full_scan = COALESCE($10, "
                             "last_full_scan), rtp = COALESCE($11, rtp), firewall = COALESCE($12, "
                             "firewall), ips = COALESCE($13, ips), macs = COALESCE($14, macs), "
-                            "inventory = $15, last_seen = $16 WHERE id = $1 AND retired = 0 "
-                            "RETURNING agency_id",
+                            "inventory = $15, last_seen = $16, role = COALESCE($17, role) "
+                            "WHERE id = $1 AND retired = 0 RETURNING agency_id, role",
                             &st)) < 0 ||
         (rc = store_bind_text(st, 1, r->who.machine_id)) < 0) {
         srv_reply_store_error(r, rc);
@@ -615,6 +622,8 @@ int api_agent_checkin(struct srv_req *r)
         goto out;
     }
     int64_t agency_id = store_col_int(st, 0);
+    const char *role = store_col_text(st, 1);
+    int sensor = role != NULL && strcmp(role, "sensor") == 0;
     store_finalize(st);
     st = NULL;
     int64_t pending = 0;
@@ -636,6 +645,19 @@ int api_agent_checkin(struct srv_req *r)
     if (reply != NULL && checkin_policy(r, agency_id, reply) != 0) {
         srv_reply_error(r, 500, "internal", "out of memory");
         goto out;
+    }
+    /* A network sensor files each hit under an agency by the address of the
+     * internal host, so it is given every range of the province (c2.c). */
+    if (reply != NULL && sensor) {
+        json_t *networks = NULL;
+        if ((rc = c2_networks_for_sensor(r->db, &networks)) < 0) {
+            srv_reply_store_error(r, rc);
+            goto out;
+        }
+        if (json_object_set_new(reply, "networks", networks) != 0) {
+            srv_reply_error(r, 500, "internal", "out of memory");
+            goto out;
+        }
     }
     srv_reply_json(r, 200, reply); /* a NULL reply becomes a 500 */
     reply = NULL;

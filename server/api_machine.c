@@ -23,7 +23,7 @@
 /* The columns machine_item() reads, in order. */
 #define MACHINE_COLS                                                                               \
     "m.id, m.hostname, m.agency_id, a.code, a.name, m.os, m.ips, m.agent_version,"                 \
-    " m.db_version, m.db_time, m.rtp, m.last_seen, m.retired, m.open_detections"
+    " m.db_version, m.db_time, m.rtp, m.last_seen, m.retired, m.open_detections, m.role"
 
 static const struct srv_sort machine_sorts[] = {
     {"hostname", "m.hostname ASC, m.id ASC", "m.hostname DESC, m.id DESC", 0},
@@ -57,14 +57,14 @@ static json_t *machine_item(struct srv_req *r, struct store_stmt *st, int64_t no
     int retired = store_col_int(st, 12) != 0;
     int online = !retired && last_seen > 0 && last_seen >= now - (int64_t)r->srv->cfg.offline_after;
 
-    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:b, s:I, s:b, s:b, s:I}", "id",
-                     srv_col_string(st, 0), "hostname", srv_col_string(st, 1), "agency",
-                     srv_col_agency(st, 2), "os", srv_col_string(st, 5), "ips",
-                     srv_words_json(store_col_text(st, 6)), "agent_version", srv_col_string(st, 7),
-                     "db_version", (json_int_t)store_col_int(st, 8), "db_age_days",
-                     srv_age_days(now, store_col_int(st, 9)), "rtp", store_col_int(st, 10) != 0,
-                     "last_seen", (json_int_t)last_seen, "online", online, "retired", retired,
-                     "open_detections", (json_int_t)store_col_int(st, 13));
+    return json_pack(
+        "{s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:b, s:I, s:b, s:b, s:I, s:o}", "id",
+        srv_col_string(st, 0), "hostname", srv_col_string(st, 1), "agency", srv_col_agency(st, 2),
+        "os", srv_col_string(st, 5), "ips", srv_words_json(store_col_text(st, 6)), "agent_version",
+        srv_col_string(st, 7), "db_version", (json_int_t)store_col_int(st, 8), "db_age_days",
+        srv_age_days(now, store_col_int(st, 9)), "rtp", store_col_int(st, 10) != 0, "last_seen",
+        (json_int_t)last_seen, "online", online, "retired", retired, "open_detections",
+        (json_int_t)store_col_int(st, 13), "role", srv_col_string(st, 14));
 }
 
 /* Reads and checks ?q=, ?agency= and ?status=. Replies and returns -1 on a
@@ -330,15 +330,15 @@ int api_machines_get(struct srv_req *r)
         srv_reply_error(r, 500, "internal", "out of memory");
         goto out;
     }
-    json_object_set_new(m, "kernel", srv_col_string(st, 14));
-    json_object_set_new(m, "arch", srv_col_string(st, 15));
-    json_object_set_new(m, "macs", srv_words_json(store_col_text(st, 16)));
-    json_object_set_new(m, "firewall", json_boolean(store_col_int(st, 17) != 0));
-    json_object_set_new(m, "last_full_scan", json_integer(store_col_int(st, 18)));
-    json_object_set_new(m, "enrolled_at", json_integer(store_col_int(st, 19)));
-    json_object_set_new(m, "cert_serial", srv_col_string(st, 20));
+    json_object_set_new(m, "kernel", srv_col_string(st, 15));
+    json_object_set_new(m, "arch", srv_col_string(st, 16));
+    json_object_set_new(m, "macs", srv_words_json(store_col_text(st, 17)));
+    json_object_set_new(m, "firewall", json_boolean(store_col_int(st, 18) != 0));
+    json_object_set_new(m, "last_full_scan", json_integer(store_col_int(st, 19)));
+    json_object_set_new(m, "enrolled_at", json_integer(store_col_int(st, 20)));
+    json_object_set_new(m, "cert_serial", srv_col_string(st, 21));
     json_object_set_new(m, "db_time", json_integer(store_col_int(st, 9)));
-    json_object_set_new(m, "inventory", srv_col_json(st, 21, "{}"));
+    json_object_set_new(m, "inventory", srv_col_json(st, 22, "{}"));
     store_finalize(st);
     st = NULL;
     if ((rc = machine_events(r, id, m)) != 0) {

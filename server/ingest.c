@@ -12,6 +12,8 @@
  */
 #include "ingest.h"
 
+#include "c2.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,6 +163,8 @@ int srv_ingest_validate_event(const json_t *ev, char *msg, size_t msglen)
         return fail(msg, msglen, "event: larger than 16384 bytes of JSON");
     if (strcmp(json_string_value(json_object_get(ev, "type")), "detection") == 0)
         return validate_detection(ev, msg, msglen);
+    if (strcmp(json_string_value(json_object_get(ev, "type")), "c2_hit") == 0)
+        return c2_validate_hit(ev, msg, msglen);
     return 0;
 }
 
@@ -513,6 +517,12 @@ static int insert_event(struct store_db *db, struct store_stmt *st, const char *
         *inserted = 1;
         if (strcmp(type, "detection") == 0 &&
             (r = insert_detection(db, machine_id, agency_id, ev, now, t)) < 0)
+            goto out;
+        /* A network sensor's (or an agent's) connection to a known C&C
+         * address or name: c2.c files it under the agency that owns the
+         * internal host's address. */
+        if (strcmp(type, "c2_hit") == 0 &&
+            (r = c2_store_hit(db, machine_id, agency_id, ev, now)) < 0)
             goto out;
     }
     r = 0;

@@ -10,7 +10,9 @@
  *     2000-01-01 and 2100-01-01); any further fields are kept as the event's
  *     data. A "detection" also needs "signature" and may carry "path",
  *     "sha256", "md5", "size" and "action" (reported|quarantined|blocked|
- *     deleted, default reported);
+ *     deleted, default reported). A "c2_hit" (a connection to a known
+ *     command-and-control address or name, sensor/output.h) is checked
+ *     and stored by c2.c (docs/api/sensor.md);
  *   - an id already stored changes nothing and counts as a duplicate, so a
  *     sender that did not see the answer retries the same batch safely;
  *   - an invalid event is reported by index and does not stop the others;

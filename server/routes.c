@@ -69,6 +69,14 @@ const struct srv_route srv_routes[] = {
     {"GET", "/api/v1/agencies/{}/policy", U, api_agency_policy_get},
     {"PUT", "/api/v1/agencies/{}/policy", W, api_agency_policy_put},
     {"DELETE", "/api/v1/agencies/{}/policy", W, api_agency_policy_delete},
+
+    /* The network sensor: agencies' address ranges and C&C hits (appended
+     * for the same reason). */
+    {"GET", "/api/v1/agencies/{}/networks", U, api_agency_networks_get},
+    {"PUT", "/api/v1/agencies/{}/networks", W, api_agency_networks_put},
+    {"GET", "/api/v1/networks", U | SRV_ADMIN, api_networks_list},
+    {"GET", "/api/v1/c2-hits", U, api_c2_hits_list},
+    {"GET", "/api/v1/c2-hits/summary", U, api_c2_hits_summary},
 };
 
 const size_t srv_nroutes = sizeof(srv_routes) / sizeof(srv_routes[0]);

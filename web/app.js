@@ -20,6 +20,7 @@ import * as signatures from './pages/signatures.js';
 import * as users from './pages/users.js';
 import * as audit from './pages/audit.js';
 import * as account from './pages/account.js';
+import * as c2 from './pages/c2.js';
 
 const routes = [
     { path: '/login', page: login, public: true },
@@ -28,6 +29,7 @@ const routes = [
     { path: '/machines/:id', page: machine },
     { path: '/detections', page: detections },
     { path: '/detections/:id', page: detection },
+    { path: '/c2', page: c2 },
     { path: '/agencies', page: agencies },
     { path: '/agencies/:id', page: agency },
     { path: '/signatures', page: signatures },
@@ -40,6 +42,7 @@ const nav = [
     { path: '/', key: 'nav_overview' },
     { path: '/machines', key: 'nav_machines' },
     { path: '/detections', key: 'nav_detections' },
+    { path: '/c2', key: 'nav_c2' },
     { path: '/agencies', key: 'nav_agencies' },
     { path: '/signatures', key: 'nav_signatures' },
     { path: '/users', key: 'nav_users', admin: true },

@@ -337,11 +337,71 @@ static const char migration_4[] = "CREATE TABLE agency_policies ("
                                   " updated_at @BIGINT@ NOT NULL,"
                                   " updated_by @BIGINT@ REFERENCES users(id));\n";
 
+/* The network sensor (issue 6; server/c2.c, api_c2.c).
+ *
+ *   agency_networks  the address ranges of each agency: the CIDR in its
+ *                    normalised text (unique), the family (4 or 6), the
+ *                    prefix length and the first and last address as
+ *                    big-endian bytes (4 or 16), which both backends
+ *                    compare byte by byte, so that the ranges holding an
+ *                    address are found on the (family, first_addr) index
+ *                    and the longest one names the agency of a hit.
+ *   c2_hits          what sensors (and agents) report as "c2_hit" events:
+ *                    one row per (machine, event id), filed under the
+ *                    agency derived on the server from agency_networks.
+ *                    seen_in is the event's "where" (a reserved word in
+ *                    SQL); sources the indicator's sources as JSON;
+ *                    hit_count the matches within the sensor's window.
+ *                    Indexed for the dashboard's list (newest last_seen
+ *                    first, per agency or the whole province) and its
+ *                    per-agency summary.
+ *   machines.role    "agent" or "sensor", from the machine's check-in. */
+static const char migration_5[] =
+    "CREATE TABLE agency_networks ("
+    " id @PK@,"
+    " agency_id @BIGINT@ NOT NULL REFERENCES agencies(id),"
+    " cidr TEXT NOT NULL UNIQUE,"
+    " family INTEGER NOT NULL,"
+    " prefix_len INTEGER NOT NULL,"
+    " first_addr @BLOB@ NOT NULL,"
+    " last_addr @BLOB@ NOT NULL,"
+    " note TEXT NOT NULL DEFAULT '',"
+    " created_at @BIGINT@ NOT NULL);\n"
+    "CREATE INDEX agency_networks_range ON agency_networks(family, first_addr);\n"
+    "CREATE INDEX agency_networks_agency ON agency_networks(agency_id);\n"
+
+    "CREATE TABLE c2_hits ("
+    " id @PK@,"
+    " event_id TEXT NOT NULL,"
+    " machine_id TEXT NOT NULL REFERENCES machines(id),"
+    " agency_id @BIGINT@ NOT NULL REFERENCES agencies(id),"
+    " host TEXT NOT NULL,"
+    " indicator TEXT NOT NULL,"
+    " kind TEXT NOT NULL,"
+    " category TEXT NOT NULL DEFAULT '',"
+    " sources TEXT NOT NULL DEFAULT '[]',"
+    " seen_in TEXT NOT NULL,"
+    " observed TEXT NOT NULL DEFAULT '',"
+    " proto TEXT NOT NULL DEFAULT '',"
+    " src_ip TEXT NOT NULL DEFAULT '',"
+    " src_port @BIGINT@ NOT NULL DEFAULT 0,"
+    " dest_ip TEXT NOT NULL DEFAULT '',"
+    " dest_port @BIGINT@ NOT NULL DEFAULT 0,"
+    " hit_count @BIGINT@ NOT NULL,"
+    " first_seen @BIGINT@ NOT NULL,"
+    " last_seen @BIGINT@ NOT NULL,"
+    " evidence TEXT NOT NULL DEFAULT '',"
+    " input TEXT NOT NULL DEFAULT '',"
+    " sensor TEXT NOT NULL DEFAULT '',"
+    " received_at @BIGINT@ NOT NULL,"
+    " UNIQUE (machine_id, event_id));\n"
+    "CREATE INDEX c2_hits_time ON c2_hits(last_seen, id);\n"
+    "CREATE INDEX c2_hits_agency ON c2_hits(agency_id, last_seen);\n"
+
+    "ALTER TABLE machines ADD COLUMN role TEXT NOT NULL DEFAULT 'agent';\n";
+
 static const char *const migrations[] = {
-    migration_1,
-    migration_2,
-    migration_3,
-    migration_4,
+    migration_1, migration_2, migration_3, migration_4, migration_5,
 };
 
 int store_migration_count(void)

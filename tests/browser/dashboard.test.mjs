@@ -52,6 +52,7 @@ const B_HOST = env('KHIEN_B_HOSTNAME');
 const B_MACHINE = env('KHIEN_B_MACHINE');
 const XSS_PATH = process.env.KHIEN_XSS_PATH || '';
 const ARTIFACTS = process.env.KHIEN_ARTIFACTS || '';
+const C2_INDICATOR = process.env.KHIEN_C2_INDICATOR || '';
 const STEP_MS = 15000;
 
 let passed = 0;
@@ -195,6 +196,18 @@ try {
         await tid(page, 'task-scan').click();
         await tid(page, 'tasks-table').locator('[data-kind=scan]').first().waitFor();
     });
+
+    if (C2_INDICATOR) {
+        await step('the C&C page lists the reported hit under its agency, and its range on the agency page', page, async () => {
+            await tid(page, 'nav-c2').click();
+            await tid(page, 'c2-agency-row').first().waitFor();
+            const row = tid(page, 'c2-hit-row').filter({ hasText: C2_INDICATOR }).first();
+            await row.waitFor();
+            expect((await row.innerText()).includes('10.9.8.7'), 'the hit row does not show the host 10.9.8.7');
+            await page.goto(BASE + '/agencies/' + AGENCY_A);
+            await tid(page, 'network-row').filter({ hasText: '10.9.8.0/24' }).first().waitFor();
+        });
+    }
 
     if (XSS_PATH) {
         await step('markup in API data is shown as text, never run', page, async () => {

@@ -281,7 +281,27 @@ must "pc-a1 reports a detection" detect pc-a1 "ev-a1-$RANDOM$RANDOM" "$family-90
 must "pc-a2 reports a detection with markup in its path" \
 	detect pc-a2 "ev-a2-$RANDOM$RANDOM" "Html.Exploit.Khientest-17-0" "$xss_path"
 must "pc-b1 reports a detection" detect pc-b1 "ev-b1-$RANDOM$RANDOM" "$family-9002-0" 'C:\Users\b\x.exe'
-echo "seeded: agencies $agency_a and $agency_b, three machines, three detections"
+
+# The network sensor's side (issue 6): agency A's address range, then a C&C
+# hit that pc-a1 reports through the ordinary event batch (an agent may send
+# c2_hit too), which the server files under A by that range.
+admin_put() { # admin_put PATH JSON
+	call -b "$tmp/cookies" -H "X-CSRF-Token: $csrf" -H 'Content-Type: application/json' \
+		--data-binary "$2" PUT "$api$1"
+	ok2xx
+}
+c2_indicator="c2.khientest.example"
+c2_hit() {
+	agent_post pc-a1 /agent/events "$(jq -nc --arg id "c2-$RANDOM$RANDOM" --arg v "$c2_indicator" \
+		--argjson now "$(date +%s)" '{events:[{id:$id, type:"c2_hit", at:$now, first_seen:$now,
+		last_seen:$now, count:2, host:"10.9.8.7", where:"dns.query", observed:("a." + $v),
+		indicator:{kind:"domain", value:$v, sources:[{source:"maltrail", category:"c2"}]},
+		category:"c2", proto:"udp", src_ip:"10.9.8.7", src_port:40000, dest_ip:"10.9.8.1",
+		dest_port:53}]}')" && [ "$(jbody .accepted)" = 1 ]
+}
+must "agency A's address range is set" admin_put "/agencies/$agency_a/networks" '{"networks":["10.9.8.0/24"]}'
+must "pc-a1 reports a C&C hit" c2_hit
+echo "seeded: agencies $agency_a and $agency_b, three machines, three detections, one C&C hit"
 
 # ---------------------------------------------------------------------------
 # The browser.
@@ -292,7 +312,7 @@ export KHIEN_OFFICER_USER=officer-a KHIEN_OFFICER_PASSWORD="$officer_password"
 export KHIEN_AUDITOR_USER=auditor KHIEN_AUDITOR_PASSWORD="$auditor_password"
 export KHIEN_ENROLLED=3 KHIEN_FAMILY="$family" KHIEN_AGENCY_A="$agency_a"
 export KHIEN_A_HOSTNAME=pc-a1 KHIEN_B_HOSTNAME=pc-b1 KHIEN_B_MACHINE="$(cat "$tmp/pc-b1.id")"
-export KHIEN_XSS_PATH="$xss_path" CHROMIUM="$chromium"
+export KHIEN_XSS_PATH="$xss_path" CHROMIUM="$chromium" KHIEN_C2_INDICATOR="$c2_indicator"
 # Chromium wants a writable home for its profile and crash folders.
 export HOME="$tmp/home" XDG_CONFIG_HOME="$tmp/home/.config" XDG_CACHE_HOME="$tmp/home/.cache"
 mkdir -p "$HOME"

@@ -1,5 +1,6 @@
 // One agency: its numbers, its place in the tree, editing (administrators),
-// its agents' protection policy (agency_policy.js), and its enrollment
+// its agents' protection policy (agency_policy.js), its address ranges
+// (agency_networks.js), and its enrollment
 // tokens. A new token is shown exactly once, with the copy-paste command the
 // server builds for it (the API's `command` field); the list afterwards
 // shows only the token's first characters.
@@ -29,6 +30,7 @@ import { reload } from '../router.js';
 import { loadAgencies, agencyOptions, formError } from '../common.js';
 import { KINDS, kindLabel } from './agencies.js';
 import { policyPanel } from './agency_policy.js';
+import { networksPanel } from './agency_networks.js';
 
 function tokenState(k) {
     const now = Date.now() / 1000;
@@ -367,6 +369,7 @@ export async function render(el, ctx) {
                 editForm(a, list),
             ),
             policyPanel(a, list),
+            networksPanel(a),
             tokensPanel(a),
         ),
     );

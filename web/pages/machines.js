@@ -2,7 +2,7 @@
 // by agency (with the agencies below it) and by status, sort by column.
 // Paging, filtering and sorting are the server's (GET /machines).
 
-import { h, str, fmtAgo, fmtTime, fmtNumber } from '../dom.js';
+import { h, str, fmtAgo, fmtTime, fmtNumber, badge } from '../dom.js';
 import { t } from '../i18n.js';
 import { api } from '../api.js';
 import { listView } from '../list.js';
@@ -43,12 +43,15 @@ export async function render(el, ctx) {
                 key: 'hostname',
                 label: t('hostname'),
                 sort: 'hostname',
-                render: (m) =>
+                // A network sensor is enrolled like an agent; the list says which it is.
+                render: (m) => [
                     h(
                         'a',
                         { href: '/machines/' + encodeURIComponent(str(m.id)), testid: 'machine-link' },
                         str(m.hostname) || str(m.id),
                     ),
+                    m.role === 'sensor' ? [' ', badge('muted', t('role_sensor'), 'machine-sensor')] : null,
+                ],
             },
             { key: 'agency', label: t('agency'), sort: 'agency', render: agencyLink },
             { key: 'ips', label: t('ip'), class: 'mono nowrap', render: ipsOf },
