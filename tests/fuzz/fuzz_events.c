@@ -91,7 +91,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (report != NULL && srv_ingest_events(db, MACHINE, events, 1800000000, report) == 0)
             check_report(events, report);
         json_decref(report);
-        store_exec(db, "DELETE FROM detections; DELETE FROM events;");
+        store_exec(db, "DELETE FROM c2_hits; DELETE FROM detections; DELETE FROM events;");
     }
 out:
     json_decref(doc);
