@@ -31,7 +31,8 @@ struct ioc_builder;
 
 struct ioc_build_opts {
     int allow_private;     /* keep indicators inside private/bogon ranges (default: drop them) */
-    size_t max_indicators; /* 0 = 50 million */
+    size_t max_indicators; /* records accepted by ioc_builder_add, duplicates
+                              included (they merge at write time); 0 = 50 million */
 };
 
 struct ioc_build_stats {
