@@ -224,9 +224,9 @@ static void finish_group(struct pstate *ps, struct cmp *c, size_t nc)
     }
     char v[IOC_VALUE_MAX + 16];
     if (port != NULL && strchr(addr, ':') != NULL)
-        snprintf(v, sizeof(v), "[%s]:%s", addr, port);
+        snprintf(v, sizeof(v), "[%.1000s]:%.7s", addr, port);
     else if (port != NULL)
-        snprintf(v, sizeof(v), "%s:%s", addr, port);
+        snprintf(v, sizeof(v), "%.1000s:%.7s", addr, port);
     else
         snprintf(v, sizeof(v), "%s", addr);
     add_item(ps, -1, v);

@@ -65,9 +65,13 @@ static size_t undefang(const char *s, size_t n, char *out)
         if (s[i] == '[' || s[i] == '(' || s[i] == '{' || s[i] == 'h' || s[i] == 'H') {
             for (size_t k = 0; k < KHX_ARRAY_LEN(subst); k++) {
                 size_t fl = strlen(subst[k].from), tl = strlen(subst[k].to);
-                /* hxxp only counts as a scheme at the very start. */
-                if (subst[k].from[0] == 'h' && i != 0)
-                    continue;
+                /* hxxp only counts as a scheme at the very start, before
+                 * ':' or a defanged "[:" ("hxxpfoo.example" is a name). */
+                if (subst[k].from[0] == 'h') {
+                    size_t e = strlen(subst[k].from);
+                    if (i != 0 || e >= n || (s[e] != ':' && s[e] != '['))
+                        continue;
+                }
                 if (starts_ci(s + i, n - i, subst[k].from)) {
                     memcpy(out + o, subst[k].to, tl);
                     o += tl;
@@ -463,7 +467,7 @@ static int classify(int kind, const char *s, size_t n, char *out, const char *sh
     }
     const char *slash = memchr(s, '/', n);
     const char *qmark = memchr(s, '?', n);
-    if (slash != NULL && (qmark == NULL || qmark > slash)) {
+    if (slash != NULL && (qmark == NULL || qmark > slash) && kind != IOC_URL) {
         size_t hn = (size_t)(slash - s), pl = n - hn - 1;
         char addr[INET6_ADDRSTRLEN];
         int pfx = 0;
@@ -497,9 +501,7 @@ static int classify(int kind, const char *s, size_t n, char *out, const char *sh
         }
         return parse_url(NULL, 0, s, n, kind, out, show, err, errlen);
     }
-    if (qmark != NULL)
-        return parse_url(NULL, 0, s, n, kind, out, show, err, errlen);
-    if (kind == IOC_URL)
+    if (qmark != NULL || kind == IOC_URL)
         return parse_url(NULL, 0, s, n, kind, out, show, err, errlen);
     unsigned port;
     return parse_hostport(s, n, out, &port, show, err, errlen);

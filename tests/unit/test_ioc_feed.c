@@ -141,6 +141,7 @@ static void feed_normalize_gives_canonical_forms_and_undoes_defanging(void **sta
     norm_is("2001:db8::1/48", IOC_CIDR, "2001:db8::/48");
     norm_is("203.0.113.9:8443", IOC_IP_PORT, "203.0.113.9:8443");
     norm_is("EVIL.Example.", IOC_DOMAIN, "evil.example");
+    norm_is("hxxpfoo.example", IOC_DOMAIN, "hxxpfoo.example");
     norm_is("evil(.)example", IOC_DOMAIN, "evil.example");
     norm_is("*.evil.example", IOC_DOMAIN, "evil.example");
     norm_is("evil.example:8080", IOC_DOMAIN, "evil.example");
