@@ -65,7 +65,10 @@ enum ioc_format {
 /* Options a reader may use; a zeroed struct gives the defaults. */
 struct ioc_read_opts {
     const char *source;   /* feed id for records (default: the format's name) */
-    const char *category; /* category when the feed has none (default "malware") */
+    const char *category; /* category when the feed has none (default "malware";
+                             ipsum "attacker", warninglists "allowlist") */
+    const char *family;   /* family when the feed has none (default NULL; a
+                             maltrail static file's name when read by path) */
     uint8_t confidence;   /* when the feed has none (0 = 50) */
     int64_t now;          /* for expiry decisions (0 = time(NULL)) */
     int keep_expired;     /* records whose expiry passed are skipped unless set */

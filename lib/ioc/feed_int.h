@@ -1,0 +1,81 @@
+/*
+ * Private plumbing shared by the feed readers (feed.c, feed_text.c,
+ * feed_json.c): the state of one read (options resolved to their defaults,
+ * the callback and the counters) and the one place where a raw value becomes
+ * a record — normalised, its words checked, its expiry applied, counted.
+ * Nothing here is part of feed.h's interface.
+ */
+#ifndef KHIEN_IOC_FEED_INT_H
+#define KHIEN_IOC_FEED_INT_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "feed.h"
+
+/* The most lines or objects a reader looks at in one text; beyond it the
+ * rest is refused with a counted reason (a 1 GiB list has about 30 M). */
+#define FEED_MAX_ENTRIES (64u * 1024 * 1024)
+
+/* One read in progress. `st` always points somewhere (a local when the
+ * caller passed NULL). */
+struct feed_run {
+    const char *source;   /* resolved feed id */
+    const char *category; /* default category word */
+    const char *family;   /* default family or NULL */
+    uint8_t confidence;   /* default confidence */
+    int64_t now;
+    int keep_expired;
+    const struct ioc_read_opts *opts; /* never NULL */
+    ioc_record_fn fn;
+    void *ctx;
+    struct ioc_read_stats *st;
+};
+
+/* What a reader knows about one value besides the value itself; NULL or -1
+ * fields take the run's defaults. */
+struct feed_meta {
+    const char *source;   /* a word, or NULL */
+    const char *category; /* a category word, or NULL */
+    const char *family;   /* free text (trimmed, cut to IOC_WORD_MAX), or NULL */
+    size_t family_len;    /* 0 = strlen(family) */
+    int confidence;       /* 0..100, or -1 */
+    int64_t expires;      /* Unix seconds, 0 = never */
+};
+
+void feed_run_init(struct feed_run *run, enum ioc_format fmt, const struct ioc_read_opts *opts,
+                   ioc_record_fn fn, void *ctx, struct ioc_read_stats *st);
+
+/* Counts one rejected entry; the first one's reason goes to first_error. */
+void feed_reject(struct feed_run *run, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Normalises value[0..len) as `kind` (-1: any) and passes it to the
+ * callback, or counts a rejection "<unit> <n>: <reason>" or, for an expired
+ * record, a skip. Returns 0 or the callback's non-zero value. */
+int feed_emit(struct feed_run *run, int kind, const char *value, size_t len,
+              const struct feed_meta *m, const char *unit, size_t n);
+
+/* ioc_category_word without its fallback: NULL when nothing is recognised. */
+const char *feed_category_lookup(const char *text, size_t len);
+
+/* Parses a time as Unix seconds: digits (seconds), "YYYY-MM-DD", or
+ * "YYYY-MM-DD[T ]hh:mm[:ss[.frac]][Z|+hh:mm]". Returns 0 or -1. */
+int feed_parse_time(const char *s, size_t n, int64_t *out);
+
+/* Case-insensitive comparison of s[0..n) with a NUL-terminated word. */
+int feed_word_eq(const char *s, size_t n, const char *word);
+
+/* Readers, one per format (feed_text.c and feed_json.c). */
+int feed_read_plain(struct feed_run *run, const char *text, size_t len);
+int feed_read_csv(struct feed_run *run, const char *text, size_t len);
+int feed_read_maltrail(struct feed_run *run, const char *text, size_t len);
+int feed_read_ipsum(struct feed_run *run, const char *text, size_t len);
+int feed_read_firehol(struct feed_run *run, const char *text, size_t len);
+int feed_read_iprep(struct feed_run *run, const char *text, size_t len);
+int feed_read_zeek(struct feed_run *run, const char *text, size_t len);
+int feed_read_stix(struct feed_run *run, const char *text, size_t len);
+int feed_read_misp(struct feed_run *run, const char *text, size_t len);
+int feed_read_warninglist(struct feed_run *run, const char *text, size_t len);
+
+#endif
