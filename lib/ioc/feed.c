@@ -514,18 +514,20 @@ static void maltrail_static_defaults(const char *path, struct ioc_read_opts *o, 
         o->family = f;
 }
 
-static int read_one_file(struct feed_run *run, const char *path, enum ioc_format fmt, int misp)
+/* Reads a whole file, inflated when it is gzip (recognised by its magic
+ * bytes, whatever its name). On failure the path goes to first_error. */
+static int load_file(const char *path, struct ioc_read_stats *st, uint8_t **out, size_t *outlen)
 {
     int r = KH_EIO;
     uint8_t *data = NULL, *plain = NULL;
     size_t len = 0, plen = 0;
     if (khx_read_file(path, FEED_FILE_MAX, &data, &len) != 0) {
-        snprintf(run->st->first_error, sizeof(run->st->first_error), "%.200s: cannot read", path);
+        snprintf(st->first_error, sizeof(st->first_error), "%.200s: cannot read", path);
         goto out;
     }
     if (len >= 2 && data[0] == 0x1f && data[1] == 0x8b) {
         if ((r = gunzip(data, len, &plain, &plen)) != 0) {
-            snprintf(run->st->first_error, sizeof(run->st->first_error),
+            snprintf(st->first_error, sizeof(st->first_error),
                      "%.180s: not a valid gzip file (or over 1 GiB inflated)", path);
             goto out;
         }
@@ -534,12 +536,24 @@ static int read_one_file(struct feed_run *run, const char *path, enum ioc_format
         len = plen;
         plain = NULL;
     }
-    if (misp)
-        fmt = IOC_FMT_MISP_EVENT;
-    r = read_text(run, fmt, (const char *)data, len);
+    *out = data;
+    *outlen = len;
+    data = NULL;
+    r = KH_OK;
 out:
     free(data);
     free(plain);
+    return r;
+}
+
+static int read_one_file(struct feed_run *run, const char *path, enum ioc_format fmt)
+{
+    uint8_t *data = NULL;
+    size_t len = 0;
+    int r = load_file(path, run->st, &data, &len);
+    if (r == KH_OK)
+        r = read_text(run, fmt, (const char *)data, len);
+    free(data);
     return r;
 }
 
@@ -581,7 +595,7 @@ static int read_misp_folder(struct feed_run *run, const char *dir)
             snprintf(path, sizeof(path), "%s/%s.json", dir, uuid);
             char save[sizeof(run->st->first_error)];
             memcpy(save, run->st->first_error, sizeof(save));
-            r = read_one_file(run, path, IOC_FMT_MISP_EVENT, 1);
+            r = read_one_file(run, path, IOC_FMT_MISP_EVENT);
             if (r == KH_EIO || r == KH_EFORMAT) {
                 memcpy(run->st->first_error, save, sizeof(save));
                 feed_reject(run, "event %s: missing or not MISP JSON", uuid);
@@ -605,7 +619,7 @@ static int read_misp_folder(struct feed_run *run, const char *dir)
         if (++events > MISP_FEED_EVENTS_MAX)
             break;
         snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        r = read_one_file(run, path, IOC_FMT_MISP_EVENT, 1);
+        r = read_one_file(run, path, IOC_FMT_MISP_EVENT);
         if (r == KH_EIO || r == KH_EFORMAT) {
             feed_reject(run, "%s: not MISP event JSON", e->d_name);
             continue;
@@ -641,41 +655,35 @@ int ioc_read_path(const char *path, enum ioc_format fmt, const struct ioc_read_o
     if (path == NULL || stat(path, &sb) != 0) {
         snprintf(stats->first_error, sizeof(stats->first_error), "%.200s: no such file",
                  path != NULL ? path : "(null)");
-        return KH_EIO;
+        goto out;
     }
     if (S_ISDIR(sb.st_mode)) {
+        r = KH_EINVAL;
         if (fmt != IOC_FMT_AUTO && fmt != IOC_FMT_MISP_EVENT)
-            return KH_EINVAL;
+            goto out;
         feed_run_init(&run, IOC_FMT_MISP_EVENT, &o, fn, ctx, stats);
-        return read_misp_folder(&run, path);
+        r = read_misp_folder(&run, path);
+        goto out;
     }
+    if ((int)fmt < IOC_FMT_AUTO || fmt >= IOC_FMT_COUNT) {
+        r = KH_EINVAL;
+        goto out;
+    }
+    if ((r = load_file(path, stats, &data, &len)) != 0)
+        goto out;
     if (fmt == IOC_FMT_AUTO) {
         /* Guess from the name (without ".gz") and the first bytes. */
         char name[512];
-        uint8_t *plain = NULL;
-        size_t plen = 0;
         snprintf(name, sizeof(name), "%s", khx_path_base(path));
         if (name_ends(name, ".gz"))
             name[strlen(name) - 3] = '\0';
-        if (khx_read_file(path, FEED_FILE_MAX, &data, &len) != 0) {
-            snprintf(stats->first_error, sizeof(stats->first_error), "%.200s: cannot read", path);
-            return KH_EIO;
-        }
-        if (len >= 2 && data[0] == 0x1f && data[1] == 0x8b &&
-            gunzip(data, len, &plain, &plen) == 0) {
-            fmt = ioc_format_guess(name, (const char *)plain, plen);
-            free(plain);
-        } else {
-            fmt = ioc_format_guess(name, (const char *)data, len);
-        }
-        free(data);
-        data = NULL;
+        fmt = ioc_format_guess(name, (const char *)data, len);
     }
-    if ((int)fmt <= IOC_FMT_AUTO || fmt >= IOC_FMT_COUNT)
-        return KH_EINVAL;
     if (fmt == IOC_FMT_MALTRAIL)
         maltrail_static_defaults(path, &o, fam, sizeof(fam));
     feed_run_init(&run, fmt, &o, fn, ctx, stats);
-    r = read_one_file(&run, path, fmt, 0);
+    r = read_text(&run, fmt, (const char *)data, len);
+out:
+    free(data);
     return r;
 }
