@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -365,6 +366,33 @@ static void push(struct ioc_builder *b, struct wstate *w, const uint64_t *nb, ui
     }
 }
 
+/* Duplicates are rare, but the domain table is merged on a second thread
+ * while the other kinds are merged on the first, and merging interns new
+ * tuples and sets in the builder: one lock around it. */
+static pthread_mutex_t merge_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int merge_locked(struct ioc_builder *b, uint32_t a, uint32_t c, uint32_t *out)
+{
+    pthread_mutex_lock(&merge_lock);
+    int rc = ioc_sb_merge_sets(b, a, c, out);
+    b->merged++;
+    pthread_mutex_unlock(&merge_lock);
+    return rc;
+}
+
+/* Runs fn(a) on a second thread and fn(c) on this one, then waits; without
+ * a thread (creation failed), runs both here. */
+static void run_pair(void *(*fn)(void *), void *a, void *c)
+{
+    pthread_t t;
+    int threaded = pthread_create(&t, NULL, fn, a) == 0;
+    if (!threaded)
+        fn(a);
+    fn(c);
+    if (threaded)
+        pthread_join(t, NULL);
+}
+
 /* Merges adjacent equal keys of a sorted pair array (v = set). */
 static int dedupe_pairs(struct ioc_builder *b, struct pair *a, size_t *n)
 {
@@ -373,10 +401,9 @@ static int dedupe_pairs(struct ioc_builder *b, struct pair *a, size_t *n)
     for (size_t i = 0; i < *n; i++) {
         if (o > 0 && a[o - 1].k == a[i].k) {
             uint32_t x;
-            if ((rc = ioc_sb_merge_sets(b, (uint32_t)a[o - 1].v, (uint32_t)a[i].v, &x)) != KH_OK)
+            if ((rc = merge_locked(b, (uint32_t)a[o - 1].v, (uint32_t)a[i].v, &x)) != KH_OK)
                 return rc;
             a[o - 1].v = x;
-            b->merged++;
         } else {
             a[o++] = a[i];
         }
@@ -398,10 +425,9 @@ static int dedupe_structs(struct ioc_builder *b, uint8_t *a, size_t size, size_t
             uint32_t x, y;
             memcpy(&x, last + setoff, 4);
             memcpy(&y, cur + setoff, 4);
-            if ((rc = ioc_sb_merge_sets(b, x, y, &x)) != KH_OK)
+            if ((rc = merge_locked(b, x, y, &x)) != KH_OK)
                 return rc;
             memcpy(last + setoff, &x, 4);
-            b->merged++;
         } else {
             memmove(a + o * size, cur, size);
             o++;
@@ -440,15 +466,64 @@ static int dedupe_stab(struct ioc_builder *b, struct wstate *w, int t)
             continue;
         }
         uint32_t x;
-        if ((rc = ioc_sb_merge_sets(b, sj, si, &x)) != KH_OK)
+        if ((rc = merge_locked(b, sj, si, &x)) != KH_OK)
             return rc;
         w->stbytes[t] -= stab_size(lj, sj) + stab_size(li, si);
         w->stbytes[t] += stab_size(lj, x);
         memcpy(b->rec + a[j].v + 3, &x, 4);
-        b->merged++;
     }
     w->stn[t] = o;
     return KH_OK;
+}
+
+/* One half of the work of collect(): the domain table (most of a real
+ * store) or everything else, so that two cores share a big build. */
+struct half {
+    struct ioc_builder *b;
+    struct wstate *w;
+    const uint64_t *nb;
+    int domains;
+    size_t dropped;
+    struct pair *tmp; /* sort space, as large as the largest array sorted */
+    size_t *count;    /* 65536 counters */
+    int rc;
+};
+
+static void *push_half(void *arg)
+{
+    struct half *h = arg;
+    struct ioc_builder *b = h->b;
+    for (uint64_t off = 0; off < b->rlen;) {
+        const uint8_t *rec = b->rec + off;
+        uint16_t len;
+        uint32_t set;
+        memcpy(&len, rec + 1, 2);
+        memcpy(&set, rec + 3, 4);
+        if ((rec[0] == SK_DOMAIN) == h->domains) {
+            if (dropped(b, rec[0], rec + REC_HDR, len))
+                h->dropped++;
+            else
+                push(b, h->w, h->nb, rec[0], rec + REC_HDR, len, set, off);
+        }
+        off += REC_HDR + len;
+    }
+    return NULL;
+}
+
+static void *sort_half(void *arg)
+{
+    struct half *h = arg;
+    struct wstate *w = h->w;
+    for (int t = 0; t < STAB_COUNT; t++) {
+        if ((t == STAB_DOMAIN) != h->domains)
+            continue;
+        struct pair *s = radix_pairs(w->st[t], h->tmp, w->stn[t], 32, h->count);
+        if (s == h->tmp)
+            memcpy(w->st[t], h->tmp, w->stn[t] * sizeof(*h->tmp));
+        if (t < STAB_ADOMAIN && h->rc == KH_OK)
+            h->rc = dedupe_stab(h->b, w, t);
+    }
+    return NULL;
 }
 
 /* Sorts everything kept into wstate, merging duplicates; fills the stats. */
@@ -457,7 +532,10 @@ static int collect(struct ioc_builder *b, struct wstate *w, struct ioc_build_sta
     size_t *count = NULL, cnt[SK_COUNT];
     struct pair *tmp = NULL;
     uint64_t nb[STAB_COUNT];
-    int r = KH_ENOMEM;
+    struct half hd = {b, w, NULL, 1, 0, NULL, NULL, KH_OK},
+                ho = {b, w, NULL, 0, 0, NULL, NULL, KH_OK};
+    pthread_t dom_thread;
+    int threaded = 0, r = KH_ENOMEM;
     for (int sk = 0; sk < SK_COUNT; sk++)
         cnt[sk] = sk < SK_AV4N ? b->nrec[sk] : b->nallow_sk[sk];
     for (int sk = 0; sk < SK_COUNT; sk++) {
@@ -475,18 +553,9 @@ static int collect(struct ioc_builder *b, struct wstate *w, struct ioc_build_sta
         goto out;
     for (int t = 0; t < STAB_COUNT; t++)
         w->nb[t] = nb[t] = stab_nbuckets(cnt[stab_sk[t]]);
-    for (uint64_t off = 0; off < b->rlen;) {
-        const uint8_t *rec = b->rec + off;
-        uint16_t len;
-        uint32_t set;
-        memcpy(&len, rec + 1, 2);
-        memcpy(&set, rec + 3, 4);
-        if (dropped(b, rec[0], rec + REC_HDR, len))
-            st->allowlisted++;
-        else
-            push(b, w, nb, rec[0], rec + REC_HDR, len, set, off);
-        off += REC_HDR + len;
-    }
+    hd.nb = ho.nb = nb;
+    run_pair(push_half, &hd, &ho);
+    st->allowlisted = hd.dropped + ho.dropped;
     for (size_t i = 0; i < b->n; i++) {
         const uint8_t *rec = b->arena + b->eoff[i];
         uint16_t len;
@@ -498,10 +567,19 @@ static int collect(struct ioc_builder *b, struct wstate *w, struct ioc_build_sta
     for (int g = 0; g < G_COUNT; g++)
         maxn = w->gn[g] > maxn ? w->gn[g] : maxn;
     for (int t = 0; t < STAB_COUNT; t++)
-        maxn = w->stn[t] > maxn ? w->stn[t] : maxn;
+        if (t != STAB_DOMAIN)
+            maxn = w->stn[t] > maxn ? w->stn[t] : maxn;
     if ((tmp = malloc(maxn * sizeof(*tmp))) == NULL ||
-        (count = malloc(65536 * sizeof(*count))) == NULL)
+        (count = malloc(65536 * sizeof(*count))) == NULL ||
+        (hd.tmp = malloc((w->stn[STAB_DOMAIN] + 1) * sizeof(*tmp))) == NULL ||
+        (hd.count = malloc(65536 * sizeof(*count))) == NULL)
         goto out;
+    ho.tmp = tmp;
+    ho.count = count;
+    /* the domain table sorts and merges on a second thread meanwhile */
+    threaded = pthread_create(&dom_thread, NULL, sort_half, &hd) == 0;
+    if (!threaded)
+        sort_half(&hd);
     static const unsigned gbits[G_COUNT] = {32, 48, 48, 48, 0};
     for (int g = 0; g < G_V4L; g++) {
         struct pair *s = radix_pairs(w->g[g], tmp, w->gn[g], gbits[g], count);
@@ -529,13 +607,7 @@ static int collect(struct ioc_builder *b, struct wstate *w, struct ioc_build_sta
     struct pair *sl = radix_pairs(w->g[G_V4L], tmp, w->gn[G_V4L], 64, count);
     if (sl == tmp)
         memcpy(w->g[G_V4L], tmp, w->gn[G_V4L] * sizeof(*tmp));
-    for (int t = 0; t < STAB_COUNT; t++) {
-        struct pair *s = radix_pairs(w->st[t], tmp, w->stn[t], 32, count);
-        if (s == tmp)
-            memcpy(w->st[t], tmp, w->stn[t] * sizeof(*tmp));
-        if (t < STAB_ADOMAIN && (r = dedupe_stab(b, w, t)) != KH_OK)
-            goto out;
-    }
+    sort_half(&ho);
     qsort(w->v6, w->nv6, sizeof(*w->v6), cmp_v6);
     qsort(w->v6p, w->nv6p, sizeof(*w->v6p), cmp_v6p);
     qsort(w->v6n, w->nv6n, sizeof(*w->v6n), cmp_net6);
@@ -546,6 +618,11 @@ static int collect(struct ioc_builder *b, struct wstate *w, struct ioc_build_sta
                             offsetof(struct store_v6p, set), &w->nv6p)) != KH_OK ||
         (r = dedupe_structs(b, (uint8_t *)w->v6n, sizeof(*w->v6n), 20, offsetof(struct net6, set),
                             &w->nv6n)) != KH_OK)
+        goto out;
+    if (threaded)
+        pthread_join(dom_thread, NULL);
+    threaded = 0;
+    if ((r = hd.rc) != KH_OK || (r = ho.rc) != KH_OK)
         goto out;
     st->counts[IOC_IP] = w->gn[G_V4] + w->nv6;
     st->counts[IOC_CIDR] = w->gn[G_V4N] + w->gn[G_V4L] + w->nv6n;
@@ -560,8 +637,12 @@ static int collect(struct ioc_builder *b, struct wstate *w, struct ioc_build_sta
     st->merged = b->merged;
     r = KH_OK;
 out:
+    if (threaded)
+        pthread_join(dom_thread, NULL);
     free(tmp);
     free(count);
+    free(hd.tmp);
+    free(hd.count);
     return r;
 }
 
@@ -767,8 +848,22 @@ static void fill(const struct ioc_builder *b, struct wstate *w, uint8_t *base)
             memcpy(v + 16 * i, w->av6n[i].addr, 16);
     }
     for (int t = 0; t < STAB_COUNT; t++)
-        if (w->stn[t])
+        if (w->stn[t] && t != STAB_DOMAIN)
             write_stab(b, w, t, base);
+}
+
+struct fill_job {
+    const struct ioc_builder *b;
+    struct wstate *w;
+    uint8_t *base;
+};
+
+static void *fill_domains(void *arg)
+{
+    struct fill_job *j = arg;
+    if (j->w->stn[STAB_DOMAIN])
+        write_stab(j->b, j->w, STAB_DOMAIN, j->base);
+    return NULL;
 }
 
 int ioc_builder_write(struct ioc_builder *b, const char *path, struct ioc_build_stats *stats,
@@ -822,13 +917,22 @@ int ioc_builder_write(struct ioc_builder *b, const char *path, struct ioc_build_
         goto out;
     }
     if (ftruncate(fd, (off_t)total) != 0 ||
-        (map = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED) {
+        (map = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0)) ==
+            MAP_FAILED) {
         khx_errf(err, errlen, "ioc store: cannot size %s to %llu bytes: %s", tmp,
                  (unsigned long long)total, strerror(errno));
         goto out;
     }
     memcpy(map, &w.h, sizeof(w.h));
+    /* the domain table, most of the bytes, is written on a second thread */
+    struct fill_job job = {b, &w, map};
+    pthread_t t;
+    int threaded = pthread_create(&t, NULL, fill_domains, &job) == 0;
+    if (!threaded)
+        fill_domains(&job);
     fill(b, &w, map);
+    if (threaded)
+        pthread_join(t, NULL);
     if (munmap(map, total) != 0) {
         map = MAP_FAILED;
         khx_errf(err, errlen, "ioc store: writing %s: %s", tmp, strerror(errno));
