@@ -606,9 +606,30 @@ int ioc_store_match_url(const struct ioc_store *s, const char *url, size_t len, 
                 found = i - 1;
         }
     }
+    /* A listed path without a host ("/gate.php", as maltrail and MISP "uri"
+     * list them) matches that path on any host: the path with its query,
+     * then without it. */
+    size_t path_off = 0;
+    if (!found && host_end < n && buf[host_end] == '/') {
+        x = stab_find(s, STAB_URL, buf + host_end, n - host_end);
+        if (x != UINT32_MAX && set_live(s, x, now)) {
+            found = n - host_end;
+            path_off = host_end;
+        } else if (qpos < n) {
+            x = stab_find(s, STAB_URL, buf + host_end, qpos - host_end);
+            if (x != UINT32_MAX && set_live(s, x, now)) {
+                found = qpos - host_end;
+                path_off = host_end;
+            }
+        }
+    }
     if (!found)
         return IOC_MISS;
     set = x;
+    if (path_off > 0) {
+        int pallowed = stab_find(s, STAB_AURL, buf, n) != UINT32_MAX;
+        return finish(s, IOC_URL, set, buf + path_off, found, pallowed, now, h);
+    }
     int allowed = stab_find(s, STAB_AURL, buf, n) != UINT32_MAX ||
                   stab_find(s, STAB_AURL, buf, qpos) != UINT32_MAX;
     return finish(s, IOC_URL, set, buf, found, allowed, now, h);
