@@ -3,9 +3,12 @@
  * drops what the allowlists and the private/bogon ranges cover, sorts the
  * address kinds with a radix sort, groups the string kinds into hash
  * buckets, merges duplicate values (their source sets united), and fills
- * the file (format in store_int.h) through a shared mapping of a temporary
- * file that is renamed into place, so the store is never held twice in
- * anonymous memory.
+ * the file (format in store_int.h) in place through a shared mapping of a
+ * temporary file that is renamed into place, so the store is never held
+ * twice in anonymous memory. The file is sized from bounds known before
+ * merging, so it is created and populated on a second thread while the
+ * values sort; the domain table (most of a real store) is sorted and
+ * written on a second thread beside the other kinds.
  */
 #include <arpa/inet.h>
 #include <errno.h>
