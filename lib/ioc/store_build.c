@@ -666,6 +666,10 @@ int ioc_builder_add(struct ioc_builder *b, const struct ioc_record *r)
     memcpy(p + REC_HDR, key, (size_t)len);
     b->rlen += REC_HDR + (uint64_t)len;
     b->nrec[sk]++;
+    b->sbytes[sk] +=
+        1 + store_varint_len((uint64_t)len) + store_varint_len(b->last_set) + (uint64_t)len;
+    if (sk == SK_V4N && key[4] >= 16)
+        b->nv4long++;
     b->nrecords++;
     return KH_OK;
 }
@@ -695,6 +699,7 @@ int ioc_builder_allow(struct ioc_builder *b, const struct ioc_record *r)
         b->eset[i] = 0;
         b->nallow++;
         b->nallow_sk[sk]++;
+        b->sbytes[sk] += 1 + store_varint_len((uint64_t)len) + 1 + (uint64_t)len;
         if (sk == SK_AV4N)
             b->av4_lens |= (uint64_t)1 << key[4];
         else if (sk == SK_AV6N)

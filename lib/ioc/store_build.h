@@ -83,6 +83,10 @@ struct ioc_builder {
     uint8_t *rec;
     uint64_t rlen, rcap;
     size_t nrec[SK_COUNT], nrecords;
+    /* bounds for sizing the file before merging: string-table bytes per
+     * kind as added, and IPv4 prefixes of /16 or longer */
+    uint64_t sbytes[SK_COUNT];
+    size_t nv4long;
 };
 
 #define REC_HDR 7

@@ -21,7 +21,8 @@
 #define STORE_VERSION 1
 #define STORE_ENDIAN  0x01020304u
 
-/* Sections, in file order. */
+/* Sections, by table index (the writer places the domain data, then the
+ * pool, tuples and sets, last; the reader takes any order). */
 enum store_section {
     SEC_POOL = 0,  /* NUL-terminated source/category/family names */
     SEC_TUPLES,    /* struct store_tuple[] */

@@ -3,9 +3,12 @@
  * drops what the allowlists and the private/bogon ranges cover, sorts the
  * address kinds with a radix sort, groups the string kinds into hash
  * buckets, merges duplicate values (their source sets united), and fills
- * the file (format in store_int.h) through a shared mapping of a temporary
- * file that is renamed into place, so the store is never held twice in
- * anonymous memory.
+ * the file (format in store_int.h) in place through a shared mapping of a
+ * temporary file that is renamed into place, so the store is never held
+ * twice in anonymous memory. The file is sized from bounds known before
+ * merging, so it is created and populated on a second thread while the
+ * values sort; the domain table (most of a real store) is sorted and
+ * written on a second thread beside the other kinds.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -247,6 +250,7 @@ struct wstate {
     size_t stn[8];
     uint64_t stbytes[8];
     uint64_t nb[8]; /* buckets per string table (from the counts before merging) */
+    int big;        /* the IPv4 bitmap and /16 directories are written */
     struct store_header h;
 };
 
@@ -661,48 +665,91 @@ static uint64_t distinct_sources(const struct ioc_builder *b)
     return n;
 }
 
-/* Section sizes, then offsets. */
-static uint64_t layout(const struct ioc_builder *b, struct wstate *w)
+/* Section sizes: with reserve, upper bounds known before sorting and
+ * merging (from the records as added); otherwise the exact sizes. */
+static void sizes(const struct ioc_builder *b, const struct wstate *w, int reserve, uint64_t *len)
 {
-    uint64_t len[SEC_COUNT] = {0};
-    size_t n4 = w->gn[G_V4], n4p = w->gn[G_V4P], n4n = w->gn[G_V4N], na4 = w->gn[G_AV4N];
-    size_t n4l = w->gn[G_V4L];
+    size_t n4, n4p, n4n, n4l, na4, nv6, nv6p, nv6n, nav6n, stn[STAB_COUNT];
+    if (reserve) {
+        n4 = b->nrec[SK_V4];
+        n4p = b->nrec[SK_V4P];
+        n4l = b->nv4long;
+        n4n = b->nrec[SK_V4N] - n4l;
+        na4 = b->nallow_sk[SK_AV4N];
+        nv6 = b->nrec[SK_V6];
+        nv6p = b->nrec[SK_V6P];
+        nv6n = b->nrec[SK_V6N];
+        nav6n = b->nallow_sk[SK_AV6N];
+        for (int t = 0; t < STAB_COUNT; t++)
+            stn[t] = t < STAB_ADOMAIN ? b->nrec[stab_sk[t]] : b->nallow_sk[stab_sk[t]];
+    } else {
+        n4 = w->gn[G_V4];
+        n4p = w->gn[G_V4P];
+        n4n = w->gn[G_V4N];
+        n4l = w->gn[G_V4L];
+        na4 = w->gn[G_AV4N];
+        nv6 = w->nv6;
+        nv6p = w->nv6p;
+        nv6n = w->nv6n;
+        nav6n = w->nav6n;
+        for (int t = 0; t < STAB_COUNT; t++)
+            stn[t] = w->stn[t];
+    }
+    memset(len, 0, SEC_COUNT * sizeof(*len));
     len[SEC_POOL] = b->plen;
     len[SEC_TUPLES] = b->ntuples * sizeof(struct store_tuple);
     len[SEC_SETIDX] = (b->nsets + 1) * 4;
     len[SEC_SETS] = b->nsetw * 4;
-    /* The bitmap and the /16 directories cost 2.8 MiB: a small store does
-     * without (its lookups search the short arrays whole). */
-    int big = n4 + n4p + n4n + n4l >= SMALL_V4;
-    len[SEC_V4BITS] = big ? V4BITS_BYTES : 0;
-    len[SEC_V4LDIR] = big && n4l ? 65537 * 4 : 0;
+    len[SEC_V4BITS] = w->big ? V4BITS_BYTES : 0;
+    len[SEC_V4LDIR] = w->big && n4l ? 65537 * 4 : 0;
     len[SEC_V4L] = n4l * sizeof(struct store_v4l);
-    len[SEC_V4DIR] = big && n4 ? 65537 * 4 : 0;
+    len[SEC_V4DIR] = w->big && n4 ? 65537 * 4 : 0;
     len[SEC_V4] = n4 * sizeof(struct store_v4);
-    len[SEC_V4PDIR] = big && n4p ? 65537 * 4 : 0;
+    len[SEC_V4PDIR] = w->big && n4p ? 65537 * 4 : 0;
     len[SEC_V4P] = n4p * sizeof(struct store_v4p);
     len[SEC_V4NIDX] = n4n ? 34 * 4 : 0;
     len[SEC_V4N] = n4n * sizeof(struct store_v4);
-    len[SEC_V6] = w->nv6 * sizeof(struct store_v6);
-    len[SEC_V6P] = w->nv6p * sizeof(struct store_v6p);
-    len[SEC_V6NIDX] = w->nv6n ? 130 * 4 : 0;
-    len[SEC_V6N] = w->nv6n * sizeof(struct store_v6);
+    len[SEC_V6] = nv6 * sizeof(struct store_v6);
+    len[SEC_V6P] = nv6p * sizeof(struct store_v6p);
+    len[SEC_V6NIDX] = nv6n ? 130 * 4 : 0;
+    len[SEC_V6N] = nv6n * sizeof(struct store_v6);
     len[SEC_AV4NIDX] = na4 ? 34 * 4 : 0;
     len[SEC_AV4N] = na4 * 4;
-    len[SEC_AV6NIDX] = w->nav6n ? 130 * 4 : 0;
-    len[SEC_AV6N] = w->nav6n * 16;
+    len[SEC_AV6NIDX] = nav6n ? 130 * 4 : 0;
+    len[SEC_AV6N] = nav6n * 16;
     for (int t = 0; t < STAB_COUNT; t++) {
-        len[SEC_STAB_DIR(t)] = w->stn[t] ? (w->nb[t] + 1) * 8 : 0;
-        len[SEC_STAB_DATA(t)] = w->stbytes[t];
-        w->h.stab_count[t] = w->stn[t];
+        uint64_t nb = reserve ? stab_nbuckets(stn[t]) : w->nb[t];
+        len[SEC_STAB_DIR(t)] = stn[t] ? (nb + 1) * 8 : 0;
+        len[SEC_STAB_DATA(t)] = reserve ? b->sbytes[stab_sk[t]] : w->stbytes[t];
     }
-    uint64_t off = (sizeof(struct store_header) + 7) & ~(uint64_t)7;
+}
+
+static uint64_t align8(uint64_t x)
+{
+    return (x + 7) & ~(uint64_t)7;
+}
+
+/* The pool, tuples and sets can grow while duplicates merge: they go last,
+ * after the domain data, and are written once their size is known. */
+static int late_section(int s)
+{
+    return s == SEC_POOL || s == SEC_TUPLES || s == SEC_SETIDX || s == SEC_SETS;
+}
+
+/* Places every section but the late ones, by their reserved sizes, with
+ * the domain data last (its unused reserve is cut off at the end); returns
+ * where the late sections may start at the latest. */
+static uint64_t place(struct wstate *w, const uint64_t *len)
+{
+    uint64_t off = align8(sizeof(struct store_header));
     for (int s = 0; s < SEC_COUNT; s++) {
+        if (late_section(s) || s == SEC_STAB_DATA(STAB_DOMAIN))
+            continue;
         w->h.sec[s].off = off;
-        w->h.sec[s].len = len[s];
-        off = (off + len[s] + 7) & ~(uint64_t)7;
+        off = align8(off + len[s]);
     }
-    return off;
+    w->h.sec[SEC_STAB_DATA(STAB_DOMAIN)].off = off;
+    return align8(off + len[SEC_STAB_DATA(STAB_DOMAIN)]);
 }
 
 /* Prefix index: idx[l] = first entry of length l (entries sorted by length). */
@@ -763,10 +810,6 @@ static void write_stab(const struct ioc_builder *b, const struct wstate *w, int 
 static void fill(const struct ioc_builder *b, struct wstate *w, uint8_t *base)
 {
     const struct store_sec *sec = w->h.sec;
-    memcpy(base + sec[SEC_POOL].off, b->pool, b->plen);
-    memcpy(base + sec[SEC_TUPLES].off, b->tuples, sec[SEC_TUPLES].len);
-    memcpy(base + sec[SEC_SETIDX].off, b->setidx, sec[SEC_SETIDX].len);
-    memcpy(base + sec[SEC_SETS].off, b->setw, sec[SEC_SETS].len);
     uint8_t *bits = base + sec[SEC_V4BITS].off;
     if (sec[SEC_V4BITS].len) {
         for (size_t i = 0; i < w->gn[G_V4]; i++)
@@ -866,25 +909,117 @@ static void *fill_domains(void *arg)
     return NULL;
 }
 
+/* Creates and sizes the temporary file and maps it with its pages
+ * populated, on a second thread while collect() sorts: allocating a few
+ * hundred MB of page cache is a large part of a big build. */
+struct prep {
+    const char *path;
+    uint64_t size;
+    char *tmp;
+    int fd, err_no;
+    uint8_t *map;
+    const char *what;
+};
+
+static void *prepare_file(void *arg)
+{
+    struct prep *p = arg;
+    if (asprintf(&p->tmp, "%s.tmpXXXXXX", p->path) < 0) {
+        p->tmp = NULL;
+        p->err_no = ENOMEM;
+        p->what = "name";
+        return NULL;
+    }
+    if ((p->fd = mkstemp(p->tmp)) < 0) {
+        p->err_no = errno;
+        p->what = "create";
+        free(p->tmp);
+        p->tmp = NULL;
+        return NULL;
+    }
+    if (ftruncate(p->fd, (off_t)p->size) != 0 ||
+        (p->map = mmap(NULL, p->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, p->fd,
+                       0)) == MAP_FAILED) {
+        p->err_no = errno;
+        p->what = "size";
+    }
+    return NULL;
+}
+
+static int pwrite_all(int fd, const void *data, uint64_t len, uint64_t off)
+{
+    const uint8_t *p = data;
+    while (len > 0) {
+        ssize_t n = pwrite(fd, p, len, (off_t)off);
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (uint64_t)n;
+        off += (uint64_t)n;
+    }
+    return 0;
+}
+
 int ioc_builder_write(struct ioc_builder *b, const char *path, struct ioc_build_stats *stats,
                       char *err, size_t errlen)
 {
     struct wstate w;
     struct ioc_build_stats st;
-    char *tmp = NULL;
-    uint8_t *map = MAP_FAILED;
-    uint64_t total = 0;
-    int fd = -1, r = KH_ENOMEM;
+    struct prep prep = {path, 0, NULL, -1, 0, MAP_FAILED, NULL};
+    uint64_t reserve[SEC_COUNT], actual[SEC_COUNT], total = 0;
+    pthread_t prep_thread;
+    int prepping = 0, r = KH_ENOMEM;
     memset(&w, 0, sizeof(w));
     memset(&st, 0, sizeof(st));
     if (b == NULL || path == NULL) {
         khx_errf(err, errlen, "ioc store: no builder or path");
         return KH_EINVAL;
     }
+    /* The bitmap and the /16 directories cost 2.8 MiB: a small store does
+     * without (its lookups search the short arrays whole). */
+    w.big = b->nrec[SK_V4] + b->nrec[SK_V4P] + b->nrec[SK_V4N] >= SMALL_V4;
+    sizes(b, &w, 1, reserve);
+    prep.size = place(&w, reserve);
+    prepping = pthread_create(&prep_thread, NULL, prepare_file, &prep) == 0;
+    if (!prepping)
+        prepare_file(&prep);
     if ((r = collect(b, &w, &st)) != KH_OK) {
-        khx_errf(err, errlen, "ioc store: out of memory sorting %zu values", b->n);
+        khx_errf(err, errlen, "ioc store: out of memory sorting %zu values", b->nrecords);
         goto out;
     }
+    if (prepping)
+        pthread_join(prep_thread, NULL);
+    prepping = 0;
+    r = KH_EIO;
+    if (prep.what != NULL) {
+        khx_errf(err, errlen, "ioc store: cannot %s %s.tmp* (%llu bytes): %s", prep.what, path,
+                 (unsigned long long)prep.size, strerror(prep.err_no));
+        goto out;
+    }
+    sizes(b, &w, 0, actual);
+    for (int s = 0; s < SEC_COUNT; s++) {
+        if (!late_section(s) && actual[s] > reserve[s]) {
+            khx_errf(err, errlen, "ioc store: section %d outgrew its bound", s);
+            goto out;
+        }
+        w.h.sec[s].len = actual[s];
+    }
+    for (int t = 0; t < STAB_COUNT; t++) {
+        w.h.stab_count[t] = w.stn[t];
+        if (w.stbytes[t] >= UINT32_MAX) {
+            khx_errf(err, errlen, "ioc store: more than 4 GiB of strings in one table");
+            r = KH_ELIMIT;
+            goto out;
+        }
+    }
+    uint64_t off =
+        align8(w.h.sec[SEC_STAB_DATA(STAB_DOMAIN)].off + actual[SEC_STAB_DATA(STAB_DOMAIN)]);
+    static const int late[] = {SEC_POOL, SEC_TUPLES, SEC_SETIDX, SEC_SETS};
+    for (size_t i = 0; i < 4; i++) {
+        w.h.sec[late[i]].off = off;
+        off = align8(off + actual[late[i]]);
+    }
+    total = off;
     memcpy(w.h.magic, STORE_MAGIC, 8);
     w.h.version = STORE_VERSION;
     w.h.endian = STORE_ENDIAN;
@@ -896,73 +1031,56 @@ int ioc_builder_write(struct ioc_builder *b, const char *path, struct ioc_build_
     w.h.nsources = distinct_sources(b);
     w.h.nsets = b->nsets;
     w.h.ntuples = b->ntuples;
-    total = layout(b, &w);
-    for (int t = 0; t < STAB_COUNT; t++)
-        if (w.stbytes[t] >= UINT32_MAX) {
-            khx_errf(err, errlen, "ioc store: more than 4 GiB of strings in one table");
-            r = KH_ELIMIT;
-            goto out;
-        }
     w.h.file_bytes = total;
-    r = KH_EIO;
-    if (asprintf(&tmp, "%s.tmpXXXXXX", path) < 0) {
-        tmp = NULL;
-        r = KH_ENOMEM;
-        goto out;
-    }
-    if ((fd = mkstemp(tmp)) < 0) {
-        khx_errf(err, errlen, "ioc store: cannot create %s: %s", tmp, strerror(errno));
-        free(tmp);
-        tmp = NULL;
-        goto out;
-    }
-    if (ftruncate(fd, (off_t)total) != 0 ||
-        (map = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0)) ==
-            MAP_FAILED) {
-        khx_errf(err, errlen, "ioc store: cannot size %s to %llu bytes: %s", tmp,
-                 (unsigned long long)total, strerror(errno));
-        goto out;
-    }
-    memcpy(map, &w.h, sizeof(w.h));
+    memcpy(prep.map, &w.h, sizeof(w.h));
     /* the domain table, most of the bytes, is written on a second thread */
-    struct fill_job job = {b, &w, map};
+    struct fill_job job = {b, &w, prep.map};
     pthread_t t;
     int threaded = pthread_create(&t, NULL, fill_domains, &job) == 0;
     if (!threaded)
         fill_domains(&job);
-    fill(b, &w, map);
+    fill(b, &w, prep.map);
     if (threaded)
         pthread_join(t, NULL);
-    if (munmap(map, total) != 0) {
-        map = MAP_FAILED;
-        khx_errf(err, errlen, "ioc store: writing %s: %s", tmp, strerror(errno));
+    int bad = munmap(prep.map, prep.size) != 0;
+    prep.map = MAP_FAILED;
+    /* the gap after the domain data is cut off here: the size shrinks to
+     * the exact end (or grows for the late sections) */
+    if (bad || ftruncate(prep.fd, (off_t)total) != 0 ||
+        pwrite_all(prep.fd, b->pool, b->plen, w.h.sec[SEC_POOL].off) != 0 ||
+        pwrite_all(prep.fd, b->tuples, actual[SEC_TUPLES], w.h.sec[SEC_TUPLES].off) != 0 ||
+        pwrite_all(prep.fd, b->setidx, actual[SEC_SETIDX], w.h.sec[SEC_SETIDX].off) != 0 ||
+        pwrite_all(prep.fd, b->setw, actual[SEC_SETS], w.h.sec[SEC_SETS].off) != 0 ||
+        fchmod(prep.fd, 0644) != 0) {
+        khx_errf(err, errlen, "ioc store: writing %s: %s", prep.tmp, strerror(errno));
         goto out;
     }
-    map = MAP_FAILED;
-    if (fchmod(fd, 0644) != 0 || close(fd) != 0) {
-        fd = -1;
-        khx_errf(err, errlen, "ioc store: writing %s: %s", tmp, strerror(errno));
+    int fd = prep.fd;
+    prep.fd = -1;
+    if (close(fd) != 0) {
+        khx_errf(err, errlen, "ioc store: writing %s: %s", prep.tmp, strerror(errno));
         goto out;
     }
-    fd = -1;
-    if (rename(tmp, path) != 0) {
+    if (rename(prep.tmp, path) != 0) {
         khx_errf(err, errlen, "ioc store: cannot rename to %s: %s", path, strerror(errno));
         goto out;
     }
-    free(tmp);
-    tmp = NULL;
+    free(prep.tmp);
+    prep.tmp = NULL;
     st.file_bytes = total;
     if (stats != NULL)
         *stats = st;
     r = KH_OK;
 out:
-    if (map != MAP_FAILED)
-        munmap(map, total);
-    if (fd >= 0)
-        close(fd);
-    if (tmp != NULL) {
-        unlink(tmp);
-        free(tmp);
+    if (prepping)
+        pthread_join(prep_thread, NULL);
+    if (prep.map != MAP_FAILED)
+        munmap(prep.map, prep.size);
+    if (prep.fd >= 0)
+        close(prep.fd);
+    if (prep.tmp != NULL) {
+        unlink(prep.tmp);
+        free(prep.tmp);
     }
     wstate_free(&w);
     return r;
