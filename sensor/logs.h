@@ -6,14 +6,18 @@
  * fatal. Syslog framing (RFC 3164 and RFC 5424 headers) is removed first
  * when present, and its program tag picks the reader in auto mode.
  *
- *   bind        BIND query log ("client @0x.. 10.0.0.5#5353 (name): query: name IN A +E(0)K
- * (10.0.0.1)") dnsmasq     "dnsmasq[123]: query[A] name from 10.0.0.5", "reply name is 1.2.3.4"
- *   unbound     "info: 10.0.0.5 name. A IN" (log-queries) and "reply:" lines (log-replies)
- *   windns      Windows DNS debug log packet lines ("... PACKET ... UDP Rcv 10.0.0.5 ... Q [...] A
- * (3)www(7)example(3)com(0)") netfilter   iptables/nftables LOG lines ("IN=eth0 OUT= SRC=.. DST=..
- * PROTO=TCP SPT=.. DPT=..") squid       Squid native access.log ("time elapsed client code/status
- * bytes method URL user hier/peer type") zeek        Zeek conn/dns/ssl/http logs, TSV (with
- * #fields) or JSON lines eve         Suricata eve.json (dns, tls, http, flow, alert, quic events)
+ *   bind       BIND query log ("client @0x.. 10.0.0.5#5353 (name): query:
+ *              name IN A +E(0)K (10.0.0.1)") and RPZ rewrite lines
+ *   dnsmasq    "dnsmasq[123]: query[A] name from 10.0.0.5", "reply name is 1.2.3.4"
+ *   unbound    "info: 10.0.0.5 name. A IN" (log-queries) and log-replies lines
+ *   windns     Windows DNS debug log packet lines ("... PACKET ... UDP Rcv
+ *              10.0.0.5 ... Q [...] A (3)www(7)example(3)com(0)")
+ *   netfilter  iptables/nftables LOG lines ("IN=eth0 OUT= SRC=.. DST=..
+ *              PROTO=TCP SPT=.. DPT=..")
+ *   squid      Squid native access.log ("time elapsed client code/status
+ *              bytes method URL user hier/peer type")
+ *   zeek       Zeek conn/dns/ssl/http logs, TSV (with #fields) or JSON lines
+ *   eve        Suricata eve.json (dns, tls, http, flow, alert, quic events)
  */
 #ifndef KHIEN_SENSOR_LOGS_H
 #define KHIEN_SENSOR_LOGS_H
@@ -60,7 +64,7 @@ int sen_log_line(struct sen_log_reader *r, const char *line, size_t len, sen_obs
 
 void sen_log_stats(const struct sen_log_reader *r, struct sen_log_stats *st);
 
-/* Removes a syslog header: sets *msg/*msg_len to the message and copies the
+/* Removes a syslog header: sets *msg and *msg_len to the message and copies the
  * program tag (without [pid]) into prog[64] ("" when none). Returns 1 when a
  * header was found, 0 when the line has none (msg = line). */
 int sen_syslog_strip(const char *line, size_t len, char prog[64], const char **msg,
