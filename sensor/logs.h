@@ -6,14 +6,18 @@
  * fatal. Syslog framing (RFC 3164 and RFC 5424 headers) is removed first
  * when present, and its program tag picks the reader in auto mode.
  *
- *   bind        BIND query log ("client @0x.. 10.0.0.5#5353 (name): query: name IN A +E(0)K
- * (10.0.0.1)") dnsmasq     "dnsmasq[123]: query[A] name from 10.0.0.5", "reply name is 1.2.3.4"
- *   unbound     "info: 10.0.0.5 name. A IN" (log-queries) and "reply:" lines (log-replies)
- *   windns      Windows DNS debug log packet lines ("... PACKET ... UDP Rcv 10.0.0.5 ... Q [...] A
- * (3)www(7)example(3)com(0)") netfilter   iptables/nftables LOG lines ("IN=eth0 OUT= SRC=.. DST=..
- * PROTO=TCP SPT=.. DPT=..") squid       Squid native access.log ("time elapsed client code/status
- * bytes method URL user hier/peer type") zeek        Zeek conn/dns/ssl/http logs, TSV (with
- * #fields) or JSON lines eve         Suricata eve.json (dns, tls, http, flow, alert, quic events)
+ *   bind       BIND query log ("client @0x.. 10.0.0.5#5353 (name): query:
+ *              name IN A +E(0)K (10.0.0.1)") and RPZ rewrite lines
+ *   dnsmasq    "dnsmasq[123]: query[A] name from 10.0.0.5", "reply name is 1.2.3.4"
+ *   unbound    "info: 10.0.0.5 name. A IN" (log-queries) and log-replies lines
+ *   windns     Windows DNS debug log packet lines ("... PACKET ... UDP Rcv
+ *              10.0.0.5 ... Q [...] A (3)www(7)example(3)com(0)")
+ *   netfilter  iptables/nftables LOG lines ("IN=eth0 OUT= SRC=.. DST=..
+ *              PROTO=TCP SPT=.. DPT=..")
+ *   squid      Squid native access.log ("time elapsed client code/status
+ *              bytes method URL user hier/peer type")
+ *   zeek       Zeek conn/dns/ssl/http logs, TSV (with #fields) or JSON lines
+ *   eve        Suricata eve.json (dns, tls, http, flow, alert, quic events)
  */
 #ifndef KHIEN_SENSOR_LOGS_H
 #define KHIEN_SENSOR_LOGS_H
