@@ -25,8 +25,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <sodium.h>
-
 #include "agent.h"
 #include "client.h"
 #include "ioc.h"
@@ -34,11 +32,9 @@
 #include "platform.h"
 #include "spool.h"
 #include "update.h"
+#include "uplink_common.h"
 #include "vault.h"
 
-#define EVENTS_PER_BATCH  500
-#define BATCH_BYTES_MAX   (4u << 20)
-#define BUNDLE_MAX_BYTES  (2ull << 30)
 #define PROGRESS_EVERY_MS 3000
 #define STATUS_REFRESH_S  10
 
@@ -158,38 +154,16 @@ static void refuse_event(struct agent *a, const char *type, int64_t version, con
 /* Downloads, verifies and installs bundle `version`. Returns KH_OK, KH_EIO
  * when it could not be downloaded (try again later) or another error when
  * the bundle itself was refused (do not try that version again). */
-static int update_to(struct agent *a, struct client *c, int64_t version)
+static int update_to(struct agent *a, struct uplink *u, int64_t version)
 {
-    char path[4300], dest[4300], err[512] = "";
-    long status = 0;
-    uint8_t pk[32];
-    size_t pklen = 0;
+    char err[512] = "";
     struct update_db db;
-    snprintf(path, sizeof(path), "/agent/bundles/%lld", (long long)version);
-    snprintf(dest, sizeof(dest), "%s/download.bundle", a->db_dir);
-    if (client_download(c, path, dest, BUNDLE_MAX_BYTES, &status, err, sizeof(err)) != KH_OK ||
-        status != 200) {
-        set_error(a, "bundle %lld: download failed: %s (HTTP %ld)", (long long)version,
-                  err[0] ? err : "no answer", status);
-        return KH_EIO;
-    }
-    if (sodium_base642bin(pk, sizeof(pk), a->id.bundle_key, strlen(a->id.bundle_key), NULL, &pklen,
-                          NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
-        pklen != sizeof(pk)) {
-        set_error(a, "agent.json: bundle_key is not a base64 Ed25519 key");
-        unlink(dest);
-        return KH_EINVAL;
-    }
     pthread_mutex_lock(&a->lock);
     int64_t current = a->db_version;
     pthread_mutex_unlock(&a->lock);
-    int r = update_unpack(dest, pk, a->db_dir, current, &db, err, sizeof(err));
-    unlink(dest);
-    if (r != KH_OK) {
-        set_error(a, "bundle %lld refused: %s", (long long)version, err);
-        refuse_event(a, "bundle_refused", version, err);
+    int r = uplink_fetch_bundle(u, version, current, &db);
+    if (r != KH_OK)
         return r;
-    }
     if ((r = use_database(a, db.kdb_path, db.ioc_path, db.version, db.created_at, err,
                           sizeof(err))) != KH_OK) {
         set_error(a, "bundle %lld does not load: %s", (long long)version, err);
@@ -240,91 +214,22 @@ static int load_initial_database(struct agent *a)
 /* Uplink                                                                    */
 /* ------------------------------------------------------------------------ */
 
-struct uplink {
-    struct client *c;
-    uint64_t next_checkin, next_flush;
-    unsigned backoff_s;
-    int retired, unauthorized;
-    int64_t refused_version; /* a bundle refused once is not fetched again */
-};
-
-static void backoff(struct agent *a, struct uplink *u, uint64_t *next)
+/* How the shared uplink code (uplink_common.h) tells this daemon what
+ * happened: failures become the last error in status.json, refused events
+ * are log lines, and an events call the server answered with another error
+ * is retried without a word. */
+static void uplink_report(void *ctx, enum uplink_what what, const char *msg)
 {
-    unsigned limit = a->opts->checkin_s ? a->opts->checkin_s : (unsigned)a->id.checkin_interval;
-    u->backoff_s = u->backoff_s ? KHX_MIN(u->backoff_s * 2, KHX_MAX(limit, 2u)) : 2;
-    *next = khx_now_ms() + u->backoff_s * 1000ull + randombytes_uniform(1000);
+    struct agent *a = ctx;
+    if (what == UPLINK_FAILED)
+        set_error(a, "%s", msg);
+    else if (what == UPLINK_BATCH_REFUSED || what == UPLINK_EVENT_REJECTED)
+        agent_log(a, "%s", msg);
 }
 
-/* Answers that mean "stop and ask a person" rather than "try again". */
-static int fatal_status(struct agent *a, struct uplink *u, const struct client_resp *resp)
+static void uplink_emit(void *ctx, json_t *ev)
 {
-    if (resp->status == 401 && !u->unauthorized) {
-        u->unauthorized = 1;
-        set_error(a, "the server no longer accepts this machine's certificate: enroll again");
-    } else if (resp->status == 403 && !u->retired) {
-        u->retired = 1;
-        set_error(a, "the server says this machine was retired: not calling it any more");
-    }
-    return resp->status == 401 || resp->status == 403;
-}
-
-static void flush_events(struct agent *a, struct uplink *u)
-{
-    while (!atomic_load(&a->stop) && khx_now_ms() >= u->next_flush) {
-        uint64_t dropped = 0;
-        struct spool_stats ss;
-        spool_stats(a->spool, &ss);
-        if (ss.dropped > 0 && ss.events < 1000 && (dropped = spool_take_dropped(a->spool)) > 0) {
-            json_t *ev =
-                json_pack("{s:s,s:I}", "type", "events_dropped", "count", (json_int_t)dropped);
-            if (ev != NULL)
-                agent_emit(a, ev);
-            json_decref(ev);
-        }
-        struct spool_batch b;
-        memset(&b, 0, sizeof(b));
-        if (spool_peek(a->spool, EVENTS_PER_BATCH, BATCH_BYTES_MAX, &b) != KH_OK || b.count == 0) {
-            spool_batch_free(&b);
-            return;
-        }
-        struct khx_buf body;
-        khx_buf_init(&body, BATCH_BYTES_MAX + 64);
-        struct client_resp resp;
-        memset(&resp, 0, sizeof(resp));
-        int r = khx_buf_printf(&body, "{\"events\":%s}", b.json);
-        if (r == KH_OK)
-            r = client_call(u->c, "POST", "/agent/events", (const char *)body.data, body.len, 1,
-                            &resp);
-        khx_buf_free(&body);
-        if (r == KH_OK && resp.status >= 200 && resp.status < 300) {
-            spool_ack(a->spool, &b);
-            u->backoff_s = 0;
-            json_t *j = json_loads(resp.body ? resp.body : "", 0, NULL);
-            json_t *rej = json_object_get(j, "rejected");
-            for (size_t i = 0; i < json_array_size(rej); i++)
-                agent_log(a, "event rejected by the server: %s",
-                          json_string_value(json_object_get(json_array_get(rej, i), "message")));
-            json_decref(j);
-        } else if (r == KH_OK && resp.status == 400) {
-            agent_log(a, "the server refused an event batch (400): dropping it: %.300s",
-                      resp.body ? resp.body : "");
-            spool_ack(a->spool, &b);
-        } else if (r == KH_OK && resp.status == 413 && b.count > 1) {
-            /* Smaller batches next time round. */
-            backoff(a, u, &u->next_flush);
-        } else {
-            if (r == KH_OK)
-                fatal_status(a, u, &resp);
-            else
-                set_error(a, "events not sent: %s", resp.error);
-            backoff(a, u, &u->next_flush);
-        }
-        int sent = r == KH_OK && resp.status >= 200 && resp.status < 300;
-        client_resp_free(&resp);
-        spool_batch_free(&b);
-        if (!sent)
-            return;
-    }
+    agent_emit(ctx, ev);
 }
 
 static json_t *inventory_json(struct agent *a)
@@ -332,23 +237,14 @@ static json_t *inventory_json(struct agent *a)
     struct plat_inventory inv;
     memset(&inv, 0, sizeof(inv));
     plat_inventory(&inv);
-    json_t *ips = json_array(), *macs = json_array();
-    for (size_t i = 0; i < inv.nips; i++)
-        json_array_append_new(ips, json_string(inv.ips[i]));
-    for (size_t i = 0; i < inv.nmacs; i++)
-        json_array_append_new(macs, json_string(inv.macs[i]));
     pthread_mutex_lock(&a->lock);
-    json_t *j =
-        json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:I,s:o,s:o,s:s,s:I,s:I,s:I,s:b,s:I,s:s}", "hostname",
-                  inv.hostname, "os", inv.os, "kernel", inv.kernel, "arch", inv.arch, "cpu",
-                  inv.cpu, "cpus", (int)inv.cpus, "mem_bytes", (json_int_t)inv.mem_bytes, "ips",
-                  ips, "macs", macs, "agent_version", KHIEN_VERSION, "db_version",
-                  (json_int_t)a->db_version, "db_time", (json_int_t)a->db_created, "last_full_scan",
-                  (json_int_t)a->last_full_scan, "rtp", atomic_load(&a->rtp_on), "db_signatures",
-                  (json_int_t)a->db_signatures, "policy_version", a->policy.version);
+    json_t *fields =
+        json_pack("{s:I,s:I,s:I,s:b,s:I,s:s}", "db_version", (json_int_t)a->db_version, "db_time",
+                  (json_int_t)a->db_created, "last_full_scan", (json_int_t)a->last_full_scan, "rtp",
+                  atomic_load(&a->rtp_on), "db_signatures", (json_int_t)a->db_signatures,
+                  "policy_version", a->policy.version);
     pthread_mutex_unlock(&a->lock);
-    if (j != NULL && inv.machine_key[0] != '\0')
-        json_object_set_new(j, "machine_key", json_string(inv.machine_key));
+    json_t *j = uplink_inventory_json(&inv, fields);
     if (j != NULL && inv.firewall >= 0)
         json_object_set_new(j, "firewall", json_boolean(inv.firewall));
     return j;
@@ -414,7 +310,8 @@ static void post_task_result(struct agent *a, struct uplink *u, int64_t id, cons
     json_decref(body);
     struct client_resp resp;
     memset(&resp, 0, sizeof(resp));
-    if (text != NULL && client_call(u->c, "POST", path, text, strlen(text), 0, &resp) == KH_OK &&
+    if (text != NULL &&
+        client_call(u->client, "POST", path, text, strlen(text), 0, &resp) == KH_OK &&
         resp.status != 200)
         agent_log(a, "task %lld: the server answered %ld to the result", (long long)id,
                   resp.status);
@@ -503,7 +400,7 @@ static void fetch_tasks(struct agent *a, struct uplink *u)
 {
     struct client_resp resp;
     memset(&resp, 0, sizeof(resp));
-    if (client_call(u->c, "GET", "/agent/tasks", NULL, 0, 0, &resp) == KH_OK &&
+    if (client_call(u->client, "GET", "/agent/tasks", NULL, 0, 0, &resp) == KH_OK &&
         resp.status == 200) {
         json_t *j = json_loads(resp.body ? resp.body : "", 0, NULL);
         json_t *items = json_object_get(j, "items");
@@ -522,15 +419,15 @@ static void checkin(struct agent *a, struct uplink *u)
     struct client_resp resp;
     memset(&resp, 0, sizeof(resp));
     unsigned interval = a->opts->checkin_s ? a->opts->checkin_s : (unsigned)a->id.checkin_interval;
-    int r = text ? client_call(u->c, "POST", "/agent/checkin", text, strlen(text), 1, &resp)
+    int r = text ? client_call(u->client, "POST", "/agent/checkin", text, strlen(text), 1, &resp)
                  : KH_ENOMEM;
     free(text);
     if (r != KH_OK || resp.status != 200) {
         if (r == KH_OK)
-            fatal_status(a, u, &resp);
+            uplink_fatal_status(u, resp.status);
         else
             set_error(a, "check-in failed: %s", resp.error);
-        backoff(a, u, &u->next_checkin);
+        uplink_backoff(u, &u->next_checkin);
         client_resp_free(&resp);
         return;
     }
@@ -545,6 +442,7 @@ static void checkin(struct agent *a, struct uplink *u)
         a->id.checkin_interval = (int)srv_interval;
         interval = (unsigned)srv_interval;
     }
+    u->interval_s = interval;
     u->next_checkin = khx_now_ms() + interval * 1000ull;
     apply_policy(a, json_object_get(j, "policy"),
                  json_string_value(json_object_get(j, "policy_version")));
@@ -556,7 +454,7 @@ static void checkin(struct agent *a, struct uplink *u)
     int newer = latest > a->db_version && a->opts->db_file == NULL;
     pthread_mutex_unlock(&a->lock);
     if (newer && latest != u->refused_version) {
-        int ur = update_to(a, u->c, latest);
+        int ur = update_to(a, u, latest);
         if (ur != KH_OK && ur != KH_EIO)
             u->refused_version = latest;
     }
@@ -723,6 +621,15 @@ int agent_run(const struct agent_opts *opts)
         fprintf(stderr, "khien-agent: spool: %s\n", err);
         goto out;
     }
+    u.spool = a.spool;
+    u.bundle_key = a.id.bundle_key;
+    u.db_dir = a.db_dir;
+    u.who = "machine";
+    u.stop = &a.stop;
+    u.interval_s = opts->checkin_s ? opts->checkin_s : (unsigned)a.id.checkin_interval;
+    u.ctx = &a;
+    u.report = uplink_report;
+    u.emit = uplink_emit;
     snprintf(dir, sizeof(dir), "%s/quarantine", a.state_dir);
     if (vault_open(dir, &a.vault, err, sizeof(err)) != KH_OK) {
         fprintf(stderr, "khien-agent: quarantine: %s\n", err);
@@ -742,19 +649,19 @@ int agent_run(const struct agent_opts *opts)
         threads |= 1;
     if (pthread_create(&net_thr, NULL, agent_netwatch_thread, &a) == 0)
         threads |= 2;
-    if (a.enrolled && open_client(&a, &u.c, err, sizeof(err)) != KH_OK) {
+    if (a.enrolled && open_client(&a, &u.client, err, sizeof(err)) != KH_OK) {
         fprintf(stderr, "khien-agent: %s\n", err);
         goto stop;
     }
     agent_log(&a, "running (state %s, server %s, machine %s)", a.state_dir,
               a.enrolled ? a.id.server : "none", a.enrolled ? a.id.machine_id : "-");
     while (!signalled) {
-        if (u.c != NULL && !u.retired) {
-            flush_events(&a, &u);
+        if (u.client != NULL && !u.retired) {
+            uplink_flush_events(&u);
             if (khx_now_ms() >= u.next_checkin)
                 checkin(&a, &u);
             report_jobs(&a, &u);
-            flush_events(&a, &u);
+            uplink_flush_events(&u);
         } else {
             report_jobs(&a, &u);
         }
@@ -767,7 +674,7 @@ int agent_run(const struct agent_opts *opts)
         ts.tv_sec += 1;
         struct spool_stats ss;
         spool_stats(a.spool, &ss);
-        if (!(ss.events > 0 && khx_now_ms() >= u.next_flush && u.c != NULL))
+        if (!(ss.events > 0 && khx_now_ms() >= u.next_flush && u.client != NULL))
             pthread_cond_timedwait(&a.wake, &a.lock, &ts);
         pthread_mutex_unlock(&a.lock);
     }
@@ -784,12 +691,12 @@ stop:
         pthread_join(scan_thr, NULL);
     if (threads & 2)
         pthread_join(net_thr, NULL);
-    if (u.c != NULL)
-        flush_events(&a, &u);
+    if (u.client != NULL)
+        uplink_flush_events(&u);
     write_status(&a);
     agent_log(&a, "stopped");
 out:
-    client_free(u.c);
+    client_free(u.client);
     agent_worker_release(a.rt_worker);
     ioc_set_free(a.iocs);
     agent_scan_job_free(a.running);

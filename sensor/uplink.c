@@ -1,7 +1,9 @@
 /*
  * The sensor's uplink (uplink.c; the protocol is in uplink.h): the agent's
- * client, spool and bundle code driven by a loop shaped like the agent's
- * (agent/daemon.c), minus everything about files and scans. Enrollment is
+ * client, spool and bundle code, and the uplink logic it shares with the
+ * agent (agent/uplink_common.h: sending events, backoff, 401/403, fetching
+ * a bundle, the inventory), driven by a loop shaped like the agent's
+ * (agent/daemon.c) minus everything about files and scans. Enrollment is
  * the agent's own (agent_enroll), so a sensor's state folder has the same
  * files as an agent's and the server treats both the same way up to the
  * "role" they check in with.
@@ -16,8 +18,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <sodium.h>
-
 #include "agent.h"
 #include "client.h"
 #include "khx.h"
@@ -25,17 +25,14 @@
 #include "spool.h"
 #include "update.h"
 #include "uplink.h"
-
-#define EVENTS_PER_BATCH 500
-#define BATCH_BYTES_MAX  (4u << 20)
-#define BUNDLE_MAX_BYTES (2ull << 30)
+#include "uplink_common.h"
 
 struct sen_uplink {
     struct sen_uplink_opts opts;
     char state_dir[4096];
     char db_dir[4200];
     struct agent_identity id;
-    struct client *c;
+    struct uplink link; /* the client, the spool and the backoff state */
 
     pthread_t thread;
     int started;
@@ -43,11 +40,6 @@ struct sen_uplink {
     pthread_cond_t wake;
     atomic_int stop;
     int flush_now, checkin_now; /* guarded by lock */
-
-    uint64_t next_checkin, next_flush; /* khx_now_ms */
-    unsigned backoff_s;
-    int unauthorized, retired;
-    int64_t refused_version;
 
     struct sen_uplink_status st; /* guarded by lock */
 };
@@ -86,34 +78,14 @@ static unsigned interval_s(struct sen_uplink *u)
     return i ? i : 60;
 }
 
-static void backoff(struct sen_uplink *u, uint64_t *next)
+/* Puts one event of the uplink itself into the spool (id and time added);
+ * ev is borrowed. */
+static void put_event(void *ctx, json_t *ev)
 {
-    unsigned limit = KHX_MAX(interval_s(u), 2u);
-    u->backoff_s = u->backoff_s ? KHX_MIN(u->backoff_s * 2, limit) : 2;
-    *next = khx_now_ms() + u->backoff_s * 1000ull + randombytes_uniform(1000);
-}
-
-/* 401 and 403 mean a person must act (enroll again, or the sensor was retired). */
-static int fatal_status(struct sen_uplink *u, const struct client_resp *resp)
-{
-    if (resp->status == 401 && !u->unauthorized) {
-        u->unauthorized = 1;
-        set_error(u, "the server no longer accepts this sensor's certificate: enroll again");
-    } else if (resp->status == 403 && !u->retired) {
-        u->retired = 1;
-        set_error(u, "the server says this sensor was retired: not calling it any more");
-    }
-    return resp->status == 401 || resp->status == 403;
-}
-
-/* Puts one event of the uplink itself into the spool (id and time added). */
-static void put_event(struct sen_uplink *u, json_t *ev)
-{
+    struct sen_uplink *u = ctx;
     char id[37];
-    if (ev == NULL || u->opts.spool == NULL) {
-        json_decref(ev);
+    if (ev == NULL || u->opts.spool == NULL)
         return;
-    }
     khx_uuid4(id);
     json_object_set_new(ev, "id", json_string(id));
     json_object_set_new(ev, "at", json_integer((json_int_t)time(NULL)));
@@ -121,58 +93,14 @@ static void put_event(struct sen_uplink *u, json_t *ev)
     if (text != NULL)
         spool_put(u->opts.spool, text, strlen(text));
     free(text);
-    json_decref(ev);
 }
 
-static void flush_events(struct sen_uplink *u)
+/* What the shared uplink code reports becomes the sensor's last error, but
+ * for single events the server rejected out of a batch it took. */
+static void report(void *ctx, enum uplink_what what, const char *msg)
 {
-    while (!atomic_load(&u->stop) && u->opts.spool != NULL && khx_now_ms() >= u->next_flush) {
-        struct spool_stats ss;
-        uint64_t dropped;
-        spool_stats(u->opts.spool, &ss);
-        if (ss.dropped > 0 && ss.events < 1000 && (dropped = spool_take_dropped(u->opts.spool)) > 0)
-            put_event(
-                u, json_pack("{s:s,s:I}", "type", "events_dropped", "count", (json_int_t)dropped));
-        struct spool_batch b;
-        memset(&b, 0, sizeof(b));
-        if (spool_peek(u->opts.spool, EVENTS_PER_BATCH, BATCH_BYTES_MAX, &b) != KH_OK ||
-            b.count == 0) {
-            spool_batch_free(&b);
-            return;
-        }
-        struct khx_buf body;
-        struct client_resp resp;
-        memset(&resp, 0, sizeof(resp));
-        khx_buf_init(&body, BATCH_BYTES_MAX + 64);
-        int r = khx_buf_printf(&body, "{\"events\":%s}", b.json);
-        if (r == KH_OK)
-            r = client_call(u->c, "POST", "/agent/events", (const char *)body.data, body.len, 1,
-                            &resp);
-        khx_buf_free(&body);
-        int sent = r == KH_OK && resp.status >= 200 && resp.status < 300;
-        if (sent) {
-            spool_ack(u->opts.spool, &b);
-            u->backoff_s = 0;
-            pthread_mutex_lock(&u->lock);
-            u->st.events_sent += b.count;
-            pthread_mutex_unlock(&u->lock);
-        } else if (r == KH_OK && resp.status == 400) {
-            /* The server will never take this batch: keeping it would block the rest. */
-            set_error(u, "the server refused an event batch (400): dropped: %.200s",
-                      resp.body ? resp.body : "");
-            spool_ack(u->opts.spool, &b);
-        } else {
-            if (r == KH_OK && !fatal_status(u, &resp))
-                set_error(u, "events not sent: HTTP %ld", resp.status);
-            else if (r != KH_OK)
-                set_error(u, "events not sent: %s", resp.error[0] ? resp.error : kh_strerror(r));
-            backoff(u, &u->next_flush);
-        }
-        client_resp_free(&resp);
-        spool_batch_free(&b);
-        if (!sent)
-            return;
-    }
+    if (what != UPLINK_EVENT_REJECTED)
+        set_error(ctx, "%s", msg);
 }
 
 static json_t *inventory_json(struct sen_uplink *u)
@@ -180,23 +108,12 @@ static json_t *inventory_json(struct sen_uplink *u)
     struct plat_inventory inv;
     memset(&inv, 0, sizeof(inv));
     plat_inventory(&inv);
-    json_t *ips = json_array(), *macs = json_array();
-    for (size_t i = 0; i < inv.nips; i++)
-        json_array_append_new(ips, json_string(inv.ips[i]));
-    for (size_t i = 0; i < inv.nmacs; i++)
-        json_array_append_new(macs, json_string(inv.macs[i]));
     pthread_mutex_lock(&u->lock);
     int64_t dbv = u->st.db_version;
     pthread_mutex_unlock(&u->lock);
     /* The agent's inventory fields, with the ones about files left out. */
-    json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:I,s:o,s:o,s:s,s:s,s:I}", "hostname",
-                          inv.hostname, "os", inv.os, "kernel", inv.kernel, "arch", inv.arch, "cpu",
-                          inv.cpu, "cpus", (int)inv.cpus, "mem_bytes", (json_int_t)inv.mem_bytes,
-                          "ips", ips, "macs", macs, "agent_version", KHIEN_VERSION,
-                          "sensor_version", KHIEN_VERSION, "db_version", (json_int_t)dbv);
-    if (j != NULL && inv.machine_key[0] != '\0')
-        json_object_set_new(j, "machine_key", json_string(inv.machine_key));
-    return j;
+    return uplink_inventory_json(&inv, json_pack("{s:s,s:I}", "sensor_version", KHIEN_VERSION,
+                                                 "db_version", (json_int_t)dbv));
 }
 
 static void save_networks(struct sen_uplink *u, json_t *nets)
@@ -232,37 +149,14 @@ static void load_saved(struct sen_uplink *u)
  * bundle itself was refused (not fetched again). */
 static int update_to(struct sen_uplink *u, int64_t version)
 {
-    char path[64], dest[4300], err[512] = "";
-    long status = 0;
-    uint8_t pk[32];
-    size_t pklen = 0;
+    char err[512] = "";
     struct update_db db;
-    snprintf(path, sizeof(path), "/agent/bundles/%lld", (long long)version);
-    snprintf(dest, sizeof(dest), "%s/download.bundle", u->db_dir);
-    if (client_download(u->c, path, dest, BUNDLE_MAX_BYTES, &status, err, sizeof(err)) != KH_OK ||
-        status != 200) {
-        set_error(u, "bundle %lld: download failed: %s (HTTP %ld)", (long long)version,
-                  err[0] ? err : "no answer", status);
-        return KH_EIO;
-    }
-    if (sodium_base642bin(pk, sizeof(pk), u->id.bundle_key, strlen(u->id.bundle_key), NULL, &pklen,
-                          NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
-        pklen != sizeof(pk)) {
-        set_error(u, "agent.json: bundle_key is not a base64 Ed25519 key");
-        unlink(dest);
-        return KH_EINVAL;
-    }
     pthread_mutex_lock(&u->lock);
     int64_t current = u->st.db_version;
     pthread_mutex_unlock(&u->lock);
-    int r = update_unpack(dest, pk, u->db_dir, current, &db, err, sizeof(err));
-    unlink(dest);
-    if (r != KH_OK) {
-        set_error(u, "bundle %lld refused: %s", (long long)version, err);
-        put_event(u, json_pack("{s:s,s:I,s:s}", "type", "bundle_refused", "version",
-                               (json_int_t)version, "reason", err));
+    int r = uplink_fetch_bundle(&u->link, version, current, &db);
+    if (r != KH_OK)
         return r;
-    }
     if ((r = update_switch(u->db_dir, db.version, err, sizeof(err))) != KH_OK) {
         set_error(u, "bundle %lld: could not make it current: %s", (long long)version, err);
         return r;
@@ -272,8 +166,10 @@ static int update_to(struct sen_uplink *u, int64_t version)
     pthread_mutex_unlock(&u->lock);
     if (db.ioc_path[0] != '\0' && u->opts.on_indicators != NULL)
         u->opts.on_indicators(u->opts.ctx, db.ioc_path, db.version);
-    put_event(u, json_pack("{s:s,s:I,s:I}", "type", "update_applied", "version",
-                           (json_int_t)db.version, "indicators", (json_int_t)db.indicators));
+    json_t *ev = json_pack("{s:s,s:I,s:I}", "type", "update_applied", "version",
+                           (json_int_t)db.version, "indicators", (json_int_t)db.indicators);
+    put_event(u, ev);
+    json_decref(ev);
     return KH_OK;
 }
 
@@ -294,20 +190,21 @@ static void checkin(struct sen_uplink *u)
     json_decref(body);
     struct client_resp resp;
     memset(&resp, 0, sizeof(resp));
-    int r = text ? client_call(u->c, "POST", "/agent/checkin", text, strlen(text), 1, &resp)
-                 : KH_ENOMEM;
+    int r =
+        text ? client_call(u->link.client, "POST", "/agent/checkin", text, strlen(text), 1, &resp)
+             : KH_ENOMEM;
     free(text);
     if (r != KH_OK || resp.status != 200) {
-        if (r == KH_OK && !fatal_status(u, &resp))
+        if (r == KH_OK && !uplink_fatal_status(&u->link, resp.status))
             set_error(u, "check-in failed: HTTP %ld", resp.status);
         else if (r != KH_OK)
             set_error(u, "check-in failed: %s", resp.error[0] ? resp.error : kh_strerror(r));
-        backoff(u, &u->next_checkin);
+        uplink_backoff(&u->link, &u->link.next_checkin);
         client_resp_free(&resp);
         return;
     }
-    u->unauthorized = 0;
-    u->backoff_s = 0;
+    u->link.unauthorized = 0;
+    u->link.backoff_s = 0;
     json_t *j = json_loads(resp.body ? resp.body : "", 0, NULL);
     client_resp_free(&resp);
     pthread_mutex_lock(&u->lock);
@@ -316,7 +213,8 @@ static void checkin(struct sen_uplink *u)
     json_int_t srv = json_integer_value(json_object_get(j, "checkin_interval"));
     if (srv > 0 && srv <= 86400)
         u->id.checkin_interval = (int)srv;
-    u->next_checkin = khx_now_ms() + interval_s(u) * 1000ull;
+    u->link.interval_s = interval_s(u);
+    u->link.next_checkin = khx_now_ms() + interval_s(u) * 1000ull;
     json_t *nets = json_object_get(j, "networks");
     if (json_is_array(nets)) {
         save_networks(u, nets);
@@ -328,10 +226,10 @@ static void checkin(struct sen_uplink *u)
     pthread_mutex_lock(&u->lock);
     int newer = latest > u->st.db_version;
     pthread_mutex_unlock(&u->lock);
-    if (newer && latest != u->refused_version) {
+    if (newer && latest != u->link.refused_version) {
         int ur = update_to(u, latest);
         if (ur != KH_OK && ur != KH_EIO)
-            u->refused_version = latest;
+            u->link.refused_version = latest;
     }
     json_decref(j);
 }
@@ -342,12 +240,15 @@ static void *uplink_thread(void *arg)
     unsigned flush_s = u->opts.flush_s ? u->opts.flush_s : 3;
     load_saved(u);
     while (!atomic_load(&u->stop)) {
-        if (!u->retired) {
-            if (khx_now_ms() >= u->next_checkin)
+        if (!u->link.retired) {
+            if (khx_now_ms() >= u->link.next_checkin)
                 checkin(u);
-            flush_events(u);
-            if (u->backoff_s == 0)
-                u->next_flush = khx_now_ms() + flush_s * 1000ull;
+            uplink_flush_events(&u->link);
+            pthread_mutex_lock(&u->lock);
+            u->st.events_sent = atomic_load(&u->link.events_sent);
+            pthread_mutex_unlock(&u->lock);
+            if (u->link.backoff_s == 0)
+                u->link.next_flush = khx_now_ms() + flush_s * 1000ull;
         }
         pthread_mutex_lock(&u->lock);
         struct timespec ts;
@@ -355,10 +256,10 @@ static void *uplink_thread(void *arg)
         ts.tv_sec += 1;
         if (!atomic_load(&u->stop) && !u->flush_now && !u->checkin_now)
             pthread_cond_timedwait(&u->wake, &u->lock, &ts);
-        if (u->flush_now && u->backoff_s == 0)
-            u->next_flush = 0;
+        if (u->flush_now && u->link.backoff_s == 0)
+            u->link.next_flush = 0;
         if (u->checkin_now)
-            u->next_checkin = 0;
+            u->link.next_checkin = 0;
         u->flush_now = u->checkin_now = 0;
         pthread_mutex_unlock(&u->lock);
     }
@@ -395,8 +296,17 @@ int sen_uplink_start(const struct sen_uplink_opts *opts, struct sen_uplink **out
     snprintf(crt, sizeof(crt), "%s/agent.crt", u->state_dir);
     snprintf(key, sizeof(key), "%s/agent.key", u->state_dir);
     struct client_opts co = {u->id.server, ca, crt, key, 60};
-    if ((r = client_new(&co, &u->c, err, errlen)) != KH_OK)
+    if ((r = client_new(&co, &u->link.client, err, errlen)) != KH_OK)
         goto out;
+    u->link.spool = opts->spool;
+    u->link.bundle_key = u->id.bundle_key;
+    u->link.db_dir = u->db_dir;
+    u->link.who = "sensor";
+    u->link.stop = &u->stop;
+    u->link.interval_s = interval_s(u);
+    u->link.ctx = u;
+    u->link.report = report;
+    u->link.emit = put_event;
     int rc = pthread_create(&u->thread, NULL, uplink_thread, u);
     if (rc != 0) {
         khx_errf(err, errlen, "uplink: thread: %s", strerror(rc));
@@ -451,7 +361,7 @@ void sen_uplink_free(struct sen_uplink *u)
     if (u == NULL)
         return;
     sen_uplink_stop(u);
-    client_free(u->c);
+    client_free(u->link.client);
     pthread_mutex_destroy(&u->lock);
     pthread_cond_destroy(&u->wake);
     free(u);

@@ -14,25 +14,17 @@
  */
 #include "testutil.h"
 
-#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 #include <jansson.h>
 #include <sodium.h>
 
@@ -42,314 +34,47 @@
 #include "khx.h"
 #include "update.h"
 
-extern char **environ;
+/* The server every test talks to, started once for the group, and the
+ * enrollment tokens made on it. */
+static struct tu_server srv;
+static char enroll_token[128];  /* reusable */
+static char revoked_token[128]; /* revoked at once */
 
-/* The server every test talks to, started once for the group. */
-static struct {
-    int up;
-    char why[512]; /* why the tests skip, when !up */
-    pid_t pid;
-    char tmp[256];
-    char data[320];
-    char ca[400];
-    char url[64];
-    char password[128];
-    char csrf[128];
-    char token[128];         /* reusable */
-    char revoked_token[128]; /* revoked at once */
-    CURL *admin;
-} srv;
-
-/* ------------------------------------------------------------------------ */
-/* Starting the server                                                      */
-/* ------------------------------------------------------------------------ */
-
-/* A port nothing listens on now: bind to port 0 and ask which one we got. */
-static int free_port(void)
-{
-    struct sockaddr_in sa;
-    socklen_t len = sizeof(sa);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-        getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
-/* Runs argv with stdout and stderr to `out`; returns the child's pid. */
-static pid_t spawn(char *const argv[], const char *out)
-{
-    posix_spawn_file_actions_t fa;
-    pid_t pid = -1;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    if (posix_spawn(&pid, argv[0], &fa, NULL, argv, environ) != 0)
-        pid = -1;
-    posix_spawn_file_actions_destroy(&fa);
-    return pid;
-}
-
-static void print_file(const char *path)
-{
-    uint8_t *text = NULL;
-    size_t len = 0;
-    if (khx_read_file(path, 64 * 1024, &text, &len) == KH_OK)
-        fprintf(stderr, "--- %s ---\n%s\n---\n", path, (char *)text);
-    free(text);
-}
-
-static size_t collect(char *data, size_t size, size_t nmemb, void *ud)
-{
-    return khx_buf_append(ud, data, size * nmemb) == KH_OK ? size * nmemb : 0;
-}
-
-/* One dashboard API call as the administrator (session cookie and CSRF
- * header); the answer's JSON in *out (may be NULL). Returns the status. */
-static long admin_call(const char *method, const char *path, const char *ctype, const char *body,
-                       json_t **out)
-{
-    struct khx_buf b;
-    struct curl_slist *h = NULL;
-    char url[512], hdr[200];
-    long status = 0;
-
-    khx_buf_init(&b, 1u << 20);
-    snprintf(url, sizeof(url), "%s/api/v1%s", srv.url, path);
-    if (ctype != NULL) {
-        snprintf(hdr, sizeof(hdr), "Content-Type: %s", ctype);
-        h = curl_slist_append(h, hdr);
-    }
-    if (srv.csrf[0] != '\0') {
-        snprintf(hdr, sizeof(hdr), "X-CSRF-Token: %s", srv.csrf);
-        h = curl_slist_append(h, hdr);
-    }
-    CURL *c = srv.admin;
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    if (body != NULL)
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-    else
-        curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
-    curl_slist_free_all(h);
-    if (out != NULL)
-        *out = b.len > 0 ? json_loadb((const char *)b.data, b.len, 0, NULL) : NULL;
-    khx_buf_free(&b);
-    return status;
-}
-
-/* Copies the string field `key` of the object into dst; 0 when it is one. */
-static int json_field(json_t *obj, const char *key, char *dst, size_t cap)
-{
-    json_t *v = json_object_get(obj, key);
-    if (json_is_string(v))
-        snprintf(dst, cap, "%s", json_string_value(v));
-    else if (json_is_integer(v))
-        snprintf(dst, cap, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-    else
-        return -1;
-    return 0;
-}
-
-/* Logs in, creates an agency, a reusable token and a revoked one. */
-static int admin_setup(void)
-{
-    json_t *j = NULL, *body = NULL;
-    char agency[32] = "", revoked_id[32] = "", path[128];
-    char *text = NULL;
-    int ok = -1;
-
-    srv.admin = curl_easy_init();
-    curl_easy_setopt(srv.admin, CURLOPT_CAINFO, srv.ca);
-    curl_easy_setopt(srv.admin, CURLOPT_COOKIEFILE, ""); /* the cookie engine, in memory */
-    curl_easy_setopt(srv.admin, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(srv.admin, CURLOPT_TIMEOUT, 30L);
-
-    body = json_pack("{s:s,s:s}", "username", "admin", "password", srv.password);
-    text = json_dumps(body, JSON_COMPACT);
-    if (admin_call("POST", "/login", "application/json", text, &j) != 200 ||
-        json_field(j, "csrf", srv.csrf, sizeof(srv.csrf)) != 0) {
-        snprintf(srv.why, sizeof(srv.why), "administrator login failed");
-        goto out;
-    }
-    json_decref(j);
-    j = NULL;
-    if (admin_call("POST", "/agencies", "application/json",
-                   "{\"code\":\"test-client\",\"name\":\"Client test\",\"kind\":\"department\"}",
-                   &j) /
-                100 !=
-            2 ||
-        json_field(j, "id", agency, sizeof(agency)) != 0) {
-        snprintf(srv.why, sizeof(srv.why), "creating an agency failed");
-        goto out;
-    }
-    json_decref(j);
-    j = NULL;
-    snprintf(path, sizeof(path), "/agencies/%s/enroll-tokens", agency);
-    if (admin_call("POST", path, "application/json", "{\"max_uses\":0}", &j) / 100 != 2 ||
-        json_field(j, "token", srv.token, sizeof(srv.token)) != 0) {
-        snprintf(srv.why, sizeof(srv.why), "creating an enrollment token failed");
-        goto out;
-    }
-    json_decref(j);
-    j = NULL;
-    if (admin_call("POST", path, "application/json", "{}", &j) / 100 != 2 ||
-        json_field(j, "token", srv.revoked_token, sizeof(srv.revoked_token)) != 0 ||
-        json_field(j, "id", revoked_id, sizeof(revoked_id)) != 0) {
-        snprintf(srv.why, sizeof(srv.why), "creating a second enrollment token failed");
-        goto out;
-    }
-    snprintf(path, sizeof(path), "/enroll-tokens/%s", revoked_id);
-    if (admin_call("DELETE", path, NULL, NULL, NULL) / 100 != 2) {
-        snprintf(srv.why, sizeof(srv.why), "revoking a token failed");
-        goto out;
-    }
-    ok = 0;
-out:
-    json_decref(j);
-    json_decref(body);
-    free(text);
-    return ok;
-}
-
-/* Waits until /health answers 200 (or the server dies). */
-static int wait_healthy(void)
-{
-    struct client_opts o = {.server = srv.url, .ca_file = srv.ca, .timeout_s = 5};
-    struct client *c = NULL;
-    int ok = -1;
-    if (client_new(&o, &c, NULL, 0) != KH_OK)
-        return -1;
-    for (int i = 0; i < 300; i++) {
-        struct client_resp resp;
-        int status;
-        if (waitpid(srv.pid, &status, WNOHANG) == srv.pid) {
-            srv.pid = -1;
-            break;
-        }
-        if (client_call(c, "GET", "/health", NULL, 0, 0, &resp) == KH_OK && resp.status == 200) {
-            client_resp_free(&resp);
-            ok = 0;
-            break;
-        }
-        client_resp_free(&resp);
-        struct timespec ts = {0, 100 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    client_free(c);
-    return ok;
-}
-
+/* Starts the server, creates an agency, a reusable token and a revoked one. */
 static int group_setup(void **state)
 {
+    char agency[32] = "", revoked_id[32] = "", path[128];
     (void)state;
-    char bin[PATH_MAX], out[400], log[400], listen[64], line[256];
-    const char *dir = getenv("KHIEN_BIN");
-
-    if (sodium_init() < 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+    if (tu_server_start(&srv) != 0)
         return -1;
-    snprintf(bin, sizeof(bin), "%s/khien", dir != NULL ? dir : "bin");
-    if (access(bin, X_OK) != 0) {
-        if (snprintf(srv.why, sizeof(srv.why), "%s is not built (target khien-cli)", bin) < 0)
-            srv.why[0] = '\0';
+    if (!srv.up)
         return 0;
-    }
-    snprintf(srv.tmp, sizeof(srv.tmp), "%s", tu_mkdtemp());
-    snprintf(srv.data, sizeof(srv.data), "%s/data", srv.tmp);
-    snprintf(srv.ca, sizeof(srv.ca), "%s/ca.crt", srv.data);
-    snprintf(out, sizeof(out), "%s/init.out", srv.tmp);
-    snprintf(log, sizeof(log), "%s/server.log", srv.tmp);
-
-    /* A free port may be taken between finding it and the server binding
-     * it: a few tries. */
-    for (int attempt = 0; attempt < 5 && !srv.up; attempt++) {
-        int port = free_port(), status = 0;
-        if (port <= 0)
-            continue;
-        snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
-        snprintf(srv.url, sizeof(srv.url), "https://127.0.0.1:%d", port);
-        if (attempt == 0) {
-            char *init[] = {bin, "server", "init", "--data", srv.data, "--listen", listen, NULL};
-            pid_t pid = spawn(init, out);
-            if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
-                WEXITSTATUS(status) != 0) {
-                print_file(out);
-                snprintf(srv.why, sizeof(srv.why), "khien server init failed");
-                return -1;
-            }
-            FILE *f = fopen(out, "r");
-            while (f != NULL && fgets(line, sizeof(line), f) != NULL)
-                if (sscanf(line, "admin password: %127s", srv.password) == 1)
-                    break;
-            if (f != NULL)
-                fclose(f);
-            if (srv.password[0] == '\0') {
-                print_file(out);
-                return -1;
-            }
-        }
-        char *run[] = {bin, "server", "run", "--data", srv.data, "--listen", listen, NULL};
-        if ((srv.pid = spawn(run, log)) < 0)
-            return -1;
-        if (wait_healthy() == 0) {
-            srv.up = 1;
-            break;
-        }
-        if (srv.pid > 0) {
-            kill(srv.pid, SIGTERM);
-            waitpid(srv.pid, NULL, 0);
-            srv.pid = -1;
-        }
-    }
-    if (!srv.up) {
-        print_file(log);
-        return -1;
-    }
-    if (admin_setup() != 0) {
-        fprintf(stderr, "%s\n", srv.why);
-        print_file(log);
-        return -1;
+    if (tu_admin_agency(&srv, "test-client", "Client test", agency, sizeof(agency)) != 0 ||
+        tu_admin_token(&srv, agency, "{\"max_uses\":0}", enroll_token, sizeof(enroll_token), NULL,
+                       0) != 0 ||
+        tu_admin_token(&srv, agency, "{}", revoked_token, sizeof(revoked_token), revoked_id,
+                       sizeof(revoked_id)) != 0)
+        goto fail;
+    snprintf(path, sizeof(path), "/enroll-tokens/%s", revoked_id);
+    if (tu_admin_call(&srv, "DELETE", path, NULL, NULL, NULL) / 100 != 2) {
+        snprintf(srv.why, sizeof(srv.why), "revoking a token failed");
+        goto fail;
     }
     return 0;
+fail:
+    fprintf(stderr, "%s\n", srv.why);
+    tu_server_print_log(&srv);
+    return -1;
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    if (srv.pid > 0) {
-        kill(srv.pid, SIGTERM);
-        waitpid(srv.pid, NULL, 0);
-    }
-    if (srv.admin != NULL)
-        curl_easy_cleanup(srv.admin);
-    if (srv.tmp[0] != '\0')
-        tu_rmtree(srv.tmp);
-    curl_global_cleanup();
+    tu_server_stop(&srv);
     return 0;
 }
 
-#define NEED_SERVER()                                                                              \
-    do {                                                                                           \
-        if (!srv.up) {                                                                             \
-            print_message("SKIP: %s\n", srv.why);                                                  \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
+#define NEED_SERVER() TU_NEED_SERVER(&srv)
 
 /* ------------------------------------------------------------------------ */
 /* Helpers for the tests                                                    */
@@ -445,7 +170,7 @@ static void client_enroll_writes_a_private_key_and_certificates(void **state)
     struct stat st;
     state_dir("enroll", dir, sizeof(dir));
 
-    assert_int_equal(enroll(dir, srv.token, srv.ca, NULL, &res, err, sizeof(err)), KH_OK);
+    assert_int_equal(enroll(dir, enroll_token, srv.ca, NULL, &res, err, sizeof(err)), KH_OK);
     assert_int_equal(strlen(res.machine_id), 36);
     assert_int_equal(strlen(res.key_id), 16);
     assert_true(strlen(res.bundle_key) == 44);
@@ -483,7 +208,7 @@ static void client_reenroll_with_machine_id_keeps_the_id(void **state)
     state_dir("reenroll", dir, sizeof(dir));
     state_dir("reenroll-old", old_dir, sizeof(old_dir));
 
-    assert_int_equal(enroll(dir, srv.token, srv.ca, NULL, &first, err, sizeof(err)), KH_OK);
+    assert_int_equal(enroll(dir, enroll_token, srv.ca, NULL, &first, err, sizeof(err)), KH_OK);
     /* Keep the first enrollment's files to try them afterwards. */
     assert_int_equal(mkdir(old_dir, 0700), 0);
     static const char *const names[] = {"agent.key", "agent.crt", "ca.crt"};
@@ -496,7 +221,7 @@ static void client_reenroll_with_machine_id_keeps_the_id(void **state)
     file_in(dir, "agent.key", from, sizeof(from));
     char *key1 = slurp(from);
 
-    assert_int_equal(enroll(dir, srv.token, srv.ca, first.machine_id, &second, err, sizeof(err)),
+    assert_int_equal(enroll(dir, enroll_token, srv.ca, first.machine_id, &second, err, sizeof(err)),
                      KH_OK);
     assert_string_equal(second.machine_id, first.machine_id);
     assert_true(second.reenrolled);
@@ -522,14 +247,13 @@ static void client_enroll_refused_token_keeps_earlier_files(void **state)
     char *before[3];
     state_dir("refused", dir, sizeof(dir));
 
-    assert_int_equal(enroll(dir, srv.token, srv.ca, NULL, &res, err, sizeof(err)), KH_OK);
+    assert_int_equal(enroll(dir, enroll_token, srv.ca, NULL, &res, err, sizeof(err)), KH_OK);
     for (int i = 0; i < 3; i++) {
         file_in(dir, names[i], path, sizeof(path));
         before[i] = slurp(path);
     }
 
-    assert_int_equal(enroll(dir, srv.revoked_token, srv.ca, NULL, &res, err, sizeof(err)),
-                     KH_EINVAL);
+    assert_int_equal(enroll(dir, revoked_token, srv.ca, NULL, &res, err, sizeof(err)), KH_EINVAL);
     assert_string_equal(err, "enrollment refused (403): this enrollment token has been revoked");
     assert_int_equal(
         enroll(dir, "khe_0000000000000000000000000000", srv.ca, NULL, &res, err, sizeof(err)),
@@ -561,7 +285,7 @@ static void client_enroll_refuses_a_server_it_does_not_trust(void **state)
 
     /* No CA file: the system's trust store, which does not know the
      * server's private CA. */
-    assert_int_equal(enroll(dir, srv.token, NULL, NULL, &res, err, sizeof(err)), KH_EIO);
+    assert_int_equal(enroll(dir, enroll_token, NULL, NULL, &res, err, sizeof(err)), KH_EIO);
     print_message("untrusted: %s\n", err);
     assert_non_null(strstr(err, "enrollment failed: "));
     assert_true(strlen(err) > strlen("enrollment failed: "));
@@ -586,7 +310,7 @@ static void client_checkin_with_certificate_is_accepted(void **state)
     struct client_resp resp;
     char dir[PATH_MAX], err[256] = "";
     state_dir("checkin", dir, sizeof(dir));
-    assert_int_equal(enroll(dir, srv.token, srv.ca, NULL, &res, err, sizeof(err)), KH_OK);
+    assert_int_equal(enroll(dir, enroll_token, srv.ca, NULL, &res, err, sizeof(err)), KH_OK);
 
     struct client *c = agent_client(dir);
     static const char doc[] = "{\"hostname\":\"test-host\",\"db_version\":0}";
@@ -628,7 +352,7 @@ static void client_gzip_event_batch_is_accepted(void **state)
     struct client_resp resp;
     char dir[PATH_MAX], err[256] = "", batch[512];
     state_dir("gzip", dir, sizeof(dir));
-    assert_int_equal(enroll(dir, srv.token, srv.ca, NULL, &res, err, sizeof(err)), KH_OK);
+    assert_int_equal(enroll(dir, enroll_token, srv.ca, NULL, &res, err, sizeof(err)), KH_OK);
     struct client *c = agent_client(dir);
 
     snprintf(batch, sizeof(batch),
@@ -661,7 +385,7 @@ static void client_server_down_is_a_transport_error(void **state)
     struct client_resp resp;
     struct client *c = NULL;
     char url[64];
-    int port = free_port();
+    int port = tu_free_port();
     assert_true(port > 0);
     snprintf(url, sizeof(url), "https://127.0.0.1:%d", port);
     o.server = url;
@@ -697,7 +421,7 @@ static void client_download_missing_bundle_leaves_no_file(void **state)
     char dir[PATH_MAX], dest[PATH_MAX], tmp[PATH_MAX + 8], err[256] = "";
     long status = 0;
     state_dir("missing", dir, sizeof(dir));
-    assert_int_equal(enroll(dir, srv.token, srv.ca, NULL, &res, err, sizeof(err)), KH_OK);
+    assert_int_equal(enroll(dir, enroll_token, srv.ca, NULL, &res, err, sizeof(err)), KH_OK);
     struct client *c = agent_client(dir);
     file_in(dir, "bundle.bin", dest, sizeof(dest));
     snprintf(tmp, sizeof(tmp), "%s.tmp", dest);
@@ -716,16 +440,10 @@ static void client_download_missing_bundle_leaves_no_file(void **state)
 static int64_t publish_bundle(void)
 {
     static const char ndb[] = "Khien.Test.ClientBundle:0:*:4b4849454e2d434c49454e54\n";
-    json_t *j = NULL;
-    char version[32] = "";
-    assert_int_equal(admin_call("PUT", "/signatures/sources/upload?kind=clamav&name=client.ndb",
-                                "application/octet-stream", ndb, NULL) /
-                         100,
-                     2);
-    assert_int_equal(admin_call("POST", "/signatures/publish", "application/json", "{}", &j), 200);
-    assert_int_equal(json_field(j, "version", version, sizeof(version)), 0);
-    json_decref(j);
-    return strtoll(version, NULL, 10);
+    assert_int_equal(tu_admin_upload(&srv, "clamav", "client.ndb", ndb) / 100, 2);
+    int64_t version = tu_admin_publish(&srv);
+    assert_true(version > 0);
+    return version;
 }
 
 static void client_download_published_bundle_unpacks_with_the_enrollment_key(void **state)
@@ -740,7 +458,7 @@ static void client_download_published_bundle_unpacks_with_the_enrollment_key(voi
     long status = 0;
     struct stat st;
     state_dir("download", dir, sizeof(dir));
-    assert_int_equal(enroll(dir, srv.token, srv.ca, NULL, &res, err, sizeof(err)), KH_OK);
+    assert_int_equal(enroll(dir, enroll_token, srv.ca, NULL, &res, err, sizeof(err)), KH_OK);
     assert_int_equal(sodium_base642bin(pk, sizeof(pk), res.bundle_key, strlen(res.bundle_key), NULL,
                                        &pk_len, NULL, sodium_base64_VARIANT_ORIGINAL),
                      0);

@@ -1,17 +1,32 @@
 /* Helpers for the unit tests; see testutil.h. */
 #include "testutil.h"
 
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
+#include <sodium.h>
+
 #include "bundle.h"
+#include "client.h"
+#include "khx.h"
 #include "server.h"
 #include "store/store.h"
+
+extern char **environ;
 
 const char *tu_mkdtemp(void)
 {
@@ -292,4 +307,310 @@ void tu_publisher_close(struct srv *srv, char *dir, struct store_db *db)
     srv->signer = NULL;
     store_close(db);
     tu_rmtree(dir);
+}
+
+/* ------------------------------------------------------------------------ */
+/* A real `khien server` for the tests that talk HTTPS to it.                */
+/* ------------------------------------------------------------------------ */
+
+int tu_free_port(void)
+{
+    /* Bind to port 0 and ask which one we got. */
+    struct sockaddr_in sa;
+    socklen_t len = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+/* Runs argv with stdout and stderr to `out`; returns the child's pid. */
+static pid_t spawn(char *const argv[], const char *out)
+{
+    posix_spawn_file_actions_t fa;
+    pid_t pid = -1;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    if (posix_spawn(&pid, argv[0], &fa, NULL, argv, environ) != 0)
+        pid = -1;
+    posix_spawn_file_actions_destroy(&fa);
+    return pid;
+}
+
+static void print_file(const char *path)
+{
+    uint8_t *text = NULL;
+    size_t len = 0;
+    if (khx_read_file(path, 64 * 1024, &text, &len) == KH_OK)
+        fprintf(stderr, "--- %s ---\n%s\n---\n", path, (char *)text);
+    free(text);
+}
+
+void tu_server_print_log(const struct tu_server *s)
+{
+    char log[400];
+    snprintf(log, sizeof(log), "%s/server.log", s->tmp);
+    print_file(log);
+}
+
+static size_t collect(char *data, size_t size, size_t nmemb, void *ud)
+{
+    return khx_buf_append(ud, data, size * nmemb) == KH_OK ? size * nmemb : 0;
+}
+
+long tu_admin_call(struct tu_server *s, const char *method, const char *path, const char *ctype,
+                   const char *body, json_t **out)
+{
+    struct khx_buf b;
+    struct curl_slist *h = NULL;
+    char url[512], hdr[200];
+    long status = 0;
+
+    khx_buf_init(&b, 1u << 20);
+    snprintf(url, sizeof(url), "%s/api/v1%s", s->url, path);
+    if (ctype != NULL) {
+        snprintf(hdr, sizeof(hdr), "Content-Type: %s", ctype);
+        h = curl_slist_append(h, hdr);
+    }
+    if (s->csrf[0] != '\0') {
+        snprintf(hdr, sizeof(hdr), "X-CSRF-Token: %s", s->csrf);
+        h = curl_slist_append(h, hdr);
+    }
+    CURL *c = s->admin;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    if (body != NULL)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    else
+        curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
+    curl_slist_free_all(h);
+    if (out != NULL)
+        *out = b.len > 0 ? json_loadb((const char *)b.data, b.len, 0, NULL) : NULL;
+    khx_buf_free(&b);
+    return status;
+}
+
+int tu_json_field(json_t *obj, const char *key, char *dst, size_t cap)
+{
+    json_t *v = json_object_get(obj, key);
+    if (json_is_string(v))
+        snprintf(dst, cap, "%s", json_string_value(v));
+    else if (json_is_integer(v))
+        snprintf(dst, cap, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    else
+        return -1;
+    return 0;
+}
+
+int tu_admin_agency(struct tu_server *s, const char *code, const char *name, char *id, size_t cap)
+{
+    json_t *j = NULL;
+    json_t *body = json_pack("{s:s,s:s,s:s}", "code", code, "name", name, "kind", "department");
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    int ok = text != NULL &&
+             tu_admin_call(s, "POST", "/agencies", "application/json", text, &j) / 100 == 2 &&
+             tu_json_field(j, "id", id, cap) == 0;
+    if (!ok)
+        snprintf(s->why, sizeof(s->why), "creating an agency failed");
+    json_decref(j);
+    json_decref(body);
+    free(text);
+    return ok ? 0 : -1;
+}
+
+int tu_admin_token(struct tu_server *s, const char *agency_id, const char *body, char *token,
+                   size_t cap, char *token_id, size_t idcap)
+{
+    json_t *j = NULL;
+    char path[128];
+    snprintf(path, sizeof(path), "/agencies/%s/enroll-tokens", agency_id);
+    int ok = tu_admin_call(s, "POST", path, "application/json", body, &j) / 100 == 2 &&
+             tu_json_field(j, "token", token, cap) == 0 &&
+             (token_id == NULL || tu_json_field(j, "id", token_id, idcap) == 0);
+    if (!ok)
+        snprintf(s->why, sizeof(s->why), "creating an enrollment token failed");
+    json_decref(j);
+    return ok ? 0 : -1;
+}
+
+long tu_admin_upload(struct tu_server *s, const char *kind, const char *name, const char *data)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "/signatures/sources/upload?kind=%s&name=%s", kind, name);
+    return tu_admin_call(s, "PUT", path, "application/octet-stream", data, NULL);
+}
+
+int64_t tu_admin_publish(struct tu_server *s)
+{
+    json_t *j = NULL;
+    char version[32] = "";
+    int ok = tu_admin_call(s, "POST", "/signatures/publish", "application/json", "{}", &j) == 200 &&
+             tu_json_field(j, "version", version, sizeof(version)) == 0;
+    json_decref(j);
+    return ok ? strtoll(version, NULL, 10) : -1;
+}
+
+/* Logs in as the administrator: the session cookie stays in s->admin. */
+static int admin_login(struct tu_server *s)
+{
+    json_t *j = NULL, *body = NULL;
+    char *text = NULL;
+    int ok = -1;
+
+    s->admin = curl_easy_init();
+    curl_easy_setopt(s->admin, CURLOPT_CAINFO, s->ca);
+    curl_easy_setopt(s->admin, CURLOPT_COOKIEFILE, ""); /* the cookie engine, in memory */
+    curl_easy_setopt(s->admin, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(s->admin, CURLOPT_TIMEOUT, 30L);
+
+    body = json_pack("{s:s,s:s}", "username", "admin", "password", s->password);
+    text = json_dumps(body, JSON_COMPACT);
+    if (tu_admin_call(s, "POST", "/login", "application/json", text, &j) != 200 ||
+        tu_json_field(j, "csrf", s->csrf, sizeof(s->csrf)) != 0) {
+        snprintf(s->why, sizeof(s->why), "administrator login failed");
+        goto out;
+    }
+    ok = 0;
+out:
+    json_decref(j);
+    json_decref(body);
+    free(text);
+    return ok;
+}
+
+/* Waits until /health answers 200 (or the server dies). */
+static int wait_healthy(struct tu_server *s)
+{
+    struct client_opts o = {.server = s->url, .ca_file = s->ca, .timeout_s = 5};
+    struct client *c = NULL;
+    int ok = -1;
+    if (client_new(&o, &c, NULL, 0) != KH_OK)
+        return -1;
+    for (int i = 0; i < 300; i++) {
+        struct client_resp resp;
+        int status;
+        if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
+            s->pid = -1;
+            break;
+        }
+        if (client_call(c, "GET", "/health", NULL, 0, 0, &resp) == KH_OK && resp.status == 200) {
+            client_resp_free(&resp);
+            ok = 0;
+            break;
+        }
+        client_resp_free(&resp);
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    client_free(c);
+    return ok;
+}
+
+int tu_server_start(struct tu_server *s)
+{
+    char bin[PATH_MAX], out[400], log[400], listen[64], line[256];
+    const char *dir = getenv("KHIEN_BIN");
+
+    memset(s, 0, sizeof(*s));
+    s->pid = -1;
+    if (sodium_init() < 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return -1;
+    snprintf(bin, sizeof(bin), "%s/khien", dir != NULL ? dir : "bin");
+    if (access(bin, X_OK) != 0) {
+        if (snprintf(s->why, sizeof(s->why), "%s is not built (target khien-cli)", bin) < 0)
+            s->why[0] = '\0';
+        return 0;
+    }
+    snprintf(s->tmp, sizeof(s->tmp), "%s", tu_mkdtemp());
+    snprintf(s->data, sizeof(s->data), "%s/data", s->tmp);
+    snprintf(s->ca, sizeof(s->ca), "%s/ca.crt", s->data);
+    snprintf(out, sizeof(out), "%s/init.out", s->tmp);
+    snprintf(log, sizeof(log), "%s/server.log", s->tmp);
+
+    /* A free port may be taken between finding it and the server binding
+     * it: a few tries. */
+    for (int attempt = 0; attempt < 5 && !s->up; attempt++) {
+        int port = tu_free_port(), status = 0;
+        if (port <= 0)
+            continue;
+        snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+        snprintf(s->url, sizeof(s->url), "https://127.0.0.1:%d", port);
+        if (attempt == 0) {
+            char *init[] = {bin, "server", "init", "--data", s->data, "--listen", listen, NULL};
+            pid_t pid = spawn(init, out);
+            if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+                WEXITSTATUS(status) != 0) {
+                print_file(out);
+                snprintf(s->why, sizeof(s->why), "khien server init failed");
+                return -1;
+            }
+            FILE *f = fopen(out, "r");
+            while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+                if (sscanf(line, "admin password: %127s", s->password) == 1)
+                    break;
+            if (f != NULL)
+                fclose(f);
+            if (s->password[0] == '\0') {
+                print_file(out);
+                return -1;
+            }
+        }
+        char *run[] = {bin, "server", "run", "--data", s->data, "--listen", listen, NULL};
+        if ((s->pid = spawn(run, log)) < 0)
+            return -1;
+        if (wait_healthy(s) == 0) {
+            s->up = 1;
+            break;
+        }
+        if (s->pid > 0) {
+            kill(s->pid, SIGTERM);
+            waitpid(s->pid, NULL, 0);
+            s->pid = -1;
+        }
+    }
+    if (!s->up) {
+        print_file(log);
+        return -1;
+    }
+    if (admin_login(s) != 0) {
+        s->up = 0;
+        fprintf(stderr, "%s\n", s->why);
+        print_file(log);
+        return -1;
+    }
+    return 0;
+}
+
+void tu_server_stop(struct tu_server *s)
+{
+    if (s->pid > 0) {
+        kill(s->pid, SIGTERM);
+        waitpid(s->pid, NULL, 0);
+        s->pid = -1;
+    }
+    if (s->admin != NULL)
+        curl_easy_cleanup(s->admin);
+    s->admin = NULL;
+    if (s->tmp[0] != '\0')
+        tu_rmtree(s->tmp);
+    s->tmp[0] = '\0';
+    s->up = 0;
+    curl_global_cleanup();
 }

@@ -1,6 +1,8 @@
 /*
  * Helpers for the cmocka unit tests: temporary folders, writing fixture
- * files, and finding ../shared/data (tests that need it skip when absent).
+ * files, finding ../shared/data (tests that need it skip when absent), and
+ * a real `khien server` from this build with an administrator's session
+ * for the tests that talk to it over HTTPS.
  */
 #ifndef KHIEN_TESTUTIL_H
 #define KHIEN_TESTUTIL_H
@@ -9,6 +11,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <cmocka.h>
 #include <jansson.h>
@@ -69,5 +72,67 @@ void tu_principal_admin(struct srv_principal *p);
 int tu_publisher_open(struct srv *srv, char *dir, struct store_db **db, unsigned keep,
                       int postgres);
 void tu_publisher_close(struct srv *srv, char *dir, struct store_db *db);
+
+/* A `khien server` from this build ($KHIEN_BIN/khien, else bin/khien) on a
+ * free loopback port, with its data folder in a fresh temporary folder, for
+ * a test group: */
+struct tu_server {
+    int up;        /* the server answers and the administrator is logged in */
+    char why[512]; /* why the tests skip, when !up */
+    pid_t pid;
+    char tmp[256];  /* the group's temporary folder: data/, the logs, the tests' own */
+    char data[320]; /* the server's data folder */
+    char ca[400];   /* its CA certificate */
+    char url[64];   /* https://127.0.0.1:PORT */
+    char password[128];
+    char csrf[128];
+    void *admin; /* the administrator's CURL handle (session cookie) */
+};
+
+/* Initialises libsodium and libcurl, then runs `khien server init` and
+ * `khien server run` and logs in as the administrator. Returns 0 with
+ * s->up set, 0 with s->up clear and s->why saying so when the binary is not
+ * built (tests then skip with TU_NEED_SERVER), or -1 when the server does
+ * not start (its output printed). */
+int tu_server_start(struct tu_server *s);
+/* Stops the server, removes s->tmp and cleans up libcurl; safe on a server
+ * that did not start. */
+void tu_server_stop(struct tu_server *s);
+/* Prints the server's log to stderr, for a failing test group. */
+void tu_server_print_log(const struct tu_server *s);
+
+/* One dashboard API call (/api/v1 + path) as the administrator, with the
+ * session cookie and CSRF header; ctype and body may be NULL. The answer's
+ * JSON in *out (may be NULL; NULL when the answer is not JSON). Returns the
+ * HTTP status (0 when there was none). */
+long tu_admin_call(struct tu_server *s, const char *method, const char *path, const char *ctype,
+                   const char *body, json_t **out);
+/* Creates an agency; its id in id. Returns 0, or -1 with s->why. */
+int tu_admin_agency(struct tu_server *s, const char *code, const char *name, char *id, size_t cap);
+/* Creates an enrollment token for agency `agency_id` with the JSON body
+ * (e.g. {"max_uses":0}); the token in token and its id in token_id (may be
+ * NULL). Returns 0, or -1 with s->why. */
+int tu_admin_token(struct tu_server *s, const char *agency_id, const char *body, char *token,
+                   size_t cap, char *token_id, size_t idcap);
+
+/* Uploads `data` as the signature source `name` of `kind` ("clamav",
+ * "indicators"); returns the HTTP status. */
+long tu_admin_upload(struct tu_server *s, const char *kind, const char *name, const char *data);
+/* Publishes a bundle of the sources uploaded so far; returns its version,
+ * or -1 when the server did not answer 200 with one. */
+int64_t tu_admin_publish(struct tu_server *s);
+
+/* Copies the string or integer field `key` of obj into dst; 0 when it is one. */
+int tu_json_field(json_t *obj, const char *key, char *dst, size_t cap);
+/* A loopback TCP port nothing listens on now, or -1. */
+int tu_free_port(void);
+
+#define TU_NEED_SERVER(s)                                                                          \
+    do {                                                                                           \
+        if (!(s)->up) {                                                                            \
+            print_message("SKIP: %s\n", (s)->why);                                                 \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
 
 #endif
