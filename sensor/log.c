@@ -613,7 +613,10 @@ int sen_log_line(struct sen_log_reader *r, const char *line, size_t len, sen_obs
     msg = line;
     msg_len = len;
     prog[0] = '\0';
-    if (line[0] != '{' && line[0] != '#')
+    /* Zeek rows are never syslog-framed, and one whose ts column is ISO
+     * 8601 would otherwise look like a dated syslog line. */
+    if (line[0] != '{' && line[0] != '#' && r->fmt != SEN_LOG_ZEEK &&
+        !(r->fmt == SEN_LOG_AUTO && r->zeek.ncols > 0 && memchr(line, r->zeek.sep, len) != NULL))
         syslog_parse(r->year, r->now_s, line, len, prog, &msg, &msg_len, &ts);
     f = r->fmt;
     if (f == SEN_LOG_AUTO) {

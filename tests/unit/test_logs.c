@@ -411,6 +411,13 @@ static void zeek_tsv_rows_after_fields_header(void **state)
     assert_string_equal(g.s[6], "http.host dl.example.com 10.0.0.5:40002>198.51.100.9:80/0");
     assert_string_equal(g.s[7], "http.url dl.example.com/a/b.exe?x=1 "
                                 "10.0.0.5:40002>198.51.100.9:80/0");
+    /* ISO 8601 times (LogAscii::use_json=F with json_timestamps style). */
+    assert_int_equal(feed(r, &g,
+                          "2026-11-21T10:00:04.000000Z\tCmno9\t10.0.0.5\t40003\t"
+                          "198.51.100.9\t80\tGET\tiso.example\t/\t-"),
+                     1);
+    assert_string_equal(g.s[8], "http.host iso.example 10.0.0.5:40003>198.51.100.9:80/0");
+    assert_true(g.ts[8] == utc_us(2026, 11, 21, 10, 0, 4));
     sen_log_stats(r, &st);
     assert_int_equal(st.malformed, 2);
     assert_non_null(strstr(st.first_error, "line 1: zeek: data row before a #fields header"));
@@ -960,6 +967,38 @@ static void ipfix_variable_enterprise_and_options(void **state)
     sen_netflow_free(nf);
 }
 
+static void ipfix_uptime_times_use_options_system_init(void **state)
+{
+    struct sen_netflow *nf = NULL;
+    struct wbuf w = {0};
+    struct got g = {0};
+    size_t at;
+    (void)state;
+
+    assert_int_equal(sen_netflow_new(&nf), KH_OK);
+    w16(&w, 10), w16(&w, 0), w32(&w, 1763719300), w32(&w, 1), w32(&w, 5);
+    at = w.n;
+    w16(&w, 3), w16(&w, 0), w16(&w, 300), w16(&w, 2), w16(&w, 1);
+    w16(&w, 143), w16(&w, 4), w16(&w, 160), w16(&w, 8);
+    patch16(&w, at + 2, (unsigned)(w.n - at));
+    at = w.n;
+    w16(&w, 2), w16(&w, 0), w16(&w, 257), w16(&w, 3);
+    w16(&w, 8), w16(&w, 4), w16(&w, 12), w16(&w, 4), w16(&w, 21), w16(&w, 4);
+    patch16(&w, at + 2, (unsigned)(w.n - at));
+    at = w.n;
+    /* systemInitTimeMilliseconds = 1763719000000 (0x19aa5d82fc0). */
+    w16(&w, 300), w16(&w, 0), w32(&w, 1), w32(&w, 0x19a), w32(&w, 0xa5d82fc0);
+    patch16(&w, at + 2, (unsigned)(w.n - at));
+    at = w.n;
+    w16(&w, 257), w16(&w, 0), wip(&w, "10.0.0.5"), wip(&w, "198.51.100.7"), w32(&w, 5000);
+    patch16(&w, at + 2, (unsigned)(w.n - at));
+    patch16(&w, 2, (unsigned)w.n);
+    assert_int_equal(sen_netflow_datagram(nf, AF_INET, exporter4, w.b, w.n, 1, collect, &g), 1);
+    assert_string_equal(g.s[0], "ip.dst 198.51.100.7 10.0.0.5:0>198.51.100.7:0/0");
+    assert_true(g.ts[0] == ((int64_t)1763719000000 + 5000) * 1000);
+    sen_netflow_free(nf);
+}
+
 static void netflow_template_cache_is_bounded(void **state)
 {
     struct sen_netflow *nf = NULL;
@@ -1126,6 +1165,7 @@ int main(void)
         cmocka_unit_test(netflow_v5_records),
         cmocka_unit_test(netflow_v9_template_then_data),
         cmocka_unit_test(ipfix_variable_enterprise_and_options),
+        cmocka_unit_test(ipfix_uptime_times_use_options_system_init),
         cmocka_unit_test(netflow_template_cache_is_bounded),
         cmocka_unit_test(softflowd_exports_read_back),
     };
