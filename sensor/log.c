@@ -91,7 +91,7 @@ void sen_log_stats(const struct sen_log_reader *r, struct sen_log_stats *st)
 
 /* ---- shared helpers ---- */
 
-void log_emit(struct sen_log_reader *r, const struct sen_obs *o)
+void senlog_emit(struct sen_log_reader *r, const struct sen_obs *o)
 {
     struct sen_obs copy = *o;
 
@@ -108,8 +108,8 @@ void log_emit(struct sen_log_reader *r, const struct sen_obs *o)
     r->fn(r->ctx, &copy);
 }
 
-void log_emit_text(struct sen_log_reader *r, int where, const struct sen_tuple *t, int64_t ts_us,
-                   const char *text, size_t len)
+void senlog_emit_text(struct sen_log_reader *r, int where, const struct sen_tuple *t, int64_t ts_us,
+                      const char *text, size_t len)
 {
     struct sen_obs o;
 
@@ -127,11 +127,11 @@ void log_emit_text(struct sen_log_reader *r, int where, const struct sen_tuple *
     o.ts_us = ts_us;
     o.text = text;
     o.text_len = len;
-    log_emit(r, &o);
+    senlog_emit(r, &o);
 }
 
-void log_emit_addr(struct sen_log_reader *r, int where, const struct sen_tuple *t, int64_t ts_us,
-                   int family, const uint8_t *addr, uint16_t port)
+void senlog_emit_addr(struct sen_log_reader *r, int where, const struct sen_tuple *t, int64_t ts_us,
+                      int family, const uint8_t *addr, uint16_t port)
 {
     struct sen_obs o;
 
@@ -143,10 +143,10 @@ void log_emit_addr(struct sen_log_reader *r, int where, const struct sen_tuple *
     o.addr_family = (uint8_t)family;
     memcpy(o.addr, addr, family == AF_INET6 ? 16 : 4);
     o.port = port;
-    log_emit(r, &o);
+    senlog_emit(r, &o);
 }
 
-int log_bad(struct sen_log_reader *r, const char *fmt, ...)
+int senlog_bad(struct sen_log_reader *r, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -155,7 +155,7 @@ int log_bad(struct sen_log_reader *r, const char *fmt, ...)
     return -1;
 }
 
-int log_token(const char **p, const char *end, const char **tok, size_t *tlen)
+int senlog_token(const char **p, const char *end, const char **tok, size_t *tlen)
 {
     const char *s = *p;
     while (s < end && (*s == ' ' || *s == '\t'))
@@ -169,18 +169,18 @@ int log_token(const char **p, const char *end, const char **tok, size_t *tlen)
     return s > b;
 }
 
-const char *log_find(const char *s, size_t n, const char *needle)
+const char *senlog_find(const char *s, size_t n, const char *needle)
 {
     return memmem(s, n, needle, strlen(needle));
 }
 
-int log_starts(const char *s, size_t n, const char *prefix)
+int senlog_starts(const char *s, size_t n, const char *prefix)
 {
     size_t k = strlen(prefix);
     return n >= k && memcmp(s, prefix, k) == 0;
 }
 
-int log_parse_ip(const char *s, size_t n, uint8_t addr[16])
+int senlog_parse_ip(const char *s, size_t n, uint8_t addr[16])
 {
     char buf[64];
     const char *pct;
@@ -199,7 +199,7 @@ int log_parse_ip(const char *s, size_t n, uint8_t addr[16])
     return inet_pton(AF_INET, buf, addr) == 1 ? AF_INET : 0;
 }
 
-int log_parse_uint(const char *s, size_t n, uint64_t max, uint64_t *out)
+int senlog_parse_uint(const char *s, size_t n, uint64_t max, uint64_t *out)
 {
     uint64_t v = 0;
     if (n == 0 || n > 20)
@@ -217,18 +217,18 @@ int log_parse_uint(const char *s, size_t n, uint64_t max, uint64_t *out)
     return 0;
 }
 
-int log_parse_epoch(const char *s, size_t n, int64_t *us)
+int senlog_parse_epoch(const char *s, size_t n, int64_t *us)
 {
     const char *dot = memchr(s, '.', n);
     size_t ilen = dot != NULL ? (size_t)(dot - s) : n;
     uint64_t sec, frac = 0;
 
     /* Up to year 33658 is plenty; the bound keeps the multiply in range. */
-    if (log_parse_uint(s, ilen, 999999999999ULL, &sec) != 0)
+    if (senlog_parse_uint(s, ilen, 999999999999ULL, &sec) != 0)
         return -1;
     if (dot != NULL) {
         size_t flen = n - ilen - 1;
-        if (flen == 0 || flen > 9 || log_parse_uint(dot + 1, flen, 999999999, &frac) != 0)
+        if (flen == 0 || flen > 9 || senlog_parse_uint(dot + 1, flen, 999999999, &frac) != 0)
             return -1;
         for (size_t i = flen; i < 6; i++)
             frac *= 10;
@@ -247,7 +247,7 @@ static int two(const char *s, int *v)
     return 0;
 }
 
-int log_parse_iso8601(const char *s, size_t n, int64_t *us)
+int senlog_parse_iso8601(const char *s, size_t n, int64_t *us)
 {
     struct tm tm;
     int y1, y2, mo, d, h, mi, sec;
@@ -296,7 +296,7 @@ int log_parse_iso8601(const char *s, size_t n, int64_t *us)
     return 0;
 }
 
-int log_month(const char *s, size_t n)
+int senlog_month(const char *s, size_t n)
 {
     static const char names[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
     if (n != 3)
@@ -307,7 +307,7 @@ int log_month(const char *s, size_t n)
     return -1;
 }
 
-int64_t log_local_us(int year, int mon, int mday, int hour, int min, int sec, long usec)
+int64_t senlog_local_us(int year, int mon, int mday, int hour, int min, int sec, long usec)
 {
     struct tm tm;
     memset(&tm, 0, sizeof(tm));
@@ -329,7 +329,7 @@ static size_t bsd_time(int year, int64_t now_s, const char *s, size_t n, int64_t
     int mon, d, h, mi, sec;
     int64_t t;
 
-    if (n < 15 || (mon = log_month(s, 3)) < 0 || s[3] != ' ')
+    if (n < 15 || (mon = senlog_month(s, 3)) < 0 || s[3] != ' ')
         return 0;
     if (s[4] == ' ' && s[5] >= '1' && s[5] <= '9')
         d = s[5] - '0';
@@ -340,14 +340,14 @@ static size_t bsd_time(int year, int64_t now_s, const char *s, size_t n, int64_t
         return 0;
     if (n > 15 && s[15] != ' ')
         return 0;
-    t = log_local_us(year, mon, d, h, mi, sec, 0);
+    t = senlog_local_us(year, mon, d, h, mi, sec, 0);
     if (now_s > 0 && t / 1000000 > now_s + 86400)
-        t = log_local_us(year - 1, mon, d, h, mi, sec, 0);
+        t = senlog_local_us(year - 1, mon, d, h, mi, sec, 0);
     *us = t;
     return 15;
 }
 
-size_t log_parse_bsd_time(struct sen_log_reader *r, const char *s, size_t n, int64_t *us)
+size_t senlog_parse_bsd_time(struct sen_log_reader *r, const char *s, size_t n, int64_t *us)
 {
     return bsd_time(r->year, r->now_s, s, n, us);
 }
@@ -437,9 +437,9 @@ static int syslog_parse(int year, int64_t now_s, const char *line, size_t len, c
         size_t fl[5];
         p += 2;
         for (int i = 0; i < 5; i++)
-            if (!log_token(&p, end, &f[i], &fl[i]))
+            if (!senlog_token(&p, end, &f[i], &fl[i]))
                 return 0;
-        if (!(fl[0] == 1 && f[0][0] == '-') && log_parse_iso8601(f[0], fl[0], ts) != 0)
+        if (!(fl[0] == 1 && f[0][0] == '-') && senlog_parse_iso8601(f[0], fl[0], ts) != 0)
             return 0;
         if (!(fl[2] == 1 && f[2][0] == '-') && fl[2] < 64) {
             memcpy(prog, f[2], fl[2]);
@@ -464,7 +464,7 @@ static int syslog_parse(int year, int64_t now_s, const char *line, size_t len, c
         p += used;
     } else {
         const char *q = p;
-        if (!log_token(&q, end, &tok, &tlen) || log_parse_iso8601(tok, tlen, ts) != 0) {
+        if (!senlog_token(&q, end, &tok, &tlen) || senlog_parse_iso8601(tok, tlen, ts) != 0) {
             if (!pri)
                 return 0;
             *ts = 0;
@@ -474,10 +474,10 @@ static int syslog_parse(int year, int64_t now_s, const char *line, size_t len, c
     }
     {
         const char *save = p;
-        if (log_token(&p, end, &tok, &tlen) && !syslog_tag(tok, tlen, prog)) {
+        if (senlog_token(&p, end, &tok, &tlen) && !syslog_tag(tok, tlen, prog)) {
             /* Not a tag: it is the host name; the tag follows. */
             const char *after_host = p;
-            if (!log_token(&p, end, &tok, &tlen) || !syslog_tag(tok, tlen, prog)) {
+            if (!senlog_token(&p, end, &tok, &tlen) || !syslog_tag(tok, tlen, prog)) {
                 prog[0] = '\0';
                 p = after_host;
             }
@@ -526,14 +526,14 @@ static int looks_squid(const char *s, size_t n)
     int64_t us;
     uint8_t a[16];
 
-    if (!log_token(&p, end, &tok, &tlen) || memchr(tok, '.', tlen) == NULL ||
-        log_parse_epoch(tok, tlen, &us) != 0)
+    if (!senlog_token(&p, end, &tok, &tlen) || memchr(tok, '.', tlen) == NULL ||
+        senlog_parse_epoch(tok, tlen, &us) != 0)
         return 0;
-    if (!log_token(&p, end, &tok, &tlen) || !log_token(&p, end, &tok, &tlen))
+    if (!senlog_token(&p, end, &tok, &tlen) || !senlog_token(&p, end, &tok, &tlen))
         return 0;
-    if (log_parse_ip(tok, tlen, a) == 0)
+    if (senlog_parse_ip(tok, tlen, a) == 0)
         return 0;
-    return log_token(&p, end, &tok, &tlen) && memchr(tok, '/', tlen) != NULL;
+    return senlog_token(&p, end, &tok, &tlen) && memchr(tok, '/', tlen) != NULL;
 }
 
 static enum sen_log_format detect(struct sen_log_reader *r, const char *s, size_t n, int prog_known)
@@ -545,19 +545,19 @@ static enum sen_log_format detect(struct sen_log_reader *r, const char *s, size_
     if (r->zeek.ncols > 0 && s[0] != '{' && memchr(s, r->zeek.sep, n) != NULL)
         return SEN_LOG_ZEEK;
     if (s[0] == '{')
-        return log_find(s, n, "\"event_type\"") != NULL ? SEN_LOG_EVE : SEN_LOG_ZEEK;
-    if (log_find(s, n, "query[") != NULL || log_starts(s, n, "reply ") ||
-        log_starts(s, n, "cached ") || log_starts(s, n, "forwarded "))
+        return senlog_find(s, n, "\"event_type\"") != NULL ? SEN_LOG_EVE : SEN_LOG_ZEEK;
+    if (senlog_find(s, n, "query[") != NULL || senlog_starts(s, n, "reply ") ||
+        senlog_starts(s, n, "cached ") || senlog_starts(s, n, "forwarded "))
         return SEN_LOG_DNSMASQ;
-    if (log_find(s, n, "client ") != NULL &&
-        (log_find(s, n, " query: ") != NULL || log_find(s, n, " rpz ") != NULL ||
-         log_find(s, n, ": query (") != NULL))
+    if (senlog_find(s, n, "client ") != NULL &&
+        (senlog_find(s, n, " query: ") != NULL || senlog_find(s, n, " rpz ") != NULL ||
+         senlog_find(s, n, ": query (") != NULL))
         return SEN_LOG_BIND;
-    if (log_find(s, n, "info: ") != NULL && (s[0] == '[' || log_starts(s, n, "unbound")))
+    if (senlog_find(s, n, "info: ") != NULL && (s[0] == '[' || senlog_starts(s, n, "unbound")))
         return SEN_LOG_UNBOUND;
-    if (log_find(s, n, " PACKET ") != NULL)
+    if (senlog_find(s, n, " PACKET ") != NULL)
         return SEN_LOG_WINDNS;
-    if (log_find(s, n, "SRC=") != NULL && log_find(s, n, "DST=") != NULL)
+    if (senlog_find(s, n, "SRC=") != NULL && senlog_find(s, n, "DST=") != NULL)
         return SEN_LOG_NETFILTER;
     if (looks_squid(s, n))
         return SEN_LOG_SQUID;
@@ -569,10 +569,10 @@ static enum sen_log_format detect(struct sen_log_reader *r, const char *s, size_
 typedef int (*reader_fn)(struct sen_log_reader *r, const char *s, size_t n, int64_t ts);
 
 static const reader_fn readers[SEN_LOG_COUNT] = {
-    [SEN_LOG_BIND] = log_bind_line,           [SEN_LOG_DNSMASQ] = log_dnsmasq_line,
-    [SEN_LOG_UNBOUND] = log_unbound_line,     [SEN_LOG_WINDNS] = log_windns_line,
-    [SEN_LOG_NETFILTER] = log_netfilter_line, [SEN_LOG_SQUID] = log_squid_line,
-    [SEN_LOG_ZEEK] = log_zeek_line,           [SEN_LOG_EVE] = log_eve_line,
+    [SEN_LOG_BIND] = senlog_bind_line,           [SEN_LOG_DNSMASQ] = senlog_dnsmasq_line,
+    [SEN_LOG_UNBOUND] = senlog_unbound_line,     [SEN_LOG_WINDNS] = senlog_windns_line,
+    [SEN_LOG_NETFILTER] = senlog_netfilter_line, [SEN_LOG_SQUID] = senlog_squid_line,
+    [SEN_LOG_ZEEK] = senlog_zeek_line,           [SEN_LOG_EVE] = senlog_eve_line,
 };
 
 int sen_log_line(struct sen_log_reader *r, const char *line, size_t len, sen_obs_fn fn, void *ctx)
@@ -596,13 +596,13 @@ int sen_log_line(struct sen_log_reader *r, const char *line, size_t len, sen_obs
         len--;
     r->line_len = len;
     if (len > LOG_LINE_MAX) {
-        rc = log_bad(r, "line of %zu bytes is over the 64 KiB limit", len);
+        rc = senlog_bad(r, "line of %zu bytes is over the 64 KiB limit", len);
         goto done;
     }
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)line[i];
         if ((c < 0x20 && c != '\t') || c == 0x7f) {
-            rc = log_bad(r, "control byte 0x%02x at offset %zu", c, i);
+            rc = senlog_bad(r, "control byte 0x%02x at offset %zu", c, i);
             goto done;
         }
     }
@@ -613,16 +613,19 @@ int sen_log_line(struct sen_log_reader *r, const char *line, size_t len, sen_obs
     msg = line;
     msg_len = len;
     prog[0] = '\0';
-    if (line[0] != '{' && line[0] != '#')
+    /* Zeek rows are never syslog-framed, and one whose ts column is ISO
+     * 8601 would otherwise look like a dated syslog line. */
+    if (line[0] != '{' && line[0] != '#' && r->fmt != SEN_LOG_ZEEK &&
+        !(r->fmt == SEN_LOG_AUTO && r->zeek.ncols > 0 && memchr(line, r->zeek.sep, len) != NULL))
         syslog_parse(r->year, r->now_s, line, len, prog, &msg, &msg_len, &ts);
     f = r->fmt;
     if (f == SEN_LOG_AUTO) {
         f = prog[0] != '\0' ? format_of_prog(prog) : SEN_LOG_COUNT;
         if (f == SEN_LOG_COUNT ||
-            (f == SEN_LOG_NETFILTER && log_find(msg, msg_len, "SRC=") == NULL))
+            (f == SEN_LOG_NETFILTER && senlog_find(msg, msg_len, "SRC=") == NULL))
             f = detect(r, msg, msg_len, prog[0] != '\0');
         if (f == SEN_LOG_COUNT || f == SEN_LOG_AUTO) {
-            rc = log_bad(r, "auto: no known log format (program \"%s\")", prog);
+            rc = senlog_bad(r, "auto: no known log format (program \"%s\")", prog);
             goto done;
         }
         r->last = f;

@@ -29,11 +29,11 @@ static int client_addr(const char *s, size_t n, char sep, struct sen_tuple *t)
             break;
         }
     if (hash != NULL) {
-        if (log_parse_uint(hash + 1, n - (size_t)(hash - s) - 1, 65535, &port) != 0)
+        if (senlog_parse_uint(hash + 1, n - (size_t)(hash - s) - 1, 65535, &port) != 0)
             return -1;
         n = (size_t)(hash - s);
     }
-    if ((fam = log_parse_ip(s, n, t->src)) == 0)
+    if ((fam = senlog_parse_ip(s, n, t->src)) == 0)
         return -1;
     t->family = (uint8_t)fam;
     t->sport = (uint16_t)port;
@@ -57,7 +57,7 @@ static size_t bind_time(const char *s, size_t n, int64_t *us)
     if (s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9')
         return 0;
     d = (s[0] - '0') * 10 + (s[1] - '0');
-    if ((mon = log_month(s + 3, 3)) < 0)
+    if ((mon = senlog_month(s + 3, 3)) < 0)
         return 0;
     for (int k = 0; k < 4; k++)
         if (s[7 + k] < '0' || s[7 + k] > '9')
@@ -80,11 +80,11 @@ static size_t bind_time(const char *s, size_t n, int64_t *us)
         for (; digits < 3; digits++)
             ms *= 10;
     }
-    *us = log_local_us(y1 * 100 + y2, mon, d, h, mi, sec, ms * 1000);
+    *us = senlog_local_us(y1 * 100 + y2, mon, d, h, mi, sec, ms * 1000);
     return i;
 }
 
-int log_bind_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts)
+int senlog_bind_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts)
 {
     const char *p = s, *end = s + n, *tok, *q;
     size_t tlen, used;
@@ -99,7 +99,7 @@ int log_bind_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts)
     /* Skip "queries: info: " (print-category / print-severity). */
     for (;;) {
         const char *save = p;
-        if (!log_token(&p, end, &tok, &tlen))
+        if (!senlog_token(&p, end, &tok, &tlen))
             break;
         if (tlen == 6 && memcmp(tok, "client", 6) == 0)
             goto client;
@@ -108,56 +108,56 @@ int log_bind_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts)
             break;
         }
     }
-    return dated ? 0 : log_bad(r, "bind: no date and no \"client\"");
+    return dated ? 0 : senlog_bad(r, "bind: no date and no \"client\"");
 client:
-    if (!log_token(&p, end, &tok, &tlen))
-        return log_bad(r, "bind: nothing after \"client\"");
-    if (log_starts(tok, tlen, "@0x") && !log_token(&p, end, &tok, &tlen))
-        return log_bad(r, "bind: nothing after the client object");
+    if (!senlog_token(&p, end, &tok, &tlen))
+        return senlog_bad(r, "bind: nothing after \"client\"");
+    if (senlog_starts(tok, tlen, "@0x") && !senlog_token(&p, end, &tok, &tlen))
+        return senlog_bad(r, "bind: nothing after the client object");
     /* "10.0.0.5#5353", "10.0.0.5#5353:" or "10.0.0.5#5353 (name):". */
     if (tlen > 0 && tok[tlen - 1] == ':')
         tlen--;
     if (client_addr(tok, tlen, '#', &t) != 0)
-        return log_bad(r, "bind: bad client address \"%.*s\"", (int)KHX_MIN(tlen, 64), tok);
-    if ((q = log_find(p, (size_t)(end - p), "query: ")) != NULL) {
+        return senlog_bad(r, "bind: bad client address \"%.*s\"", (int)KHX_MIN(tlen, 64), tok);
+    if ((q = senlog_find(p, (size_t)(end - p), "query: ")) != NULL) {
         const char *name, *tail;
         size_t nlen;
         uint8_t srv[16];
         p = q + 7;
-        if (!log_token(&p, end, &name, &nlen))
-            return log_bad(r, "bind: query without a name");
+        if (!senlog_token(&p, end, &name, &nlen))
+            return senlog_bad(r, "bind: query without a name");
         /* The flags ("+E(0)K") say T for TCP; the last "(addr)" is the
          * server address the query came in on. */
         tail = p;
-        while (log_token(&p, end, &tok, &tlen)) {
+        while (senlog_token(&p, end, &tok, &tlen)) {
             if (tok[0] == '+' || tok[0] == '-') {
                 if (memchr(tok, 'T', tlen) != NULL)
                     t.proto = IPPROTO_TCP;
             } else if (tlen > 2 && tok[0] == '(' && tok[tlen - 1] == ')') {
-                int fam = log_parse_ip(tok + 1, tlen - 2, srv);
+                int fam = senlog_parse_ip(tok + 1, tlen - 2, srv);
                 if (fam == t.family)
                     memcpy(t.dst, srv, 16);
             }
         }
         (void)tail;
-        log_emit_text(r, SEN_DNS_QUERY, &t, ts, name, nlen);
+        senlog_emit_text(r, SEN_DNS_QUERY, &t, ts, name, nlen);
         return 1;
     }
-    if ((q = log_find(p, (size_t)(end - p), "query (cache) '")) != NULL) {
+    if ((q = senlog_find(p, (size_t)(end - p), "query (cache) '")) != NULL) {
         const char *name = q + 15, *slash;
         slash = memchr(name, '/', (size_t)(end - name));
         if (slash == NULL)
-            return log_bad(r, "bind: denied query without a name");
-        log_emit_text(r, SEN_DNS_QUERY, &t, ts, name, (size_t)(slash - name));
+            return senlog_bad(r, "bind: denied query without a name");
+        senlog_emit_text(r, SEN_DNS_QUERY, &t, ts, name, (size_t)(slash - name));
         return 1;
     }
-    if (log_find(p, (size_t)(end - p), "rpz ") != NULL &&
-        (q = log_find(p, (size_t)(end - p), " rewrite ")) != NULL) {
+    if (senlog_find(p, (size_t)(end - p), "rpz ") != NULL &&
+        (q = senlog_find(p, (size_t)(end - p), " rewrite ")) != NULL) {
         const char *name = q + 9, *slash;
         slash = memchr(name, '/', (size_t)(end - name));
         if (slash == NULL)
-            return log_bad(r, "bind: rpz rewrite without name/type/class");
-        log_emit_text(r, SEN_DNS_QUERY, &t, ts, name, (size_t)(slash - name));
+            return senlog_bad(r, "bind: rpz rewrite without name/type/class");
+        senlog_emit_text(r, SEN_DNS_QUERY, &t, ts, name, (size_t)(slash - name));
         return 1;
     }
     return 0;
@@ -165,7 +165,7 @@ client:
 
 /* ---- dnsmasq ---- */
 
-int log_dnsmasq_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts)
+int senlog_dnsmasq_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts)
 {
     const char *p = s, *end = s + n, *verb, *name, *tok, *save;
     size_t vlen, nlen, tlen;
@@ -173,50 +173,50 @@ int log_dnsmasq_line(struct sen_log_reader *r, const char *s, size_t n, int64_t 
     uint64_t serial;
 
     memset(&t, 0, sizeof(t));
-    if (!log_token(&p, end, &verb, &vlen))
+    if (!senlog_token(&p, end, &verb, &vlen))
         return 0;
     /* log-queries=extra: "<serial> <client>/<port> query[A] ...". */
-    if (log_parse_uint(verb, vlen, UINT64_MAX, &serial) == 0) {
-        if (!log_token(&p, end, &tok, &tlen) || client_addr(tok, tlen, '/', &t) != 0)
-            return log_bad(r, "dnsmasq: bad client after serial");
-        if (!log_token(&p, end, &verb, &vlen))
-            return log_bad(r, "dnsmasq: nothing after the client");
+    if (senlog_parse_uint(verb, vlen, UINT64_MAX, &serial) == 0) {
+        if (!senlog_token(&p, end, &tok, &tlen) || client_addr(tok, tlen, '/', &t) != 0)
+            return senlog_bad(r, "dnsmasq: bad client after serial");
+        if (!senlog_token(&p, end, &verb, &vlen))
+            return senlog_bad(r, "dnsmasq: nothing after the client");
     }
-    if (log_starts(verb, vlen, "query[")) {
+    if (senlog_starts(verb, vlen, "query[")) {
         if (verb[vlen - 1] != ']')
-            return log_bad(r, "dnsmasq: bad query type");
-        if (!log_token(&p, end, &name, &nlen))
-            return log_bad(r, "dnsmasq: query without a name");
-        if (!log_token(&p, end, &tok, &tlen) || tlen != 4 || memcmp(tok, "from", 4) != 0 ||
-            !log_token(&p, end, &tok, &tlen))
-            return log_bad(r, "dnsmasq: query without \"from <client>\"");
+            return senlog_bad(r, "dnsmasq: bad query type");
+        if (!senlog_token(&p, end, &name, &nlen))
+            return senlog_bad(r, "dnsmasq: query without a name");
+        if (!senlog_token(&p, end, &tok, &tlen) || tlen != 4 || memcmp(tok, "from", 4) != 0 ||
+            !senlog_token(&p, end, &tok, &tlen))
+            return senlog_bad(r, "dnsmasq: query without \"from <client>\"");
         {
             /* The extra form already gave the client with its port. */
             struct sen_tuple from;
             memset(&from, 0, sizeof(from));
             if (client_addr(tok, tlen, '#', &from) != 0)
-                return log_bad(r, "dnsmasq: bad client address");
+                return senlog_bad(r, "dnsmasq: bad client address");
             if (!(t.family == from.family && memcmp(t.src, from.src, 16) == 0))
                 t = from;
         }
-        log_emit_text(r, SEN_DNS_QUERY, &t, ts, name, nlen);
+        senlog_emit_text(r, SEN_DNS_QUERY, &t, ts, name, nlen);
         return 1;
     }
     if ((vlen == 5 && memcmp(verb, "reply", 5) == 0) ||
         (vlen == 6 && memcmp(verb, "cached", 6) == 0)) {
         uint8_t a[16];
         int fam;
-        if (!log_token(&p, end, &name, &nlen))
-            return log_bad(r, "dnsmasq: reply without a name");
+        if (!senlog_token(&p, end, &name, &nlen))
+            return senlog_bad(r, "dnsmasq: reply without a name");
         save = p;
-        if (!log_token(&p, end, &tok, &tlen) || tlen != 2 || memcmp(tok, "is", 2) != 0 ||
-            !log_token(&p, end, &tok, &tlen))
-            return log_bad(r, "dnsmasq: reply without \"is <data>\"");
+        if (!senlog_token(&p, end, &tok, &tlen) || tlen != 2 || memcmp(tok, "is", 2) != 0 ||
+            !senlog_token(&p, end, &tok, &tlen))
+            return senlog_bad(r, "dnsmasq: reply without \"is <data>\"");
         (void)save;
         /* "<CNAME>", "NXDOMAIN", "NODATA-IPv6"...: nothing to check. */
-        if ((fam = log_parse_ip(tok, tlen, a)) == 0)
+        if ((fam = senlog_parse_ip(tok, tlen, a)) == 0)
             return 0;
-        log_emit_addr(r, SEN_DNS_ANSWER, &t, ts, fam, a, 0);
+        senlog_emit_addr(r, SEN_DNS_ANSWER, &t, ts, fam, a, 0);
         return 1;
     }
     return 0;
@@ -224,7 +224,7 @@ int log_dnsmasq_line(struct sen_log_reader *r, const char *s, size_t n, int64_t 
 
 /* ---- Unbound ---- */
 
-int log_unbound_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts)
+int senlog_unbound_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts)
 {
     const char *p = s, *end = s + n, *tok, *info, *name = NULL;
     size_t tlen, nlen = 0;
@@ -236,21 +236,22 @@ int log_unbound_line(struct sen_log_reader *r, const char *s, size_t n, int64_t 
     if (p < end && *p == '[') {
         const char *close = memchr(p, ']', (size_t)(end - p));
         int64_t us;
-        if (close != NULL && log_parse_epoch(p + 1, (size_t)(close - p - 1), &us) == 0) {
+        if (close != NULL && senlog_parse_epoch(p + 1, (size_t)(close - p - 1), &us) == 0) {
             ts = us;
             p = close + 1;
         }
     }
-    if ((info = log_find(p, (size_t)(end - p), "info: ")) == NULL)
+    if ((info = senlog_find(p, (size_t)(end - p), "info: ")) == NULL)
         return 0;
     p = info + 6;
-    if (log_starts(p, (size_t)(end - p), "rpz: applied") || log_find(p, (size_t)(end - p), "@")) {
+    if (senlog_starts(p, (size_t)(end - p), "rpz: applied") ||
+        senlog_find(p, (size_t)(end - p), "@")) {
         /* Local actions: "... <client>@<port> <qname> <type> <class>". */
-        while (log_token(&p, end, &tok, &tlen)) {
+        while (senlog_token(&p, end, &tok, &tlen)) {
             if (memchr(tok, '@', tlen) != NULL && client_addr(tok, tlen, '@', &t) == 0) {
-                if (!log_token(&p, end, &name, &nlen))
-                    return log_bad(r, "unbound: local action without a name");
-                log_emit_text(r, SEN_DNS_QUERY, &t, ts, name, nlen);
+                if (!senlog_token(&p, end, &name, &nlen))
+                    return senlog_bad(r, "unbound: local action without a name");
+                senlog_emit_text(r, SEN_DNS_QUERY, &t, ts, name, nlen);
                 return 1;
             }
         }
@@ -262,21 +263,21 @@ int log_unbound_line(struct sen_log_reader *r, const char *s, size_t n, int64_t 
         const char *f[8];
         size_t fl[8];
         int k = 0;
-        while (k < 8 && log_token(&p, end, &f[k], &fl[k]))
+        while (k < 8 && senlog_token(&p, end, &f[k], &fl[k]))
             k++;
         if (k != 4 && k != 8)
             return 0;
         if (client_addr(f[0], fl[0], '@', &t) != 0)
-            return log_bad(r, "unbound: bad client address \"%.*s\"", (int)KHX_MIN(fl[0], 64),
-                           f[0]);
+            return senlog_bad(r, "unbound: bad client address \"%.*s\"", (int)KHX_MIN(fl[0], 64),
+                              f[0]);
         if (fl[3] != 2 && fl[3] != 3 && fl[3] != 4)
-            return log_bad(r, "unbound: bad class");
+            return senlog_bad(r, "unbound: bad class");
         is_reply = k == 8;
         if (!is_reply)
             r->unbound_saw_queries = 1;
         else if (r->unbound_saw_queries)
             return 0; /* the query line already gave this question */
-        log_emit_text(r, SEN_DNS_QUERY, &t, ts, f[1], fl[1]);
+        senlog_emit_text(r, SEN_DNS_QUERY, &t, ts, f[1], fl[1]);
         return 1;
     }
 }
@@ -330,7 +331,7 @@ static size_t windns_time(const char *s, size_t n, int64_t *us)
     if (mon < 1 || mon > 12 || day < 1 || day > 31 || v[2] < 1970 || v[3] > 23 || v[4] > 59 ||
         v[5] > 60)
         return 0;
-    *us = log_local_us(v[2], mon - 1, day, v[3], v[4], v[5], 0);
+    *us = senlog_local_us(v[2], mon - 1, day, v[3], v[4], v[5], 0);
     return i;
 }
 
@@ -344,7 +345,7 @@ static int windns_name(const char *s, size_t n, char *out, size_t outmax)
         const char *close;
         if (s[i] != '(' || (close = memchr(s + i, ')', n - i)) == NULL)
             return -1;
-        if (log_parse_uint(s + i + 1, (size_t)(close - s - i - 1), 63, &len) != 0)
+        if (senlog_parse_uint(s + i + 1, (size_t)(close - s - i - 1), 63, &len) != 0)
             return -1;
         i = (size_t)(close - s) + 1;
         if (len == 0)
@@ -360,7 +361,7 @@ static int windns_name(const char *s, size_t n, char *out, size_t outmax)
     return -1;
 }
 
-int log_windns_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts)
+int senlog_windns_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts)
 {
     const char *p = s, *end = s + n, *tok;
     size_t tlen, used;
@@ -372,61 +373,61 @@ int log_windns_line(struct sen_log_reader *r, const char *s, size_t n, int64_t t
     memset(&t, 0, sizeof(t));
     if ((used = windns_time(s, n, &ts)) == 0) {
         /* The file's preamble ("Message logging key ...") and blank lines. */
-        if (log_find(s, n, "PACKET ") != NULL)
-            return log_bad(r, "windns: packet line without a date");
+        if (senlog_find(s, n, "PACKET ") != NULL)
+            return senlog_bad(r, "windns: packet line without a date");
         return 0;
     }
     p += used;
-    if (!log_token(&p, end, &tok, &tlen) || !log_token(&p, end, &tok, &tlen))
-        return log_bad(r, "windns: truncated line");
+    if (!senlog_token(&p, end, &tok, &tlen) || !senlog_token(&p, end, &tok, &tlen))
+        return senlog_bad(r, "windns: truncated line");
     if (tlen != 6 || memcmp(tok, "PACKET", 6) != 0)
         return 0; /* EVENT, Note and other non-packet lines */
-    if (!log_token(&p, end, &tok, &tlen) || !log_token(&p, end, &tok, &tlen))
-        return log_bad(r, "windns: packet line without a protocol");
+    if (!senlog_token(&p, end, &tok, &tlen) || !senlog_token(&p, end, &tok, &tlen))
+        return senlog_bad(r, "windns: packet line without a protocol");
     if (tlen == 3 && memcmp(tok, "UDP", 3) == 0)
         t.proto = IPPROTO_UDP;
     else if (tlen == 3 && memcmp(tok, "TCP", 3) == 0)
         t.proto = IPPROTO_TCP;
     else
-        return log_bad(r, "windns: protocol \"%.*s\"", (int)KHX_MIN(tlen, 16), tok);
-    if (!log_token(&p, end, &tok, &tlen) || tlen != 3)
-        return log_bad(r, "windns: no direction");
+        return senlog_bad(r, "windns: protocol \"%.*s\"", (int)KHX_MIN(tlen, 16), tok);
+    if (!senlog_token(&p, end, &tok, &tlen) || tlen != 3)
+        return senlog_bad(r, "windns: no direction");
     if (memcmp(tok, "Rcv", 3) == 0)
         rcv = 1;
     else if (memcmp(tok, "Snd", 3) == 0)
         rcv = 0;
     else
-        return log_bad(r, "windns: direction \"%.*s\"", (int)tlen, tok);
-    if (!log_token(&p, end, &tok, &tlen) || client_addr(tok, tlen, '#', &t) != 0)
-        return log_bad(r, "windns: bad remote address");
-    if (!log_token(&p, end, &tok, &tlen)) /* transaction id */
-        return log_bad(r, "windns: no transaction id");
-    if (!log_token(&p, end, &tok, &tlen))
-        return log_bad(r, "windns: no opcode");
+        return senlog_bad(r, "windns: direction \"%.*s\"", (int)tlen, tok);
+    if (!senlog_token(&p, end, &tok, &tlen) || client_addr(tok, tlen, '#', &t) != 0)
+        return senlog_bad(r, "windns: bad remote address");
+    if (!senlog_token(&p, end, &tok, &tlen)) /* transaction id */
+        return senlog_bad(r, "windns: no transaction id");
+    if (!senlog_token(&p, end, &tok, &tlen))
+        return senlog_bad(r, "windns: no opcode");
     if (tlen == 1 && tok[0] == 'R') {
         response = 1;
-        if (!log_token(&p, end, &tok, &tlen))
-            return log_bad(r, "windns: no opcode");
+        if (!senlog_token(&p, end, &tok, &tlen))
+            return senlog_bad(r, "windns: no opcode");
     }
     if (!(tlen == 1 && tok[0] == 'Q'))
         return 0; /* updates, notifies */
     {
         const char *close = memchr(p, ']', (size_t)(end - p));
         if (close == NULL)
-            return log_bad(r, "windns: no [flags]");
+            return senlog_bad(r, "windns: no [flags]");
         p = close + 1;
     }
-    if (!log_token(&p, end, &tok, &tlen)) /* query type */
-        return log_bad(r, "windns: no query type");
-    if (!log_token(&p, end, &tok, &tlen))
-        return log_bad(r, "windns: no query name");
+    if (!senlog_token(&p, end, &tok, &tlen)) /* query type */
+        return senlog_bad(r, "windns: no query type");
+    if (!senlog_token(&p, end, &tok, &tlen))
+        return senlog_bad(r, "windns: no query name");
     if ((nlen = windns_name(tok, tlen, name, sizeof(name))) < 0)
-        return log_bad(r, "windns: bad encoded name \"%.*s\"", (int)KHX_MIN(tlen, 64), tok);
+        return senlog_bad(r, "windns: bad encoded name \"%.*s\"", (int)KHX_MIN(tlen, 64), tok);
     /* A question a client sent us ("Rcv", not a response). Responses we
      * send ("Snd R") repeat it, and "Snd Q" / "Rcv R" are our own
      * recursion to forwarders: counting them would double the client's. */
     if (!rcv || response)
         return 0;
-    log_emit_text(r, SEN_DNS_QUERY, &t, ts, name, (size_t)nlen);
+    senlog_emit_text(r, SEN_DNS_QUERY, &t, ts, name, (size_t)nlen);
     return 1;
 }

@@ -36,8 +36,8 @@ static int eve_tuple(struct sen_log_reader *r, json_t *o, struct sen_tuple *t)
     memset(t, 0, sizeof(*t));
     if ((s = jstr(o, "src_ip", &sl)) == NULL || (d = jstr(o, "dest_ip", &dl)) == NULL)
         return 0; /* records without addresses (stats) */
-    if ((fam = log_parse_ip(s, sl, t->src)) == 0 || log_parse_ip(d, dl, t->dst) != fam)
-        return log_bad(r, "eve: bad src_ip/dest_ip");
+    if ((fam = senlog_parse_ip(s, sl, t->src)) == 0 || senlog_parse_ip(d, dl, t->dst) != fam)
+        return senlog_bad(r, "eve: bad src_ip/dest_ip");
     t->family = (uint8_t)fam;
     v = json_object_get(o, "src_port");
     if (json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= 65535)
@@ -78,10 +78,10 @@ static void dns_answer(struct sen_log_reader *r, const struct sen_tuple *t, int6
     if (rrtype == NULL || rdata == NULL)
         return;
     if (strcmp(rrtype, "A") == 0 || strcmp(rrtype, "AAAA") == 0) {
-        if ((fam = log_parse_ip(rdata, rlen, a)) != 0)
-            log_emit_addr(r, SEN_DNS_ANSWER, t, ts, fam, a, 0);
+        if ((fam = senlog_parse_ip(rdata, rlen, a)) != 0)
+            senlog_emit_addr(r, SEN_DNS_ANSWER, t, ts, fam, a, 0);
     } else if (strcmp(rrtype, "CNAME") == 0) {
-        log_emit_text(r, SEN_DNS_ANSWER, t, ts, rdata, rlen);
+        senlog_emit_text(r, SEN_DNS_ANSWER, t, ts, rdata, rlen);
     }
 }
 
@@ -94,7 +94,7 @@ static int eve_dns(struct sen_log_reader *r, json_t *dns, struct sen_tuple *t, i
     int answer;
 
     if (!json_is_object(dns))
-        return log_bad(r, "eve dns: no \"dns\" object");
+        return senlog_bad(r, "eve dns: no \"dns\" object");
     type = jstr(dns, "type", &tl);
     answer = type != NULL && (strcmp(type, "answer") == 0 || strcmp(type, "response") == 0);
     /* Answers are logged in the response's direction: the client is the
@@ -106,12 +106,12 @@ static int eve_dns(struct sen_log_reader *r, json_t *dns, struct sen_tuple *t, i
             json_array_foreach(arr, i, e)
             {
                 if ((name = jstr(e, "rrname", &nl)) != NULL)
-                    log_emit_text(r, SEN_DNS_QUERY, t, ts, name, nl);
+                    senlog_emit_text(r, SEN_DNS_QUERY, t, ts, name, nl);
             }
         } else if ((name = jstr(dns, "rrname", &nl)) != NULL) {
-            log_emit_text(r, SEN_DNS_QUERY, t, ts, name, nl);
+            senlog_emit_text(r, SEN_DNS_QUERY, t, ts, name, nl);
         } else {
-            return log_bad(r, "eve dns: query without rrname or queries");
+            return senlog_bad(r, "eve dns: query without rrname or queries");
         }
         return 1;
     }
@@ -151,7 +151,7 @@ static void ja3_hash(struct sen_log_reader *r, json_t *o, const struct sen_tuple
     size_t l;
     const char *h;
     if (json_is_object(ja3) && (h = jstr(ja3, "hash", &l)) != NULL)
-        log_emit_text(r, SEN_TLS_JA3, t, ts, h, l);
+        senlog_emit_text(r, SEN_TLS_JA3, t, ts, h, l);
 }
 
 static int eve_http(struct sen_log_reader *r, json_t *http, const struct sen_tuple *t, int64_t ts)
@@ -161,10 +161,10 @@ static int eve_http(struct sen_log_reader *r, json_t *http, const struct sen_tup
     char url[2048];
 
     if (!json_is_object(http))
-        return log_bad(r, "eve http: no \"http\" object");
+        return senlog_bad(r, "eve http: no \"http\" object");
     if ((h = jstr(http, "hostname", &hl)) == NULL)
         return 0;
-    log_emit_text(r, SEN_HTTP_HOST, t, ts, h, hl);
+    senlog_emit_text(r, SEN_HTTP_HOST, t, ts, h, hl);
     if ((u = jstr(http, "url", &ul)) != NULL) {
         const char *sch = memmem(u, ul, "://", 3);
         if (sch != NULL) {
@@ -179,13 +179,13 @@ static int eve_http(struct sen_log_reader *r, json_t *http, const struct sen_tup
                 url[n++] = '/';
             if (ul > 0)
                 memcpy(url + n, u, ul);
-            log_emit_text(r, SEN_HTTP_URL, t, ts, url, n + ul);
+            senlog_emit_text(r, SEN_HTTP_URL, t, ts, url, n + ul);
         }
     }
     return 1;
 }
 
-int log_eve_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts)
+int senlog_eve_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts)
 {
     json_error_t err;
     json_t *o = NULL, *sub;
@@ -195,19 +195,19 @@ int log_eve_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts)
     int rc = -1;
 
     if (n == 0 || s[0] != '{')
-        return log_bad(r, "eve: not a JSON object");
+        return senlog_bad(r, "eve: not a JSON object");
     if ((o = json_loadb(s, n, JSON_REJECT_DUPLICATES, &err)) == NULL)
-        return log_bad(r, "eve: %s at column %d", err.text, err.column);
+        return senlog_bad(r, "eve: %s at column %d", err.text, err.column);
     if (!json_is_object(o)) {
-        rc = log_bad(r, "eve: not a JSON object");
+        rc = senlog_bad(r, "eve: not a JSON object");
         goto out;
     }
     if ((ev = jstr(o, "event_type", &evl)) == NULL) {
-        rc = log_bad(r, "eve: no event_type");
+        rc = senlog_bad(r, "eve: no event_type");
         goto out;
     }
-    if ((tstr = jstr(o, "timestamp", &tl)) != NULL && log_parse_iso8601(tstr, tl, &ts) != 0) {
-        rc = log_bad(r, "eve: bad timestamp \"%.*s\"", (int)KHX_MIN(tl, 40), tstr);
+    if ((tstr = jstr(o, "timestamp", &tl)) != NULL && senlog_parse_iso8601(tstr, tl, &ts) != 0) {
+        rc = senlog_bad(r, "eve: bad timestamp \"%.*s\"", (int)KHX_MIN(tl, 40), tstr);
         goto out;
     }
     if (eve_tuple(r, o, &t) != 0)
@@ -217,35 +217,35 @@ int log_eve_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts)
     } else if (strcmp(ev, "tls") == 0) {
         sub = json_object_get(o, "tls");
         if (!json_is_object(sub)) {
-            rc = log_bad(r, "eve tls: no \"tls\" object");
+            rc = senlog_bad(r, "eve tls: no \"tls\" object");
             goto out;
         }
         if ((v = jstr(sub, "sni", &vl)) != NULL)
-            log_emit_text(r, SEN_TLS_SNI, &t, ts, v, vl);
+            senlog_emit_text(r, SEN_TLS_SNI, &t, ts, v, vl);
         ja3_hash(r, sub, &t, ts);
         if ((v = jstr(sub, "ja4", &vl)) != NULL)
-            log_emit_text(r, SEN_TLS_JA4, &t, ts, v, vl);
+            senlog_emit_text(r, SEN_TLS_JA4, &t, ts, v, vl);
         rc = 1;
     } else if (strcmp(ev, "quic") == 0) {
         sub = json_object_get(o, "quic");
         if (!json_is_object(sub)) {
-            rc = log_bad(r, "eve quic: no \"quic\" object");
+            rc = senlog_bad(r, "eve quic: no \"quic\" object");
             goto out;
         }
         if ((v = jstr(sub, "sni", &vl)) != NULL)
-            log_emit_text(r, SEN_QUIC_SNI, &t, ts, v, vl);
+            senlog_emit_text(r, SEN_QUIC_SNI, &t, ts, v, vl);
         ja3_hash(r, sub, &t, ts);
         if ((v = jstr(sub, "ja4", &vl)) != NULL)
-            log_emit_text(r, SEN_TLS_JA4, &t, ts, v, vl);
+            senlog_emit_text(r, SEN_TLS_JA4, &t, ts, v, vl);
         rc = 1;
     } else if (strcmp(ev, "http") == 0) {
         rc = eve_http(r, json_object_get(o, "http"), &t, ts);
     } else if (strcmp(ev, "flow") == 0 || strcmp(ev, "netflow") == 0 || strcmp(ev, "alert") == 0) {
         if (t.family == 0) {
-            rc = log_bad(r, "eve %s: no src_ip/dest_ip", ev);
+            rc = senlog_bad(r, "eve %s: no src_ip/dest_ip", ev);
             goto out;
         }
-        log_emit_addr(r, SEN_IP_DST, &t, ts, t.family, t.dst, t.dport);
+        senlog_emit_addr(r, SEN_IP_DST, &t, ts, t.family, t.dst, t.dport);
         rc = 1;
     } else {
         rc = 0;

@@ -48,52 +48,53 @@ struct sen_log_reader {
 };
 
 /* Emits one observation; the evidence is the whole line (first 512 bytes). */
-void log_emit(struct sen_log_reader *r, const struct sen_obs *o);
+void senlog_emit(struct sen_log_reader *r, const struct sen_obs *o);
 /* Text observation (name, SNI, URL...) with a tuple (NULL = none). */
-void log_emit_text(struct sen_log_reader *r, int where, const struct sen_tuple *t, int64_t ts_us,
-                   const char *text, size_t len);
+void senlog_emit_text(struct sen_log_reader *r, int where, const struct sen_tuple *t, int64_t ts_us,
+                      const char *text, size_t len);
 /* Address observation: addr is t->dst for ip.dst, t->src for ip.src, or
  * the answer data for dns.answer. */
-void log_emit_addr(struct sen_log_reader *r, int where, const struct sen_tuple *t, int64_t ts_us,
-                   int family, const uint8_t *addr, uint16_t port);
+void senlog_emit_addr(struct sen_log_reader *r, int where, const struct sen_tuple *t, int64_t ts_us,
+                      int family, const uint8_t *addr, uint16_t port);
 /* Records why the line is malformed; returns -1. */
-int log_bad(struct sen_log_reader *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int senlog_bad(struct sen_log_reader *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Tokens: skips spaces, returns the next run of non-space bytes. */
-int log_token(const char **p, const char *end, const char **tok, size_t *tlen);
+int senlog_token(const char **p, const char *end, const char **tok, size_t *tlen);
 /* Finds needle in [s, s+n); NULL when absent. */
-const char *log_find(const char *s, size_t n, const char *needle);
-int log_starts(const char *s, size_t n, const char *prefix);
+const char *senlog_find(const char *s, size_t n, const char *needle);
+int senlog_starts(const char *s, size_t n, const char *prefix);
 
 /* Parses an IPv4 or IPv6 address covering all of s[0..n). Returns the
  * family (AF_INET/AF_INET6) or 0. */
-int log_parse_ip(const char *s, size_t n, uint8_t addr[16]);
+int senlog_parse_ip(const char *s, size_t n, uint8_t addr[16]);
 /* Decimal unsigned integer covering s[0..n), at most max. -1 when not. */
-int log_parse_uint(const char *s, size_t n, uint64_t max, uint64_t *out);
+int senlog_parse_uint(const char *s, size_t n, uint64_t max, uint64_t *out);
 /* "1700000000.123456" -> microseconds; -1 when malformed. */
-int log_parse_epoch(const char *s, size_t n, int64_t *us);
+int senlog_parse_epoch(const char *s, size_t n, int64_t *us);
 /* ISO 8601 "2026-11-21T10:00:00.123456+0000" / "Z" / "+00:00". */
-int log_parse_iso8601(const char *s, size_t n, int64_t *us);
+int senlog_parse_iso8601(const char *s, size_t n, int64_t *us);
 /* Month abbreviation ("Nov") -> 0..11, or -1. */
-int log_month(const char *s, size_t n);
+int senlog_month(const char *s, size_t n);
 /* Local time to microseconds since the epoch (fields as in struct tm). */
-int64_t log_local_us(int year, int mon, int mday, int hour, int min, int sec, long usec);
+int64_t senlog_local_us(int year, int mon, int mday, int hour, int min, int sec, long usec);
 /* "Nov 21 10:00:00" at s (15 bytes, day may be space-padded), local time
  * in the reader's year guess. Returns bytes used or 0. */
-size_t log_parse_bsd_time(struct sen_log_reader *r, const char *s, size_t n, int64_t *us);
+size_t senlog_parse_bsd_time(struct sen_log_reader *r, const char *s, size_t n, int64_t *us);
 
 /* The readers: each gets the message without the syslog header, and the
  * header's time (0 when none). Return 1, 0 or -1 as sen_log_line. */
-int log_bind_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts);
-int log_dnsmasq_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts);
-int log_unbound_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts);
-int log_windns_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts);
-int log_netfilter_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts);
-int log_squid_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts);
-int log_zeek_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts);
-int log_eve_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts);
+int senlog_bind_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts);
+int senlog_dnsmasq_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts);
+int senlog_unbound_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts);
+int senlog_windns_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts);
+int senlog_netfilter_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts);
+int senlog_squid_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts);
+int senlog_zeek_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts);
+int senlog_eve_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts);
 
-/* Zeek JSON lines (called by log_zeek_line for lines starting with '{'). */
-int log_zeek_json(struct sen_log_reader *r, const char *s, size_t n);
+/* Zeek JSON lines (called by senlog_zeek_line for lines starting with '{'). */
+int senlog_zeek_json(struct sen_log_reader *r, const char *s, size_t n);
 
 #endif

@@ -47,12 +47,12 @@ static int nf_proto(const char *v, size_t n)
     for (size_t i = 0; i < KHX_ARRAY_LEN(names); i++)
         if (strlen(names[i].name) == n && memcmp(v, names[i].name, n) == 0)
             return names[i].proto;
-    if (log_parse_uint(v, n, 255, &x) == 0)
+    if (senlog_parse_uint(v, n, 255, &x) == 0)
         return (int)x;
     return -1;
 }
 
-int log_netfilter_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts)
+int senlog_netfilter_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts)
 {
     const char *v;
     size_t vlen;
@@ -63,35 +63,35 @@ int log_netfilter_line(struct sen_log_reader *r, const char *s, size_t n, int64_
 
     memset(&t, 0, sizeof(t));
     if (!nf_field(s, n, "SRC=", &v, &vlen)) {
-        if (log_find(s, n, "IN=") != NULL)
-            return log_bad(r, "netfilter: LOG line without SRC=");
+        if (senlog_find(s, n, "IN=") != NULL)
+            return senlog_bad(r, "netfilter: LOG line without SRC=");
         return 0; /* other kernel messages */
     }
-    if ((fam = log_parse_ip(v, vlen, t.src)) == 0)
-        return log_bad(r, "netfilter: bad SRC=\"%.*s\"", (int)KHX_MIN(vlen, 64), v);
+    if ((fam = senlog_parse_ip(v, vlen, t.src)) == 0)
+        return senlog_bad(r, "netfilter: bad SRC=\"%.*s\"", (int)KHX_MIN(vlen, 64), v);
     if (!nf_field(s, n, "DST=", &v, &vlen))
-        return log_bad(r, "netfilter: SRC= without DST=");
-    if (log_parse_ip(v, vlen, dst) != fam)
-        return log_bad(r, "netfilter: bad DST=\"%.*s\"", (int)KHX_MIN(vlen, 64), v);
+        return senlog_bad(r, "netfilter: SRC= without DST=");
+    if (senlog_parse_ip(v, vlen, dst) != fam)
+        return senlog_bad(r, "netfilter: bad DST=\"%.*s\"", (int)KHX_MIN(vlen, 64), v);
     memcpy(t.dst, dst, 16);
     t.family = (uint8_t)fam;
     if (nf_field(s, n, "PROTO=", &v, &vlen)) {
         if ((proto = nf_proto(v, vlen)) < 0)
-            return log_bad(r, "netfilter: unknown PROTO=\"%.*s\"", (int)KHX_MIN(vlen, 16), v);
+            return senlog_bad(r, "netfilter: unknown PROTO=\"%.*s\"", (int)KHX_MIN(vlen, 16), v);
         t.proto = (uint8_t)proto;
     }
     if (nf_field(s, n, "SPT=", &v, &vlen)) {
-        if (log_parse_uint(v, vlen, 65535, &port) != 0)
-            return log_bad(r, "netfilter: bad SPT=");
+        if (senlog_parse_uint(v, vlen, 65535, &port) != 0)
+            return senlog_bad(r, "netfilter: bad SPT=");
         t.sport = (uint16_t)port;
     }
     if (nf_field(s, n, "DPT=", &v, &vlen)) {
-        if (log_parse_uint(v, vlen, 65535, &port) != 0)
-            return log_bad(r, "netfilter: bad DPT=");
+        if (senlog_parse_uint(v, vlen, 65535, &port) != 0)
+            return senlog_bad(r, "netfilter: bad DPT=");
         t.dport = (uint16_t)port;
     }
-    log_emit_addr(r, SEN_IP_DST, &t, ts, fam, t.dst, t.dport);
-    log_emit_addr(r, SEN_IP_SRC, &t, ts, fam, t.src, t.sport);
+    senlog_emit_addr(r, SEN_IP_DST, &t, ts, fam, t.dst, t.dport);
+    senlog_emit_addr(r, SEN_IP_SRC, &t, ts, fam, t.src, t.sport);
     return 1;
 }
 
@@ -133,7 +133,7 @@ static int url_split(const char *u, size_t n, const char **host, size_t *hlen, u
         *hlen = (size_t)((colon != NULL ? colon : he) - h);
     }
     if (colon != NULL) {
-        if (log_parse_uint(colon + 1, (size_t)(he - colon - 1), 65535, &pv) != 0)
+        if (senlog_parse_uint(colon + 1, (size_t)(he - colon - 1), 65535, &pv) != 0)
             return -1;
         *port = (uint16_t)pv;
     }
@@ -142,7 +142,7 @@ static int url_split(const char *u, size_t n, const char **host, size_t *hlen, u
     return *hlen > 0 ? 0 : -1;
 }
 
-int log_squid_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts)
+int senlog_squid_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts)
 {
     const char *p = s, *end = s + n;
     const char *f[10];
@@ -159,39 +159,39 @@ int log_squid_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts
 
     memset(&t, 0, sizeof(t));
     /* time elapsed client code/status bytes method URL user hier/peer type */
-    while (k < 10 && log_token(&p, end, &f[k], &fl[k]))
+    while (k < 10 && senlog_token(&p, end, &f[k], &fl[k]))
         k++;
     if (k < 7)
-        return log_bad(r, "squid: %d fields, want at least 7", k);
-    if (log_parse_epoch(f[0], fl[0], &ts) != 0)
-        return log_bad(r, "squid: bad time \"%.*s\"", (int)KHX_MIN(fl[0], 32), f[0]);
-    if ((t.family = (uint8_t)log_parse_ip(f[2], fl[2], t.src)) == 0)
-        return log_bad(r, "squid: bad client address \"%.*s\"", (int)KHX_MIN(fl[2], 64), f[2]);
+        return senlog_bad(r, "squid: %d fields, want at least 7", k);
+    if (senlog_parse_epoch(f[0], fl[0], &ts) != 0)
+        return senlog_bad(r, "squid: bad time \"%.*s\"", (int)KHX_MIN(fl[0], 32), f[0]);
+    if ((t.family = (uint8_t)senlog_parse_ip(f[2], fl[2], t.src)) == 0)
+        return senlog_bad(r, "squid: bad client address \"%.*s\"", (int)KHX_MIN(fl[2], 64), f[2]);
     if (memchr(f[3], '/', fl[3]) == NULL)
-        return log_bad(r, "squid: bad result code \"%.*s\"", (int)KHX_MIN(fl[3], 32), f[3]);
+        return senlog_bad(r, "squid: bad result code \"%.*s\"", (int)KHX_MIN(fl[3], 32), f[3]);
     t.proto = IPPROTO_TCP;
     connect = fl[5] == 7 && memcmp(f[5], "CONNECT", 7) == 0;
     if (fl[6] == 1 && f[6][0] == '-')
         return 0; /* error entries ("NONE/400 ... error:invalid-request") */
     if (connect) {
         if (url_split(f[6], fl[6], &host, &hlen, &port, &path, &plen) != 0)
-            return log_bad(r, "squid: bad CONNECT authority");
+            return senlog_bad(r, "squid: bad CONNECT authority");
         if (port == 0)
             port = 443;
     } else {
         if (memmem(f[6], fl[6], "://", 3) == NULL)
             return 0; /* "error:..." or a relative URL: no host to check */
         if (url_split(f[6], fl[6], &host, &hlen, &port, &path, &plen) != 0)
-            return log_bad(r, "squid: URL without a host");
+            return senlog_bad(r, "squid: URL without a host");
     }
     t.dport = port;
     if (k >= 9 && (slash = memchr(f[8], '/', fl[8])) != NULL) {
         size_t off = (size_t)(slash - f[8]) + 1;
-        peer_fam = log_parse_ip(slash + 1, fl[8] - off, peer);
+        peer_fam = senlog_parse_ip(slash + 1, fl[8] - off, peer);
         if (peer_fam == t.family)
             memcpy(t.dst, peer, 16);
     }
-    log_emit_text(r, SEN_HTTP_HOST, &t, ts, host, hlen);
+    senlog_emit_text(r, SEN_HTTP_HOST, &t, ts, host, hlen);
     if (!connect && hlen + plen < sizeof(url)) {
         /* http.url is "host/path?query": no scheme, no port. */
         memcpy(url, host, hlen);
@@ -203,9 +203,9 @@ int log_squid_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts
         for (size_t i = 0; i < hlen; i++)
             if (url[i] >= 'A' && url[i] <= 'Z')
                 url[i] = (char)(url[i] - 'A' + 'a');
-        log_emit_text(r, SEN_HTTP_URL, &t, ts, url, ulen);
+        senlog_emit_text(r, SEN_HTTP_URL, &t, ts, url, ulen);
     }
     if (peer_fam != 0 && peer_fam == t.family)
-        log_emit_addr(r, SEN_IP_DST, &t, ts, peer_fam, peer, port);
+        senlog_emit_addr(r, SEN_IP_DST, &t, ts, peer_fam, peer, port);
     return 1;
 }

@@ -85,10 +85,10 @@ static void emit_answer(struct sen_log_reader *r, const struct sen_tuple *t, int
 
     if (unset(a, al) || memchr(a, ' ', al) != NULL) /* "TXT 12 ..." and such */
         return;
-    if ((fam = log_parse_ip(a, al, addr)) != 0)
-        log_emit_addr(r, SEN_DNS_ANSWER, t, ts, fam, addr, 0);
+    if ((fam = senlog_parse_ip(a, al, addr)) != 0)
+        senlog_emit_addr(r, SEN_DNS_ANSWER, t, ts, fam, addr, 0);
     else
-        log_emit_text(r, SEN_DNS_ANSWER, t, ts, a, al);
+        senlog_emit_text(r, SEN_DNS_ANSWER, t, ts, a, al);
 }
 
 static int zeek_emit(struct sen_log_reader *r, const char *path, struct zrec *z, int64_t ts)
@@ -101,24 +101,25 @@ static int zeek_emit(struct sen_log_reader *r, const char *path, struct zrec *z,
     if (path[0] == '\0')
         path = guess_path(z);
     set_input(r, path);
-    if (!unset(z->v[ZF_TS], z->l[ZF_TS]) && log_parse_epoch(z->v[ZF_TS], z->l[ZF_TS], &ts) != 0 &&
-        log_parse_iso8601(z->v[ZF_TS], z->l[ZF_TS], &ts) != 0)
-        return log_bad(r, "zeek: bad ts \"%.*s\"", (int)KHX_MIN(z->l[ZF_TS], 40), z->v[ZF_TS]);
+    if (!unset(z->v[ZF_TS], z->l[ZF_TS]) &&
+        senlog_parse_epoch(z->v[ZF_TS], z->l[ZF_TS], &ts) != 0 &&
+        senlog_parse_iso8601(z->v[ZF_TS], z->l[ZF_TS], &ts) != 0)
+        return senlog_bad(r, "zeek: bad ts \"%.*s\"", (int)KHX_MIN(z->l[ZF_TS], 40), z->v[ZF_TS]);
     if (!unset(z->v[ZF_ORIG_H], z->l[ZF_ORIG_H])) {
-        if ((fam = log_parse_ip(z->v[ZF_ORIG_H], z->l[ZF_ORIG_H], t.src)) == 0)
-            return log_bad(r, "zeek: bad id.orig_h");
+        if ((fam = senlog_parse_ip(z->v[ZF_ORIG_H], z->l[ZF_ORIG_H], t.src)) == 0)
+            return senlog_bad(r, "zeek: bad id.orig_h");
         if (unset(z->v[ZF_RESP_H], z->l[ZF_RESP_H]) ||
-            log_parse_ip(z->v[ZF_RESP_H], z->l[ZF_RESP_H], t.dst) != fam)
-            return log_bad(r, "zeek: bad id.resp_h");
+            senlog_parse_ip(z->v[ZF_RESP_H], z->l[ZF_RESP_H], t.dst) != fam)
+            return senlog_bad(r, "zeek: bad id.resp_h");
         t.family = (uint8_t)fam;
         if (!unset(z->v[ZF_ORIG_P], z->l[ZF_ORIG_P])) {
-            if (log_parse_uint(z->v[ZF_ORIG_P], z->l[ZF_ORIG_P], 65535, &port) != 0)
-                return log_bad(r, "zeek: bad id.orig_p");
+            if (senlog_parse_uint(z->v[ZF_ORIG_P], z->l[ZF_ORIG_P], 65535, &port) != 0)
+                return senlog_bad(r, "zeek: bad id.orig_p");
             t.sport = (uint16_t)port;
         }
         if (!unset(z->v[ZF_RESP_P], z->l[ZF_RESP_P])) {
-            if (log_parse_uint(z->v[ZF_RESP_P], z->l[ZF_RESP_P], 65535, &port) != 0)
-                return log_bad(r, "zeek: bad id.resp_p");
+            if (senlog_parse_uint(z->v[ZF_RESP_P], z->l[ZF_RESP_P], 65535, &port) != 0)
+                return senlog_bad(r, "zeek: bad id.resp_p");
             t.dport = (uint16_t)port;
         }
     }
@@ -133,13 +134,13 @@ static int zeek_emit(struct sen_log_reader *r, const char *path, struct zrec *z,
     }
     if (strcmp(path, "conn") == 0) {
         if (t.family == 0)
-            return log_bad(r, "zeek conn: no id.orig_h/id.resp_h");
-        log_emit_addr(r, SEN_IP_DST, &t, ts, t.family, t.dst, t.dport);
+            return senlog_bad(r, "zeek conn: no id.orig_h/id.resp_h");
+        senlog_emit_addr(r, SEN_IP_DST, &t, ts, t.family, t.dst, t.dport);
         return 1;
     }
     if (strcmp(path, "dns") == 0) {
         if (!unset(z->v[ZF_QUERY], z->l[ZF_QUERY]))
-            log_emit_text(r, SEN_DNS_QUERY, &t, ts, z->v[ZF_QUERY], z->l[ZF_QUERY]);
+            senlog_emit_text(r, SEN_DNS_QUERY, &t, ts, z->v[ZF_QUERY], z->l[ZF_QUERY]);
         if (z->answers != NULL) {
             size_t i;
             json_t *a;
@@ -162,11 +163,11 @@ static int zeek_emit(struct sen_log_reader *r, const char *path, struct zrec *z,
     }
     if (strcmp(path, "ssl") == 0) {
         if (!unset(z->v[ZF_SERVER_NAME], z->l[ZF_SERVER_NAME]))
-            log_emit_text(r, SEN_TLS_SNI, &t, ts, z->v[ZF_SERVER_NAME], z->l[ZF_SERVER_NAME]);
+            senlog_emit_text(r, SEN_TLS_SNI, &t, ts, z->v[ZF_SERVER_NAME], z->l[ZF_SERVER_NAME]);
         if (!unset(z->v[ZF_JA3], z->l[ZF_JA3]))
-            log_emit_text(r, SEN_TLS_JA3, &t, ts, z->v[ZF_JA3], z->l[ZF_JA3]);
+            senlog_emit_text(r, SEN_TLS_JA3, &t, ts, z->v[ZF_JA3], z->l[ZF_JA3]);
         if (!unset(z->v[ZF_JA4], z->l[ZF_JA4]))
-            log_emit_text(r, SEN_TLS_JA4, &t, ts, z->v[ZF_JA4], z->l[ZF_JA4]);
+            senlog_emit_text(r, SEN_TLS_JA4, &t, ts, z->v[ZF_JA4], z->l[ZF_JA4]);
         return 1;
     }
     if (strcmp(path, "http") == 0) {
@@ -181,7 +182,7 @@ static int zeek_emit(struct sen_log_reader *r, const char *path, struct zrec *z,
             if (c != NULL)
                 hl = (size_t)(c - h);
         }
-        log_emit_text(r, SEN_HTTP_HOST, &t, ts, h, hl);
+        senlog_emit_text(r, SEN_HTTP_HOST, &t, ts, h, hl);
         if (!unset(z->v[ZF_URI], z->l[ZF_URI]) && hl + z->l[ZF_URI] + 1 < sizeof(url)) {
             const char *u = z->v[ZF_URI];
             size_t ul = z->l[ZF_URI], n = hl;
@@ -198,7 +199,7 @@ static int zeek_emit(struct sen_log_reader *r, const char *path, struct zrec *z,
             if (ul == 0 || u[0] != '/')
                 url[n++] = '/';
             memcpy(url + n, u, ul);
-            log_emit_text(r, SEN_HTTP_URL, &t, ts, url, n + ul);
+            senlog_emit_text(r, SEN_HTTP_URL, &t, ts, url, n + ul);
         }
         return 1;
     }
@@ -221,25 +222,25 @@ static int zeek_header(struct sen_log_reader *r, const char *s, size_t n)
     const char *v, *end = s + n;
     size_t kl = 0;
 
-    if (log_starts(s, n, "#separator ")) {
+    if (senlog_starts(s, n, "#separator ")) {
         char c = unescape_char(s + 11, n - 11);
         if (c == 0 || c == '\n')
-            return log_bad(r, "zeek: bad #separator");
+            return senlog_bad(r, "zeek: bad #separator");
         h->sep = c;
         return 0;
     }
     while (kl < n && s[kl] != h->sep)
         kl++;
     v = kl < n ? s + kl + 1 : end;
-    if (log_starts(s, kl, "#set_separator")) {
+    if (senlog_starts(s, kl, "#set_separator")) {
         char c = unescape_char(v, (size_t)(end - v));
         if (c == 0)
-            return log_bad(r, "zeek: bad #set_separator");
+            return senlog_bad(r, "zeek: bad #set_separator");
         h->set_sep = c;
     } else if (kl == 5 && memcmp(s, "#path", 5) == 0) {
         size_t l = (size_t)(end - v);
         if (l == 0 || l >= sizeof(h->path))
-            return log_bad(r, "zeek: bad #path");
+            return senlog_bad(r, "zeek: bad #path");
         memcpy(h->path, v, l);
         h->path[l] = '\0';
     } else if (kl == 7 && memcmp(s, "#fields", 7) == 0) {
@@ -254,7 +255,7 @@ static int zeek_header(struct sen_log_reader *r, const char *s, size_t n)
             l = (size_t)(c - v);
             if (ncols >= ZEEK_MAX_COLS) {
                 h->ncols = 0;
-                return log_bad(r, "zeek: more than %d #fields", ZEEK_MAX_COLS);
+                return senlog_bad(r, "zeek: more than %d #fields", ZEEK_MAX_COLS);
             }
             for (int i = 0; i < ZF_COUNT; i++)
                 if (strlen(zf_names[i]) == l && memcmp(zf_names[i], v, l) == 0 && h->col[i] < 0)
@@ -267,7 +268,7 @@ static int zeek_header(struct sen_log_reader *r, const char *s, size_t n)
     return 0;
 }
 
-int log_zeek_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts)
+int senlog_zeek_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts)
 {
     const char *cols[ZEEK_MAX_COLS];
     size_t lens[ZEEK_MAX_COLS];
@@ -276,24 +277,26 @@ int log_zeek_line(struct sen_log_reader *r, const char *s, size_t n, int64_t ts)
     int k = 0;
 
     if (n > 0 && s[0] == '{')
-        return log_zeek_json(r, s, n);
+        return senlog_zeek_json(r, s, n);
     if (n > 0 && s[0] == '#')
         return zeek_header(r, s, n);
     if (r->zeek.ncols == 0)
-        return log_bad(r, "zeek: data row before a #fields header");
-    while (p <= end) {
+        return senlog_bad(r, "zeek: data row before a #fields header");
+    for (;;) {
         const char *c = memchr(p, r->zeek.sep, (size_t)(end - p));
         if (c == NULL)
             c = end;
         if (k >= r->zeek.ncols)
-            return log_bad(r, "zeek: more columns than the %d #fields", r->zeek.ncols);
+            return senlog_bad(r, "zeek: more columns than the %d #fields", r->zeek.ncols);
         cols[k] = p;
         lens[k] = (size_t)(c - p);
         k++;
+        if (c == end)
+            break;
         p = c + 1;
     }
     if (k != r->zeek.ncols)
-        return log_bad(r, "zeek: %d columns, #fields has %d", k, r->zeek.ncols);
+        return senlog_bad(r, "zeek: %d columns, #fields has %d", k, r->zeek.ncols);
     memset(&z, 0, sizeof(z));
     z.set_sep = r->zeek.set_sep;
     for (int i = 0; i < ZF_COUNT; i++)
@@ -325,7 +328,7 @@ static json_t *jget(json_t *o, const char *name)
     return v;
 }
 
-int log_zeek_json(struct sen_log_reader *r, const char *s, size_t n)
+int senlog_zeek_json(struct sen_log_reader *r, const char *s, size_t n)
 {
     json_error_t err;
     json_t *o = json_loadb(s, n, JSON_REJECT_DUPLICATES, &err);
@@ -335,10 +338,10 @@ int log_zeek_json(struct sen_log_reader *r, const char *s, size_t n)
     int rc;
 
     if (o == NULL)
-        return log_bad(r, "zeek json: %s at column %d", err.text, err.column);
+        return senlog_bad(r, "zeek json: %s at column %d", err.text, err.column);
     if (!json_is_object(o)) {
         json_decref(o);
-        return log_bad(r, "zeek json: not an object");
+        return senlog_bad(r, "zeek json: not an object");
     }
     memset(&z, 0, sizeof(z));
     z.set_sep = ',';

@@ -6,10 +6,11 @@
  * observation domain, template id) in a bounded cache that evicts the
  * oldest entry when full, so a hostile sender cannot grow it. A data set
  * whose template we have not seen yet is counted (unknown_template) and
- * skipped; options templates are remembered only so that their data sets
- * are skipped quietly. Each flow record with source and destination
- * addresses becomes one ip.dst observation with the record's 5-tuple and,
- * when the record has one, its end time.
+ * skipped. Options data gives no flows; the one thing taken from it is an
+ * IPFIX exporter's systemInitTimeMilliseconds, which turns the uptime-based
+ * flow end times (softflowd sends those) into wall-clock times. Each flow record with source and
+ * destination addresses becomes one ip.dst observation with the record's 5-tuple and, when the
+ * record has one, its end time.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -46,8 +47,21 @@ struct nf_tmpl {
     struct nf_field f[NF_MAX_FIELDS];
 };
 
+/* An exporter's systemInitTimeMilliseconds, which IPFIX exporters such
+ * as softflowd send in options data rather than in each flow record. */
+struct nf_init {
+    uint8_t family, used;
+    uint8_t exporter[16];
+    uint32_t domain;
+    uint64_t init_ms;
+};
+
+#define NF_MAX_INITS 64
+
 struct sen_netflow {
     struct nf_tmpl *t; /* NF_MAX_TEMPLATES slots */
+    struct nf_init inits[NF_MAX_INITS];
+    int init_ring;
     int bucket[NF_BUCKETS];
     int count, ring;
     struct sen_netflow_stats st;
@@ -228,8 +242,35 @@ struct nf_ctx {
     void *ctx;
     int64_t now_us, export_us;
     uint32_t sys_uptime_ms; /* v5/v9 header */
+    uint32_t domain;        /* v9 source id / IPFIX observation domain */
+    uint8_t exp[16];        /* the exporter's address, zero-padded */
     int records;
 };
+
+static struct nf_init *init_find(struct nf_ctx *c)
+{
+    for (int i = 0; i < NF_MAX_INITS; i++) {
+        struct nf_init *in = &c->nf->inits[i];
+        if (in->used && in->family == c->family && in->domain == c->domain &&
+            memcmp(in->exporter, c->exp, 16) == 0)
+            return in;
+    }
+    return NULL;
+}
+
+static void init_store(struct nf_ctx *c, uint64_t init_ms)
+{
+    struct nf_init *in = init_find(c);
+    if (in == NULL) {
+        in = &c->nf->inits[c->nf->init_ring];
+        c->nf->init_ring = (c->nf->init_ring + 1) % NF_MAX_INITS;
+        in->used = 1;
+        in->family = (uint8_t)c->family;
+        memcpy(in->exporter, c->exp, 16);
+        in->domain = c->domain;
+    }
+    in->init_ms = init_ms;
+}
 
 static void emit_rec(struct nf_ctx *c, struct nf_rec *rec)
 {
@@ -243,10 +284,17 @@ static void emit_rec(struct nf_ctx *c, struct nf_rec *rec)
         rec->t.family = AF_INET6;
     else
         return; /* no addresses: nothing to check */
+    if (rec->have_end_uptime && !rec->have_sys_init && c->version == 10) {
+        const struct nf_init *in = init_find(c);
+        if (in != NULL) {
+            rec->sys_init_ms = in->init_ms;
+            rec->have_sys_init = 1;
+        }
+    }
     if (rec->end_us > 0)
         ts = rec->end_us;
     else if (rec->have_end_uptime && rec->have_sys_init)
-        ts = (int64_t)(rec->sys_init_ms + rec->end_uptime_ms) * 1000;
+        ts = (int64_t)((rec->sys_init_ms + rec->end_uptime_ms) & 0xffffffffffffULL) * 1000;
     else if (rec->have_end_uptime && c->version == 9)
         ts = c->export_us -
              (int64_t)(uint32_t)(c->sys_uptime_ms - (uint32_t)rec->end_uptime_ms) * 1000;
@@ -376,7 +424,10 @@ static int data_set(struct nf_ctx *c, const struct nf_tmpl *t, const uint8_t *p,
                 take_field(&rec, t->f[i].id, p + off, fl);
             off += fl;
         }
-        emit_rec(c, &rec);
+        if (!t->options)
+            emit_rec(c, &rec);
+        else if (rec.have_sys_init)
+            init_store(c, rec.sys_init_ms);
     }
     return 0;
 }
@@ -515,7 +566,7 @@ static int sets(struct nf_ctx *c, uint32_t domain, const uint8_t *p, size_t len)
             const struct nf_tmpl *t = tmpl_find(c->nf, c->version, c->family, exp, domain, id);
             if (t == NULL)
                 c->nf->st.unknown_template++;
-            else if (!t->options && data_set(c, t, p + off + 4, slen - 4u) != 0)
+            else if (data_set(c, t, p + off + 4, slen - 4u) != 0)
                 return -1;
         } else {
             return nf_bad(c->nf, "reserved set id %u", id);
@@ -575,6 +626,8 @@ int sen_netflow_datagram(struct sen_netflow *nf, int exporter_family, const uint
                    ? exporter_family
                    : 0;
     c.exporter = c.family != 0 ? exporter : NULL;
+    if (c.exporter != NULL)
+        memcpy(c.exp, exporter, c.family == AF_INET6 ? 16 : 4);
     c.fn = fn;
     c.ctx = ctx;
     c.now_us = now_us;
@@ -598,7 +651,8 @@ int sen_netflow_datagram(struct sen_netflow *nf, int exporter_family, const uint
         }
         c.sys_uptime_ms = be32(buf + 4);
         c.export_us = (int64_t)be32(buf + 8) * 1000000;
-        rc = sets(&c, be32(buf + 16), buf + 20, len - 20);
+        c.domain = be32(buf + 16);
+        rc = sets(&c, c.domain, buf + 20, len - 20);
         break;
     case 10: {
         size_t mlen;
@@ -612,7 +666,8 @@ int sen_netflow_datagram(struct sen_netflow *nf, int exporter_family, const uint
             break;
         }
         c.export_us = (int64_t)be32(buf + 4) * 1000000;
-        rc = sets(&c, be32(buf + 12), buf + 16, mlen - 16);
+        c.domain = be32(buf + 12);
+        rc = sets(&c, c.domain, buf + 16, mlen - 16);
         break;
     }
     default:

@@ -411,6 +411,13 @@ static void zeek_tsv_rows_after_fields_header(void **state)
     assert_string_equal(g.s[6], "http.host dl.example.com 10.0.0.5:40002>198.51.100.9:80/0");
     assert_string_equal(g.s[7], "http.url dl.example.com/a/b.exe?x=1 "
                                 "10.0.0.5:40002>198.51.100.9:80/0");
+    /* ISO 8601 times (LogAscii::use_json=F with json_timestamps style). */
+    assert_int_equal(feed(r, &g,
+                          "2026-11-21T10:00:04.000000Z\tCmno9\t10.0.0.5\t40003\t"
+                          "198.51.100.9\t80\tGET\tiso.example\t/\t-"),
+                     1);
+    assert_string_equal(g.s[8], "http.host iso.example 10.0.0.5:40003>198.51.100.9:80/0");
+    assert_true(g.ts[8] == utc_us(2026, 11, 21, 10, 0, 4));
     sen_log_stats(r, &st);
     assert_int_equal(st.malformed, 2);
     assert_non_null(strstr(st.first_error, "line 1: zeek: data row before a #fields header"));
@@ -960,6 +967,38 @@ static void ipfix_variable_enterprise_and_options(void **state)
     sen_netflow_free(nf);
 }
 
+static void ipfix_uptime_times_use_options_system_init(void **state)
+{
+    struct sen_netflow *nf = NULL;
+    struct wbuf w = {0};
+    struct got g = {0};
+    size_t at;
+    (void)state;
+
+    assert_int_equal(sen_netflow_new(&nf), KH_OK);
+    w16(&w, 10), w16(&w, 0), w32(&w, 1763719300), w32(&w, 1), w32(&w, 5);
+    at = w.n;
+    w16(&w, 3), w16(&w, 0), w16(&w, 300), w16(&w, 2), w16(&w, 1);
+    w16(&w, 143), w16(&w, 4), w16(&w, 160), w16(&w, 8);
+    patch16(&w, at + 2, (unsigned)(w.n - at));
+    at = w.n;
+    w16(&w, 2), w16(&w, 0), w16(&w, 257), w16(&w, 3);
+    w16(&w, 8), w16(&w, 4), w16(&w, 12), w16(&w, 4), w16(&w, 21), w16(&w, 4);
+    patch16(&w, at + 2, (unsigned)(w.n - at));
+    at = w.n;
+    /* systemInitTimeMilliseconds = 1763719000000 (0x19aa5d82fc0). */
+    w16(&w, 300), w16(&w, 0), w32(&w, 1), w32(&w, 0x19a), w32(&w, 0xa5d82fc0);
+    patch16(&w, at + 2, (unsigned)(w.n - at));
+    at = w.n;
+    w16(&w, 257), w16(&w, 0), wip(&w, "10.0.0.5"), wip(&w, "198.51.100.7"), w32(&w, 5000);
+    patch16(&w, at + 2, (unsigned)(w.n - at));
+    patch16(&w, 2, (unsigned)w.n);
+    assert_int_equal(sen_netflow_datagram(nf, AF_INET, exporter4, w.b, w.n, 1, collect, &g), 1);
+    assert_string_equal(g.s[0], "ip.dst 198.51.100.7 10.0.0.5:0>198.51.100.7:0/0");
+    assert_true(g.ts[0] == ((int64_t)1763719000000 + 5000) * 1000);
+    sen_netflow_free(nf);
+}
+
 static void netflow_template_cache_is_bounded(void **state)
 {
     struct sen_netflow *nf = NULL;
@@ -1067,6 +1106,7 @@ static void softflowd_exports_read_back(void **state)
         assert_int_equal(getsockname(s, (struct sockaddr *)&sa, &sl), 0);
         setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
         snprintf(target, sizeof(target), "127.0.0.1:%u", ntohs(sa.sin_port));
+        fflush(stdout); /* the child must not repeat buffered output */
         pid = fork();
         assert_true(pid >= 0);
         if (pid == 0) {
@@ -1107,6 +1147,168 @@ static void softflowd_exports_read_back(void **state)
     tu_rmtree(dir);
 }
 
+/* Every distinct IPv4 TCP/UDP 5-tuple in a shared capture, as tshark sees
+ * it, must come back from softflowd's IPFIX export as exactly one distinct
+ * record, and nothing else. */
+struct strset {
+    char **v;
+    size_t n, cap;
+};
+
+static void set_add(struct strset *s, const char *x)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->v[i], x) == 0)
+            return;
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 64;
+        s->v = realloc(s->v, s->cap * sizeof(*s->v));
+        assert_non_null(s->v);
+    }
+    s->v[s->n] = strdup(x);
+    assert_non_null(s->v[s->n]);
+    s->n++;
+}
+
+static int set_has(const struct strset *s, const char *x)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->v[i], x) == 0)
+            return 1;
+    return 0;
+}
+
+static void set_free(struct strset *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->v[i]);
+    free(s->v);
+}
+
+static void collect_set(void *ctx, const struct sen_obs *o)
+{
+    char src[46], dst[46], line[200];
+    if (o->t.proto != 6 && o->t.proto != 17)
+        return;
+    sen_addr_format(o->t.family, o->t.src, src);
+    sen_addr_format(o->t.family, o->t.dst, dst);
+    snprintf(line, sizeof(line), "%s:%u>%s:%u/%u", src, o->t.sport, dst, o->t.dport, o->t.proto);
+    set_add(ctx, line);
+}
+
+static void softflowd_matches_tshark_on_shared_pcaps(void **state)
+{
+    static const char *const pcaps[] = {
+        "net/suricata-verify/tests/bug-2158/public-ex1_section8_Sofacy.pcap",
+        "net/suricata-verify/tests/ja4-quic/input.pcap",
+        "net/suricata-verify/tests/datasets-pcrexform/input.pcap",
+    };
+    const char *data = tu_shared_data();
+    char pidf[512];
+    (void)state;
+
+    if (data == NULL) {
+        printf("SKIP softflowd_matches_tshark_on_shared_pcaps: ../shared/data is absent\n");
+        skip();
+    }
+    if (!softflowd_present() || system("tshark -v >/dev/null 2>&1") != 0) {
+        printf("SKIP softflowd_matches_tshark_on_shared_pcaps: softflowd or tshark missing\n");
+        skip();
+    }
+    /* softflowd unlinks its pid file on exit even when it wrote none. */
+    snprintf(pidf, sizeof(pidf), "%s/sf.pid", tu_mkdtemp());
+    for (size_t k = 0; k < sizeof(pcaps) / sizeof(pcaps[0]); k++) {
+        char path[1024], cmd[1400], line[512], target[64];
+        struct strset want = {0}, got = {0};
+        struct sen_netflow *nf = NULL;
+        struct sockaddr_in sa = {0};
+        socklen_t sl = sizeof(sa);
+        FILE *p;
+        int s, status;
+        pid_t pid;
+
+        snprintf(path, sizeof(path), "%s/%s", data, pcaps[k]);
+        if (access(path, R_OK) != 0) {
+            printf("SKIP %s: absent\n", path);
+            continue;
+        }
+        snprintf(cmd, sizeof(cmd),
+                 "tshark -r '%s' -Y 'ip && ip.flags.mf == 0 && (tcp || udp)' -T fields -e ip.src "
+                 "-e ip.dst -e tcp.srcport -e tcp.dstport -e udp.srcport -e udp.dstport "
+                 "-e ip.proto 2>/dev/null",
+                 path);
+        p = popen(cmd, "r");
+        assert_non_null(p);
+        while (fgets(line, sizeof(line), p) != NULL) {
+            char f[7][64] = {{0}}, out[512];
+            int nf_ = 0;
+            /* Empty fields are adjacent tabs: split by hand. */
+            char *c = line;
+            for (nf_ = 0; nf_ < 7; nf_++) {
+                char *tab = strpbrk(c, "\t\n");
+                size_t n = tab != NULL ? (size_t)(tab - c) : strlen(c);
+                snprintf(f[nf_], sizeof(f[0]), "%.*s", (int)n, c);
+                if (tab == NULL)
+                    break;
+                c = tab + 1;
+            }
+            if (strchr(f[0], ',') != NULL || strchr(f[1], ',') != NULL)
+                continue; /* tunnelled: softflowd sees the outer header */
+            snprintf(out, sizeof(out), "%s:%s>%s:%s/%s", f[0], f[2][0] ? f[2] : f[4], f[1],
+                     f[3][0] ? f[3] : f[5], f[6]);
+            set_add(&want, out);
+        }
+        pclose(p);
+        assert_true(want.n > 0);
+
+        s = socket(AF_INET, SOCK_DGRAM, 0);
+        assert_true(s >= 0);
+        sa.sin_family = AF_INET;
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        assert_int_equal(getsockname(s, (struct sockaddr *)&sa, &sl), 0);
+        snprintf(target, sizeof(target), "127.0.0.1:%u", ntohs(sa.sin_port));
+        fflush(stdout); /* the child must not repeat buffered output */
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            freopen("/dev/null", "w", stdout);
+            freopen("/dev/null", "w", stderr);
+            execlp("softflowd", "softflowd", "-d", "-r", path, "-n", target, "-v", "10", "-p", pidf,
+                   "-c", "none", (char *)NULL);
+            _exit(127);
+        }
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        assert_int_equal(sen_netflow_new(&nf), KH_OK);
+        for (;;) {
+            uint8_t buf[65536];
+            uint8_t lo[4] = {127, 0, 0, 1};
+            ssize_t n = recv(s, buf, sizeof(buf), MSG_DONTWAIT);
+            if (n < 0)
+                break;
+            assert_true(
+                sen_netflow_datagram(nf, AF_INET, lo, buf, (size_t)n, 1, collect_set, &got) >= 0);
+        }
+        for (size_t i = 0; i < want.n; i++)
+            if (!set_has(&got, want.v[i]))
+                fail_msg("%s: tshark's %s is not in the IPFIX export", pcaps[k], want.v[i]);
+        for (size_t i = 0; i < got.n; i++)
+            if (!set_has(&want, got.v[i]))
+                fail_msg("%s: IPFIX record %s is not in tshark's view", pcaps[k], got.v[i]);
+        printf("%s: %zu flows match\n", pcaps[k], got.n);
+        sen_netflow_free(nf);
+        close(s);
+        set_free(&want);
+        set_free(&got);
+    }
+    {
+        char *slash = strrchr(pidf, '/');
+        *slash = '\0';
+        tu_rmtree(pidf);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1126,8 +1328,10 @@ int main(void)
         cmocka_unit_test(netflow_v5_records),
         cmocka_unit_test(netflow_v9_template_then_data),
         cmocka_unit_test(ipfix_variable_enterprise_and_options),
+        cmocka_unit_test(ipfix_uptime_times_use_options_system_init),
         cmocka_unit_test(netflow_template_cache_is_bounded),
         cmocka_unit_test(softflowd_exports_read_back),
+        cmocka_unit_test(softflowd_matches_tshark_on_shared_pcaps),
     };
     return cmocka_run_group_tests(tests, setup_tz, NULL);
 }
