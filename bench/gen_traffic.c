@@ -134,7 +134,7 @@ static void write_lists(const char *dir, uint64_t m, uint64_t ndpi_max)
     f = open_out(dir, "cidrs.txt");
     for (uint64_t i = 0; i < c.cidrs; i++) {
         uint32_t a = listed_ip(c.ips + c.ipports + i);
-        unsigned len = 16 + (unsigned)(mix(i + 5) % 13); /* /16../28 */
+        unsigned len = 22 + (unsigned)(mix(i + 5) % 9); /* /22../30 */
         a &= len == 32 ? 0xffffffffu : ~((1u << (32 - len)) - 1);
         ip_text(a, ip);
         fprintf(f, "%s/%u\n", ip, len);
@@ -342,7 +342,9 @@ int main(int argc, char **argv)
     for (uint64_t n = 0; n < packets; n++) {
         int hit = (n % hit_every) == hit_every / 2;
         uint32_t host = (10u << 24) | (uint32_t)(rnd() & 0xffff);
-        uint32_t remote = listed_ip(rnd() % (c.ips * 4 + 1) + c.ips * 8);
+        /* Unlisted Internet addresses come from 101.0.0.0-126.255.255.255,
+         * outside the listed space (11-99.x), so only planted packets hit. */
+        uint32_t remote = ((101u + (uint32_t)(rnd() % 26)) << 24) | (uint32_t)(rnd() & 0xffffff);
         unsigned kind = (unsigned)(n % 20), sport = 1024 + (unsigned)(rnd() % 60000);
         if (hit) {
             listed++;
