@@ -751,22 +751,10 @@ static const char *ossl_error(char *buf, size_t cap)
  * and fsyncs it. */
 static int write_file_synced(const char *path, const void *data, size_t len, mode_t mode)
 {
-    const uint8_t *p = data;
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
     if (fd < 0)
         return KH_EIO;
-    if (fchmod(fd, mode) != 0)
-        goto fail;
-    while (len > 0) {
-        ssize_t k = write(fd, p, len);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            goto fail;
-        p += k;
-        len -= (size_t)k;
-    }
-    if (fsync(fd) != 0)
+    if (fchmod(fd, mode) != 0 || khx_write_all(fd, data, len) != KH_OK || fsync(fd) != 0)
         goto fail;
     return close(fd) == 0 ? KH_OK : KH_EIO;
 fail:;

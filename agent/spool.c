@@ -89,21 +89,6 @@ static int ends_with(const char *s, const char *suffix)
     return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-    const uint8_t *p = data;
-    while (len > 0) {
-        ssize_t k = write(fd, p, len);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return KH_EIO;
-        p += k;
-        len -= (size_t)k;
-    }
-    return KH_OK;
-}
-
 /* Writes `name` in the spool folder so that after a crash it is either the
  * old file (or absent) or the complete new one: temporary file (O_EXCL, so a
  * stray file of that name is never written through), fsync, rename, fsync of
@@ -117,7 +102,7 @@ static int write_durable(struct spool *sp, const char *name, const char *tmp, co
         fprintf(stderr, "spool: cannot create %s/%s: %s\n", sp->dir, tmp, strerror(errno));
         return KH_EIO;
     }
-    if (write_all(fd, data, len) != KH_OK || fsync(fd) != 0) {
+    if (khx_write_all(fd, data, len) != KH_OK || fsync(fd) != 0) {
         fprintf(stderr, "spool: cannot write %s/%s: %s\n", sp->dir, tmp, strerror(errno));
         goto out;
     }

@@ -99,23 +99,10 @@ static int fsync_dir(const char *dir)
 /* Creates `path` (which must not exist) with the bytes, fsync'd. */
 static int write_new_file(const char *path, const void *data, size_t len)
 {
-    const uint8_t *p = data;
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (fd < 0)
         return KH_EIO;
-    while (len > 0) {
-        /* Large images go in pieces: write(2) returns at most ~2 GiB. */
-        ssize_t k = write(fd, p, KHX_MIN(len, (size_t)1 << 30));
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0) {
-            close(fd);
-            return KH_EIO;
-        }
-        p += k;
-        len -= (size_t)k;
-    }
-    if (fsync(fd) != 0) {
+    if (khx_write_all(fd, data, len) != KH_OK || fsync(fd) != 0) {
         close(fd);
         return KH_EIO;
     }

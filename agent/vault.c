@@ -62,21 +62,6 @@ struct vault_meta {
     long mtime_nsec;
 };
 
-static int write_all(int fd, const void *data, size_t len)
-{
-    const uint8_t *p = data;
-    while (len > 0) {
-        ssize_t k = write(fd, p, len);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return KH_EIO;
-        p += k;
-        len -= (size_t)k;
-    }
-    return KH_OK;
-}
-
 /* Reads until `len` bytes or end of file; returns the count or -1. */
 static ssize_t read_full(int fd, void *buf, size_t len, off_t off, int positional)
 {
@@ -389,7 +374,7 @@ static int key_create(struct vault *v, char *err, size_t errlen)
         return KH_EIO;
     }
     crypto_secretstream_xchacha20poly1305_keygen(v->key);
-    if (fchmod(fd, 0600) != 0 || write_all(fd, v->key, sizeof(v->key)) != KH_OK || fsync(fd) != 0) {
+    if (fchmod(fd, 0600) != 0 || khx_write_all(fd, v->key, sizeof(v->key)) != KH_OK || fsync(fd) != 0) {
         khx_errf(err, errlen, "cannot write the vault key in %s: %s", v->dir, strerror(errno));
         goto out;
     }
@@ -613,7 +598,7 @@ static int write_small(struct vault *v, const char *name, const void *data, size
     int fd = openat(v->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return KH_EIO;
-    if (write_all(fd, data, len) == KH_OK && fsync(fd) == 0 && close(fd) == 0) {
+    if (khx_write_all(fd, data, len) == KH_OK && fsync(fd) == 0 && close(fd) == 0) {
         fd = -1;
         if (renameat(v->dirfd, tmp, v->dirfd, name) == 0 && fsync(v->dirfd) == 0)
             r = KH_OK;
@@ -704,7 +689,7 @@ static int encrypt_stream(struct vault *v, const char *id, int fd, int out, uint
     memcpy(head, VAULT_MAGIC, VAULT_MAGIC_LEN);
     crypto_secretstream_xchacha20poly1305_init_push(&st, head + VAULT_MAGIC_LEN, v->key);
     r = KH_EIO;
-    if (write_all(out, head, sizeof(head)) != KH_OK) {
+    if (khx_write_all(out, head, sizeof(head)) != KH_OK) {
         khx_errf(err, errlen, "cannot write to the vault %s: %s", v->dir, strerror(errno));
         goto out;
     }
@@ -731,7 +716,7 @@ static int encrypt_stream(struct vault *v, const char *id, int fd, int out, uint
             strlen(id),
             final ? crypto_secretstream_xchacha20poly1305_TAG_FINAL
                   : crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
-        if (write_all(out, cipher, (size_t)clen) != KH_OK) {
+        if (khx_write_all(out, cipher, (size_t)clen) != KH_OK) {
             khx_errf(err, errlen, "cannot write to the vault %s: %s", v->dir, strerror(errno));
             goto out;
         }
@@ -950,7 +935,7 @@ int vault_quarantine(struct vault *v, int fd, const char *path, const char *sign
         goto out;
     }
     metafd = openat(v->dirfd, jsontmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (metafd < 0 || write_all(metafd, meta, strlen(meta)) != KH_OK || fsync(metafd) != 0) {
+    if (metafd < 0 || khx_write_all(metafd, meta, strlen(meta)) != KH_OK || fsync(metafd) != 0) {
         khx_errf(err, errlen, "cannot write %s/%s: %s", v->dir, jsontmp, strerror(errno));
         goto out;
     }
@@ -1157,7 +1142,7 @@ static int decrypt_stream(struct vault *v, const struct vault_meta *m, int out, 
             r = KH_ENOMEM;
             goto out;
         }
-        if (write_all(out, plain, (size_t)plen) != KH_OK) {
+        if (khx_write_all(out, plain, (size_t)plen) != KH_OK) {
             khx_errf(err, errlen, "cannot write the restored file: %s", strerror(errno));
             r = KH_EIO;
             goto out;

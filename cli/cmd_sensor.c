@@ -112,6 +112,8 @@ struct options {
     const char *name;
     const char *out_store;
     const char *bpf;
+    char **values; /* the operands after the options (lookup's values) */
+    int nvalues;
     const char *state;
     const char *server, *token, *ca;
     unsigned window;
@@ -304,6 +306,8 @@ static int parse_options(int argc, char **argv, struct options *o)
             return -1;
         }
     }
+    o->values = argv + optind;
+    o->nvalues = argc - optind;
     for (size_t i = 0; i < o->ninputs; i++) {
         struct sen_source_opts *s = &o->inputs[i].src;
         if (s->kind == SEN_SRC_PCAP_LIVE && o->afpacket) {
@@ -422,12 +426,11 @@ static void on_server_networks(void *ctx, json_t *networks)
     sen_detect_set_agencies(sen_run_shared(u->run), a);
 }
 
-static int sensor_run(int argc, char **argv)
+static int sensor_run(struct options *o)
 {
     struct spool *spool = NULL;
     struct sen_uplink *uplink = NULL;
     struct uplink_ctx uctx;
-    struct options *o = calloc(1, sizeof(*o));
     struct ioc_slot *slot = NULL;
     struct ioc_store *store = NULL;
     struct sen_output *out = NULL;
@@ -435,13 +438,6 @@ static int sensor_run(int argc, char **argv)
     struct sen_agencies *agencies = NULL;
     FILE *jsonl = NULL;
     int rc = CLI_EXIT_ERROR;
-    if (o == NULL)
-        return CLI_EXIT_ERROR;
-    int p = parse_options(argc, argv, o);
-    if (p != 0) {
-        rc = p > 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
-        goto out;
-    }
     if (o->ninputs == 0) {
         cli_errorf("no input: give --read, --interface, --log, --syslog-udp, --syslog-tcp or "
                    "--netflow (see --help)");
@@ -527,21 +523,12 @@ out:
     ioc_store_close(store);
     ioc_slot_free(slot);
     sen_agencies_free(agencies);
-    free(o);
     return rc;
 }
 
-static int sensor_compile(int argc, char **argv)
+static int sensor_compile(struct options *o)
 {
-    struct options *o = calloc(1, sizeof(*o));
     int rc = CLI_EXIT_ERROR;
-    if (o == NULL)
-        return rc;
-    int p = parse_options(argc, argv, o);
-    if (p != 0) {
-        rc = p > 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
-        goto out;
-    }
     if (o->out_store == NULL || o->nlists + o->nallow == 0) {
         cli_errorf("usage: khien sensor compile --out STORE.kis --list [FMT:]FILE...");
         goto out;
@@ -566,7 +553,6 @@ static int sensor_compile(int argc, char **argv)
            (unsigned long long)st.file_bytes, (double)(khx_now_ms() - t0) / 1000.0);
     rc = CLI_EXIT_OK;
 out:
-    free(o);
     return rc;
 }
 
@@ -600,20 +586,14 @@ static void print_hit_json(const char *value, int kind_result, const struct ioc_
     json_decref(j);
 }
 
-static int sensor_lookup(int argc, char **argv)
+static int sensor_lookup(struct options *o)
 {
-    struct options *o = calloc(1, sizeof(*o));
     struct ioc_store *store = NULL;
     struct ioc_hit *h = calloc(1, sizeof(*h));
     int rc = CLI_EXIT_ERROR;
-    if (o == NULL || h == NULL)
+    if (h == NULL)
         goto out;
-    int p = parse_options(argc, argv, o);
-    if (p != 0) {
-        rc = p > 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
-        goto out;
-    }
-    if (optind >= argc || o->nlists == 0) {
+    if (o->nvalues == 0 || o->nlists == 0) {
         cli_errorf("usage: khien sensor lookup --list [FMT:]FILE... VALUE...");
         goto out;
     }
@@ -621,8 +601,8 @@ static int sensor_lookup(int argc, char **argv)
         goto out;
     int64_t now = (int64_t)time(NULL);
     rc = CLI_EXIT_OK;
-    for (int i = optind; i < argc; i++) {
-        const char *v = argv[i];
+    for (int i = 0; i < o->nvalues; i++) {
+        const char *v = o->values[i];
         size_t len = strlen(v);
         char norm[IOC_VALUE_MAX + 1], nerr[128];
         int kind = ioc_normalize_value(-1, v, len, norm, nerr, sizeof(nerr));
@@ -659,21 +639,12 @@ static int sensor_lookup(int argc, char **argv)
 out:
     ioc_store_close(store);
     free(h);
-    free(o);
     return rc;
 }
 
-static int sensor_enroll(int argc, char **argv)
+static int sensor_enroll(struct options *o)
 {
-    struct options *o = calloc(1, sizeof(*o));
     int rc = CLI_EXIT_ERROR;
-    if (o == NULL)
-        return rc;
-    int p = parse_options(argc, argv, o);
-    if (p != 0) {
-        rc = p > 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
-        goto out;
-    }
     if (o->server == NULL || o->token == NULL || o->state == NULL) {
         cli_errorf("usage: khien sensor enroll --server URL --token TOKEN [--ca FILE] --state DIR");
         goto out;
@@ -688,7 +659,6 @@ static int sensor_enroll(int argc, char **argv)
            o->state);
     rc = CLI_EXIT_OK;
 out:
-    free(o);
     return rc;
 }
 
@@ -703,14 +673,25 @@ int cmd_sensor(int argc, char **argv)
     snprintf(display, sizeof(display), "khien sensor %s", sub);
     cli_progname = display;
     argv[1] = display;
-    if (strcmp(sub, "run") == 0)
-        return sensor_run(argc - 1, argv + 1);
-    if (strcmp(sub, "compile") == 0)
-        return sensor_compile(argc - 1, argv + 1);
-    if (strcmp(sub, "lookup") == 0)
-        return sensor_lookup(argc - 1, argv + 1);
-    if (strcmp(sub, "enroll") == 0)
-        return sensor_enroll(argc - 1, argv + 1);
+    static const struct {
+        const char *name;
+        int (*run)(struct options *o);
+    } subs[] = {{"run", sensor_run},
+                {"compile", sensor_compile},
+                {"lookup", sensor_lookup},
+                {"enroll", sensor_enroll}};
+    for (size_t i = 0; i < KHX_ARRAY_LEN(subs); i++) {
+        if (strcmp(sub, subs[i].name) != 0)
+            continue;
+        /* Every subcommand reads the same options; each checks those it needs. */
+        struct options *o = calloc(1, sizeof(*o));
+        if (o == NULL)
+            return CLI_EXIT_ERROR;
+        int p = parse_options(argc - 1, argv + 1, o);
+        int rc = p > 0 ? CLI_EXIT_OK : p < 0 ? CLI_EXIT_ERROR : subs[i].run(o);
+        free(o);
+        return rc;
+    }
     cli_errorf("unknown subcommand '%s': run, compile, lookup or enroll (see --help)", sub);
     return CLI_EXIT_ERROR;
 }

@@ -350,15 +350,11 @@ static int is_dns_port(uint16_t p)
  * range, else the one with a private address, else the side the
  * observation implies (the sender of a request; the receiver of a DNS
  * answer or of a packet from a listed address). Returns 0 (src) or 1 (dst). */
-static int pick_host(const struct sen_obs *o, const struct sen_agencies *ag)
+static int pick_host(const struct sen_obs *o, int s_in, int d_in)
 {
-    int64_t id;
-    const char *code;
-    int fam = o->t.family;
-    int s_in = sen_agencies_lookup(ag, fam, o->t.src, &id, &code);
-    int d_in = sen_agencies_lookup(ag, fam, o->t.dst, &id, &code);
     if (s_in != d_in)
         return d_in;
+    int fam = o->t.family;
     int s_priv = is_private(fam, o->t.src), d_priv = is_private(fam, o->t.dst);
     if (s_priv != d_priv)
         return d_priv;
@@ -377,12 +373,17 @@ static void report(struct sen_detector *d, const struct sen_obs *o)
     struct sen_hit h = {.obs = o, .ioc = &d->hit};
     pthread_mutex_lock(&d->sh->lock);
     if (o->t.family == AF_INET || o->t.family == AF_INET6) {
-        int dst = pick_host(o, d->sh->agencies);
+        /* One range lookup per end; the chosen end's answer names the agency. */
+        int64_t id[2] = {0, 0};
+        const char *code[2] = {NULL, NULL};
+        int in[2];
+        in[0] = sen_agencies_lookup(d->sh->agencies, o->t.family, o->t.src, &id[0], &code[0]);
+        in[1] = sen_agencies_lookup(d->sh->agencies, o->t.family, o->t.dst, &id[1], &code[1]);
+        int end = pick_host(o, in[0], in[1]);
         h.host_family = o->t.family;
-        memcpy(h.host, dst ? o->t.dst : o->t.src, 16);
-        const char *code = NULL;
-        if (sen_agencies_lookup(d->sh->agencies, h.host_family, h.host, &h.agency_id, &code))
-            h.agency_code = code;
+        memcpy(h.host, end ? o->t.dst : o->t.src, 16);
+        h.agency_id = id[end];
+        h.agency_code = code[end];
     }
     /* The output copies the strings, so the lock can go after the call. */
     sen_output_hit(d->sh->out, &h);

@@ -347,6 +347,10 @@ int sen_run_wait(struct sen_run *run)
     return r;
 }
 
+/* The decoder's counters are all uint64_t, so they add up as an array. */
+_Static_assert(sizeof(struct sen_decode_stats) % sizeof(uint64_t) == 0,
+               "sen_decode_stats holds only uint64_t counters");
+
 static void add_decode(struct sen_decode_stats *a, const struct sen_decode_stats *b)
 {
     const uint64_t *s = (const uint64_t *)b;

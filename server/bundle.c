@@ -74,44 +74,6 @@ static int path_join(char *out, size_t cap, const char *dir, const char *name)
     return n > 0 && (size_t)n < cap ? 0 : -1;
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-    const uint8_t *p = data;
-    while (len > 0) {
-        ssize_t k = write(fd, p, len);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return -1;
-        p += k;
-        len -= (size_t)k;
-    }
-    return 0;
-}
-
-/* Writes a file atomically with the given mode (mkstemp creates it 0600, so
- * a secret is never briefly readable by others). */
-static int write_file_mode(const char *path, const void *data, size_t len, mode_t mode)
-{
-    char tmp[PATH_MAX];
-    int fd = -1, r = -1;
-    int n = snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path);
-    if (n < 0 || (size_t)n >= sizeof(tmp) || (fd = mkstemp(tmp)) < 0)
-        return -1;
-    if (fchmod(fd, mode) != 0 || write_all(fd, data, len) != 0 || fsync(fd) != 0)
-        goto out;
-    int c = close(fd);
-    fd = -1;
-    if (c != 0 || rename(tmp, path) != 0)
-        goto out;
-    r = 0;
-out:
-    if (fd >= 0)
-        close(fd);
-    if (r != 0)
-        unlink(tmp);
-    return r;
-}
 
 static int make_dir(const char *path)
 {
@@ -203,7 +165,7 @@ int srv_signer_init_dir(const char *dir, char *err, size_t errlen)
             goto out;
     } else {
         crypto_sign_keypair(signer->pk, signer->sk);
-        if (write_file_mode(key_path, signer->sk, sizeof(signer->sk), 0600) != 0) {
+        if (khx_write_file_mode(key_path, signer->sk, sizeof(signer->sk), 0600) != 0) {
             khx_errf(err, errlen, "cannot write %s: %s", key_path, strerror(errno));
             goto out;
         }
@@ -214,7 +176,7 @@ int srv_signer_init_dir(const char *dir, char *err, size_t errlen)
      * server itself always derives the public key from bundle.key. */
     char line[sizeof(signer->pub_b64) + 1];
     int n = snprintf(line, sizeof(line), "%s\n", signer->pub_b64);
-    if (access(pub_path, F_OK) != 0 && write_file_mode(pub_path, line, (size_t)n, 0644) != 0) {
+    if (access(pub_path, F_OK) != 0 && khx_write_file_mode(pub_path, line, (size_t)n, 0644) != 0) {
         khx_errf(err, errlen, "cannot write %s: %s", pub_path, strerror(errno));
         goto out;
     }
@@ -955,7 +917,7 @@ static void cache_store(const struct srv *s, int64_t version, const struct piece
         return;
     int ok = fchmod(fd, 0644) == 0;
     for (size_t i = 0; ok && i < KHX_ARRAY_LEN(p->data); i++)
-        ok = write_all(fd, p->data[i], p->len[i]) == 0;
+        ok = khx_write_all(fd, p->data[i], p->len[i]) == 0;
     ok = ok && fsync(fd) == 0;
     ok = close(fd) == 0 && ok;
     if (!ok || cache_path(s, version, final, sizeof(final)) != 0 || rename(tmp, final) != 0)
@@ -1150,7 +1112,7 @@ static int assemble(struct store_db *db, const struct srv_bundle_info *info, int
             break;
         }
         crypto_hash_sha256_update(&h, data, len);
-        if (write_all(fd, data, len) != 0) {
+        if (khx_write_all(fd, data, len) != 0) {
             rc = STORE_EINVAL;
             break;
         }

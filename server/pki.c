@@ -93,45 +93,6 @@ static int file_exists(const char *path)
     return stat(path, &st) == 0;
 }
 
-/* Writes a file atomically with the given mode: a fresh temporary file in
- * the same folder (created 0600 by mkstemp, so a key is never briefly
- * readable by others), fsync, then rename over the final name. */
-static int write_file_mode(const char *path, const void *data, size_t len, mode_t mode)
-{
-    char tmp[PATH_MAX];
-    int fd = -1, r = -1;
-    int n = snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path);
-    if (n < 0 || (size_t)n >= sizeof(tmp))
-        return -1;
-    if ((fd = mkstemp(tmp)) < 0)
-        return -1;
-    if (fchmod(fd, mode) != 0)
-        goto out;
-    const uint8_t *p = data;
-    size_t left = len;
-    while (left > 0) {
-        ssize_t k = write(fd, p, left);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            goto out;
-        p += k;
-        left -= (size_t)k;
-    }
-    if (fsync(fd) != 0)
-        goto out;
-    int c = close(fd);
-    fd = -1;
-    if (c != 0 || rename(tmp, path) != 0)
-        goto out;
-    r = 0;
-out:
-    if (fd >= 0)
-        close(fd);
-    if (r != 0)
-        unlink(tmp);
-    return r;
-}
 
 /* Writes a private key as unencrypted PKCS#8 PEM, mode 0600. The PEM text
  * lives in OpenSSL's secure heap and is wiped when the BIO is freed. */
@@ -145,7 +106,7 @@ static int write_key(const char *path, EVP_PKEY *key, char *err, size_t errlen)
         goto out;
     }
     long len = BIO_get_mem_data(bio, &data);
-    if (len <= 0 || write_file_mode(path, data, (size_t)len, 0600) != 0) {
+    if (len <= 0 || khx_write_file_mode(path, data, (size_t)len, 0600) != 0) {
         khx_errf(err, errlen, "cannot write %s: %s", path, strerror(errno));
         goto out;
     }
@@ -179,7 +140,7 @@ static int write_cert(const char *path, X509 *x, char *err, size_t errlen)
         ssl_errf(err, errlen, "cannot encode a certificate");
         return -1;
     }
-    int r = write_file_mode(path, pem, strlen(pem), 0644);
+    int r = khx_write_file_mode(path, pem, strlen(pem), 0644);
     if (r != 0)
         khx_errf(err, errlen, "cannot write %s: %s", path, strerror(errno));
     free(pem);

@@ -350,6 +350,44 @@ out:
     return r;
 }
 
+int khx_write_all(int fd, const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    while (len > 0) {
+        /* Large buffers go in pieces: write(2) returns at most ~2 GiB. */
+        ssize_t k = write(fd, p, KHX_MIN(len, (size_t)1 << 30));
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return KH_EIO;
+        p += k;
+        len -= (size_t)k;
+    }
+    return KH_OK;
+}
+
+int khx_write_file_mode(const char *path, const void *data, size_t len, mode_t mode)
+{
+    char tmp[PATH_MAX];
+    int fd = -1, r = KH_EIO;
+    int n = snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path);
+    if (n < 0 || (size_t)n >= sizeof(tmp) || (fd = mkstemp(tmp)) < 0)
+        return KH_EIO;
+    if (fchmod(fd, mode) != 0 || khx_write_all(fd, data, len) != KH_OK || fsync(fd) != 0)
+        goto out;
+    int c = close(fd);
+    fd = -1;
+    if (c != 0 || rename(tmp, path) != 0)
+        goto out;
+    r = KH_OK;
+out:
+    if (fd >= 0)
+        close(fd);
+    if (r != KH_OK)
+        unlink(tmp);
+    return r;
+}
+
 int khx_write_file_atomic(const char *path, const void *data, size_t len)
 {
     char tmp[PATH_MAX];
@@ -359,19 +397,10 @@ int khx_write_file_atomic(const char *path, const void *data, size_t len)
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return KH_EIO;
-    const uint8_t *p = data;
-    size_t left = len;
-    while (left > 0) {
-        ssize_t k = write(fd, p, left);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0) {
-            close(fd);
-            unlink(tmp);
-            return KH_EIO;
-        }
-        p += k;
-        left -= (size_t)k;
+    if (khx_write_all(fd, data, len) != KH_OK) {
+        close(fd);
+        unlink(tmp);
+        return KH_EIO;
     }
     if (fsync(fd) != 0 || close(fd) != 0) {
         unlink(tmp);

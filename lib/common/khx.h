@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <stdio.h>
 
 #include <khien/khien.h>
@@ -106,6 +107,16 @@ void khx_map_close(struct khx_map *m);
 /* Reads a whole file into a malloc'd buffer (NUL-terminated for convenience),
  * refusing files larger than `max`. */
 int khx_read_file(const char *path, size_t max, uint8_t **data, size_t *len);
+
+/* Writes all of data to fd, retrying short writes and EINTR. Returns KH_OK or
+ * KH_EIO (errno says why). */
+int khx_write_all(int fd, const void *data, size_t len);
+
+/* Writes a file atomically with the given mode: a fresh temporary file in
+ * the same folder (created 0600 by mkstemp, so a secret is never briefly
+ * readable by others), fsync, rename over the final name. Returns KH_OK or
+ * KH_EIO. */
+int khx_write_file_mode(const char *path, const void *data, size_t len, mode_t mode);
 
 /* Writes a file atomically: a temporary file in the same directory, fsync, rename. */
 int khx_write_file_atomic(const char *path, const void *data, size_t len);

@@ -523,16 +523,7 @@ static int commit(struct patch *p)
             r = KH_EIO;
             break;
         }
-        size_t done = 0;
-        while (done < f->len) {
-            ssize_t w = write(fd, f->data + done, f->len - done);
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0)
-                break;
-            done += (size_t)w;
-        }
-        if (done != f->len || fsync(fd) != 0)
+        if (khx_write_all(fd, f->data, f->len) != KH_OK || fsync(fd) != 0)
             r = KH_EIO;
         if (close(fd) != 0)
             r = KH_EIO;

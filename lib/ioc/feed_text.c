@@ -12,30 +12,13 @@
 #include <string.h>
 
 #include "feed_int.h"
+#include "fields.h"
 #include "khx.h"
 
 /* The longest line a reader looks at. */
 #define LINE_MAX_LEN 65536
 /* The most fields a CSV or TSV line may have. */
 #define FIELDS_MAX 32
-
-struct fld {
-    const char *p;
-    size_t n;
-};
-
-static int is_blank(char c)
-{
-    return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
-}
-
-static void trim(const char **s, size_t *n)
-{
-    while (*n > 0 && is_blank((*s)[0]))
-        (*s)++, (*n)--;
-    while (*n > 0 && is_blank((*s)[*n - 1]))
-        (*n)--;
-}
 
 /* Cuts a line at its first '#'. */
 static void cut_comment(const char *s, size_t *n)
@@ -45,55 +28,7 @@ static void cut_comment(const char *s, size_t *n)
         *n = (size_t)(h - s);
 }
 
-static size_t split_blanks(const char *s, size_t n, struct fld *f, size_t max)
-{
-    size_t count = 0, i = 0;
-    while (i < n) {
-        while (i < n && is_blank(s[i]))
-            i++;
-        if (i == n)
-            break;
-        size_t start = i;
-        while (i < n && !is_blank(s[i]))
-            i++;
-        if (count == max)
-            return max + 1;
-        f[count].p = s + start;
-        f[count].n = i - start;
-        count++;
-    }
-    return count;
-}
-
-/* Splits on `sep`, trimming blanks and one pair of double quotes per field
- * (a doubled quote inside stays doubled: no value we read contains one). */
-static size_t split_sep(const char *s, size_t n, char sep, struct fld *f, size_t max)
-{
-    size_t count = 0, start = 0;
-    int quoted = 0;
-    for (size_t i = 0; i <= n; i++) {
-        if (i < n && s[i] == '"')
-            quoted = !quoted;
-        if (i < n && (s[i] != sep || quoted))
-            continue;
-        if (count == max)
-            return max + 1;
-        const char *p = s + start;
-        size_t k = i - start;
-        trim(&p, &k);
-        if (k >= 2 && p[0] == '"' && p[k - 1] == '"') {
-            p++;
-            k -= 2;
-        }
-        f[count].p = p;
-        f[count].n = k;
-        count++;
-        start = i + 1;
-    }
-    return count;
-}
-
-static int parse_conf(const struct fld *f, int *out)
+static int parse_conf(const struct ioc_field *f, int *out)
 {
     uint64_t v;
     if (khx_parse_u64(f->p, f->n, &v) != 0 || v > 100)
@@ -103,7 +38,7 @@ static int parse_conf(const struct fld *f, int *out)
 }
 
 /* Copies a field into a NUL-terminated word buffer (cut to IOC_WORD_MAX). */
-static const char *fld_str(const struct fld *f, char *buf)
+static const char *fld_str(const struct ioc_field *f, char *buf)
 {
     size_t n = KHX_MIN(f->n, (size_t)IOC_WORD_MAX);
     memcpy(buf, f->p, n);
@@ -125,7 +60,7 @@ static int lines_guard(struct feed_run *run, const struct khx_lines *it, size_t 
 }
 
 /* "value [category [source [confidence [expires]]]]" from split fields. */
-static int text_form(struct feed_run *run, const struct fld *f, size_t nf, unsigned lineno)
+static int text_form(struct feed_run *run, const struct ioc_field *f, size_t nf, unsigned lineno)
 {
     char cat[IOC_WORD_MAX + 1], src[IOC_WORD_MAX + 1];
     struct feed_meta m = {NULL, NULL, NULL, 0, -1, 0};
@@ -149,7 +84,7 @@ static int text_form(struct feed_run *run, const struct fld *f, size_t nf, unsig
     return feed_emit(run, -1, f[0].p, f[0].n, &m, "line", lineno);
 }
 
-static int is_null_route(const struct fld *f)
+static int is_null_route(const struct ioc_field *f)
 {
     return feed_word_eq(f->p, f->n, "0.0.0.0") || feed_word_eq(f->p, f->n, "127.0.0.1") ||
            feed_word_eq(f->p, f->n, "::") || feed_word_eq(f->p, f->n, "::1");
@@ -160,7 +95,7 @@ int feed_read_plain(struct feed_run *run, const char *text, size_t len)
     struct khx_lines it;
     const char *line;
     size_t n;
-    struct fld f[8];
+    struct ioc_field f[8];
     int r;
     khx_lines_init(&it, text, len);
     while (khx_lines_next(&it, &line, &n)) {
@@ -170,14 +105,14 @@ int feed_read_plain(struct feed_run *run, const char *text, size_t len)
         if (g == 2)
             break;
         cut_comment(line, &n);
-        trim(&line, &n);
+        ioc__trim(&line, &n);
         if (n == 0)
             continue;
         size_t nf;
         if (memchr(line, ',', n) != NULL)
-            nf = split_sep(line, n, ',', f, 7);
+            nf = ioc__split_sep(line, n, ',', f, 7);
         else
-            nf = split_blanks(line, n, f, 7);
+            nf = ioc__split_blanks(line, n, f, 7);
         if (nf >= 2 && is_null_route(&f[0]) && memchr(line, ',', n) == NULL) {
             /* A hosts file: every name after the address is listed. */
             for (size_t i = 1; i < nf && i < 7; i++) {
@@ -262,7 +197,7 @@ static const struct {
     {"feed", COL_SOURCE, 1},
 };
 
-static enum col_role column_role(const struct fld *f, int *rank)
+static enum col_role column_role(const struct ioc_field *f, int *rank)
 {
     for (size_t i = 0; i < KHX_ARRAY_LEN(csv_columns); i++) {
         if (feed_word_eq(f->p, f->n, csv_columns[i].name)) {
@@ -298,10 +233,10 @@ struct csv_header {
  * value column. */
 static int try_header(const char *s, size_t n, struct csv_header *h)
 {
-    struct fld f[FIELDS_MAX];
+    struct ioc_field f[FIELDS_MAX];
     int rank[COL_ROLES] = {0};
     struct csv_header t = {0, pick_sep(s, n), {0}};
-    size_t nf = split_sep(s, n, t.sep, f, FIELDS_MAX), known = 0;
+    size_t nf = ioc__split_sep(s, n, t.sep, f, FIELDS_MAX), known = 0;
     if (nf > FIELDS_MAX)
         return 0;
     for (size_t i = 0; i < nf; i++) {
@@ -323,7 +258,7 @@ static int try_header(const char *s, size_t n, struct csv_header *h)
 }
 
 /* ThreatFox, MISP and friends name the kind of each row. */
-static int kind_of_type(const struct fld *f, int *skip)
+static int kind_of_type(const struct ioc_field *f, int *skip)
 {
     *skip = 0;
     if (f->n == 0)
@@ -349,12 +284,12 @@ static int kind_of_type(const struct fld *f, int *skip)
     return -1;
 }
 
-static int csv_row(struct feed_run *run, const struct csv_header *h, const struct fld *f, size_t nf,
-                   unsigned lineno)
+static int csv_row(struct feed_run *run, const struct csv_header *h, const struct ioc_field *f,
+                   size_t nf, unsigned lineno)
 {
     char val[IOC_VALUE_MAX + 16], src[IOC_WORD_MAX + 1];
     struct feed_meta m = {NULL, NULL, NULL, 0, -1, 0};
-    const struct fld *c[COL_ROLES] = {NULL};
+    const struct ioc_field *c[COL_ROLES] = {NULL};
     for (int role = 1; role < COL_ROLES; role++)
         if (h->col[role] != 0 && (size_t)h->col[role] <= nf && f[h->col[role] - 1].n > 0)
             c[role] = &f[h->col[role] - 1];
@@ -412,7 +347,7 @@ int feed_read_csv(struct feed_run *run, const char *text, size_t len)
     struct khx_lines it;
     const char *line;
     size_t n;
-    struct fld f[FIELDS_MAX];
+    struct ioc_field f[FIELDS_MAX];
     struct csv_header h = {0, ',', {0}};
     int r, data_seen = 0;
     khx_lines_init(&it, text, len);
@@ -422,14 +357,14 @@ int feed_read_csv(struct feed_run *run, const char *text, size_t len)
             continue;
         if (g == 2)
             break;
-        trim(&line, &n);
+        ioc__trim(&line, &n);
         if (n == 0)
             continue;
         if (line[0] == '#') {
             /* URLhaus and ThreatFox put their header in a comment. */
             const char *p = line + 1;
             size_t k = n - 1;
-            trim(&p, &k);
+            ioc__trim(&p, &k);
             if (!data_seen)
                 try_header(p, k, &h);
             continue;
@@ -440,12 +375,12 @@ int feed_read_csv(struct feed_run *run, const char *text, size_t len)
                 continue;
         }
         if (!h.have) {
-            size_t nf = split_sep(line, n, ',', f, 7);
+            size_t nf = ioc__split_sep(line, n, ',', f, 7);
             if ((r = text_form(run, f, nf, it.lineno)) != 0)
                 return r;
             continue;
         }
-        size_t nf = split_sep(line, n, h.sep, f, FIELDS_MAX);
+        size_t nf = ioc__split_sep(line, n, h.sep, f, FIELDS_MAX);
         if (nf > FIELDS_MAX) {
             feed_reject(run, "line %u: more than %d fields", it.lineno, FIELDS_MAX);
             continue;
@@ -485,7 +420,7 @@ static int maltrail_regex(const char *s, size_t n)
 
 /* trails.csv info: "<name> (<type>)" such as "sofacy (malware)", or a plain
  * description such as "known attacker". */
-static void maltrail_info(const struct fld *info, struct feed_meta *m)
+static void maltrail_info(const struct ioc_field *info, struct feed_meta *m)
 {
     const char *s = info->p;
     size_t n = info->n;
@@ -513,7 +448,7 @@ int feed_read_maltrail(struct feed_run *run, const char *text, size_t len)
     struct khx_lines it;
     const char *line;
     size_t n;
-    struct fld f[4];
+    struct ioc_field f[4];
     int r, csv = -1;
     khx_lines_init(&it, text, len);
     while (khx_lines_next(&it, &line, &n)) {
@@ -522,7 +457,7 @@ int feed_read_maltrail(struct feed_run *run, const char *text, size_t len)
             continue;
         if (g == 2)
             break;
-        trim(&line, &n);
+        ioc__trim(&line, &n);
         if (n == 0 || line[0] == '#')
             continue;
         if (csv < 0) {
@@ -535,7 +470,7 @@ int feed_read_maltrail(struct feed_run *run, const char *text, size_t len)
         const char *v = line;
         size_t vn = n;
         if (csv) {
-            size_t nf = split_sep(line, n, ',', f, 3);
+            size_t nf = ioc__split_sep(line, n, ',', f, 3);
             if (nf < 2 || nf > 3) {
                 feed_reject(run, "line %u: not 'trail,info,reference'", it.lineno);
                 continue;
@@ -547,8 +482,8 @@ int feed_read_maltrail(struct feed_run *run, const char *text, size_t len)
             maltrail_info(&f[1], &m);
         } else {
             cut_comment(line, &vn);
-            trim(&v, &vn);
-            size_t nf = split_blanks(v, vn, f, 1);
+            ioc__trim(&v, &vn);
+            size_t nf = ioc__split_blanks(v, vn, f, 1);
             if (nf != 1) {
                 feed_reject(run, "line %u: more than one trail on the line", it.lineno);
                 continue;
@@ -573,7 +508,7 @@ int feed_read_ipsum(struct feed_run *run, const char *text, size_t len)
     struct khx_lines it;
     const char *line;
     size_t n;
-    struct fld f[3];
+    struct ioc_field f[3];
     int r;
     unsigned min = run->opts->ipsum_min_lists ? run->opts->ipsum_min_lists : 1;
     khx_lines_init(&it, text, len);
@@ -584,7 +519,7 @@ int feed_read_ipsum(struct feed_run *run, const char *text, size_t len)
         if (g == 2)
             break;
         cut_comment(line, &n);
-        size_t nf = split_blanks(line, n, f, 2);
+        size_t nf = ioc__split_blanks(line, n, f, 2);
         if (nf == 0)
             continue;
         uint64_t count = 1;
@@ -611,7 +546,7 @@ int feed_read_firehol(struct feed_run *run, const char *text, size_t len)
     struct khx_lines it;
     const char *line;
     size_t n;
-    struct fld f[2];
+    struct ioc_field f[2];
     int r;
     khx_lines_init(&it, text, len);
     while (khx_lines_next(&it, &line, &n)) {
@@ -621,7 +556,7 @@ int feed_read_firehol(struct feed_run *run, const char *text, size_t len)
         if (g == 2)
             break;
         cut_comment(line, &n);
-        size_t nf = split_blanks(line, n, f, 1);
+        size_t nf = ioc__split_blanks(line, n, f, 1);
         if (nf == 0)
             continue;
         if (nf > 1) {
@@ -641,7 +576,7 @@ int feed_read_iprep(struct feed_run *run, const char *text, size_t len)
     struct khx_lines it;
     const char *line;
     size_t n;
-    struct fld f[4];
+    struct ioc_field f[4];
     int r = KH_ENOMEM;
     char(*names)[IOC_WORD_MAX + 1] = NULL;
     const char *ct = run->opts->iprep_categories;
@@ -652,11 +587,11 @@ int feed_read_iprep(struct feed_run *run, const char *text, size_t len)
             return KH_ENOMEM;
         khx_lines_init(&it, ct, run->opts->iprep_categories_len);
         while (khx_lines_next(&it, &line, &n)) {
-            trim(&line, &n);
+            ioc__trim(&line, &n);
             if (n == 0 || line[0] == '#')
                 continue;
             uint64_t id;
-            size_t nf = split_sep(line, n, ',', f, 3);
+            size_t nf = ioc__split_sep(line, n, ',', f, 3);
             if (nf < 2 || khx_parse_u64(f[0].p, f[0].n, &id) != 0 || id >= IPREP_CATEGORIES ||
                 f[1].n == 0) {
                 feed_reject(run, "categories line %u: not 'id,shortname,description'", it.lineno);
@@ -672,10 +607,10 @@ int feed_read_iprep(struct feed_run *run, const char *text, size_t len)
             continue;
         if (g == 2)
             break;
-        trim(&line, &n);
+        ioc__trim(&line, &n);
         if (n == 0 || line[0] == '#')
             continue;
-        size_t nf = split_sep(line, n, ',', f, 3);
+        size_t nf = ioc__split_sep(line, n, ',', f, 3);
         uint64_t cat, score;
         if (nf != 3 || khx_parse_u64(f[1].p, f[1].n, &cat) != 0 ||
             khx_parse_u64(f[2].p, f[2].n, &score) != 0 || cat >= IPREP_CATEGORIES || score > 127) {
@@ -709,7 +644,7 @@ int feed_read_zeek(struct feed_run *run, const char *text, size_t len)
     struct khx_lines it;
     const char *line;
     size_t n;
-    struct fld f[FIELDS_MAX];
+    struct ioc_field f[FIELDS_MAX];
     int r, ci = -1, ct = -1, cs = -1, cd = -1;
     char src[IOC_WORD_MAX + 1];
     khx_lines_init(&it, text, len);
@@ -722,8 +657,8 @@ int feed_read_zeek(struct feed_run *run, const char *text, size_t len)
         if (n == 0)
             continue;
         if (line[0] == '#') {
-            if (n > 8 && strncmp(line, "#fields", 7) == 0 && is_blank(line[7])) {
-                size_t nf = split_sep(line + 8, n - 8, '\t', f, FIELDS_MAX);
+            if (n > 8 && strncmp(line, "#fields", 7) == 0 && ioc__is_blank(line[7])) {
+                size_t nf = ioc__split_sep(line + 8, n - 8, '\t', f, FIELDS_MAX);
                 ci = ct = cs = cd = -1;
                 for (size_t i = 0; i < nf && i < FIELDS_MAX; i++) {
                     if (feed_word_eq(f[i].p, f[i].n, "indicator"))
@@ -745,12 +680,12 @@ int feed_read_zeek(struct feed_run *run, const char *text, size_t len)
         }
         if (ci < 0)
             return KH_EFORMAT;
-        size_t nf = split_sep(line, n, '\t', f, FIELDS_MAX);
+        size_t nf = ioc__split_sep(line, n, '\t', f, FIELDS_MAX);
         if (nf > FIELDS_MAX || (size_t)ci >= nf || (size_t)ct >= nf) {
             feed_reject(run, "line %u: fewer fields than #fields names", it.lineno);
             continue;
         }
-        const struct fld *t = &f[ct];
+        const struct ioc_field *t = &f[ct];
         int kind;
         if (feed_word_eq(t->p, t->n, "Intel::ADDR"))
             kind = IOC_IP;

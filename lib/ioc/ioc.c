@@ -38,6 +38,7 @@
 
 #include <khien/khien.h>
 
+#include "fields.h"
 #include "khx.h"
 
 #define LINE_MAX_LEN     1024
@@ -69,16 +70,6 @@ struct parsed {
     char source[WORD_MAX_LEN + 1];
 };
 
-struct field {
-    const char *p;
-    size_t n;
-};
-
-static int is_blank(char c)
-{
-    return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
-}
-
 static int is_digit(char c)
 {
     return c >= '0' && c <= '9';
@@ -87,64 +78,6 @@ static int is_digit(char c)
 static int is_alpha(char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
-static void trim(const char **s, size_t *n)
-{
-    while (*n > 0 && is_blank((*s)[0])) {
-        (*s)++;
-        (*n)--;
-    }
-    while (*n > 0 && is_blank((*s)[*n - 1]))
-        (*n)--;
-}
-
-/* Splits on runs of blanks into at most 3 fields; returns their number, or
- * 4 when there are more. */
-static size_t split_blanks(const char *s, size_t n, struct field f[3])
-{
-    size_t count = 0, i = 0;
-    while (i < n) {
-        while (i < n && is_blank(s[i]))
-            i++;
-        if (i == n)
-            break;
-        size_t start = i;
-        while (i < n && !is_blank(s[i]))
-            i++;
-        if (count == 3)
-            return 4;
-        f[count].p = s + start;
-        f[count].n = i - start;
-        count++;
-    }
-    return count;
-}
-
-/* Splits a CSV line on commas into at most 3 fields, each trimmed of blanks
- * and of one pair of surrounding double quotes; returns their number, or 4
- * when there are more. */
-static size_t split_csv(const char *s, size_t n, struct field f[3])
-{
-    size_t count = 0, start = 0;
-    for (size_t i = 0; i <= n; i++) {
-        if (i < n && s[i] != ',')
-            continue;
-        if (count == 3)
-            return 4;
-        const char *p = s + start;
-        size_t k = i - start;
-        trim(&p, &k);
-        if (k >= 2 && p[0] == '"' && p[k - 1] == '"') {
-            p++;
-            k -= 2;
-        }
-        f[count].p = p;
-        f[count].n = k;
-        count++;
-        start = i + 1;
-    }
-    return count;
 }
 
 static int is_mapped_v4(const uint8_t a[16])
@@ -422,7 +355,7 @@ static int parse_value(const char *s, size_t n, struct parsed *p, char *err, siz
 
 /* A category or source word: [A-Za-z0-9._-], 1 to 64 characters; an absent
  * or empty field takes the default. */
-static int parse_word(const struct field *f, const char *what, const char *dflt, char *out,
+static int parse_word(const struct ioc_field *f, const char *what, const char *dflt, char *out,
                       char *err, size_t errlen)
 {
     char show[SHOW_MAX];
@@ -449,7 +382,7 @@ static int parse_word(const struct field *f, const char *what, const char *dflt,
 }
 
 /* The addresses a hosts file points blocked names at. */
-static int null_route(const struct field *f)
+static int null_route(const struct ioc_field *f)
 {
     static const char *const routes[] = {"0.0.0.0", "127.0.0.1", "::", "::1"};
     for (size_t i = 0; i < KHX_ARRAY_LEN(routes); i++)
@@ -462,7 +395,7 @@ static int null_route(const struct field *f)
  * or -1 with the reason in err. */
 static int parse_line(const char *line, size_t len, struct parsed *p, char *err, size_t errlen)
 {
-    struct field f[3];
+    struct ioc_field f[3];
     size_t nf;
 
     memset(p, 0, offsetof(struct parsed, value));
@@ -479,7 +412,7 @@ static int parse_line(const char *line, size_t len, struct parsed *p, char *err,
     const char *hash = memchr(line, '#', len);
     if (hash != NULL)
         len = (size_t)(hash - line);
-    trim(&line, &len);
+    ioc__trim(&line, &len);
     if (len == 0)
         return 0;
     if (memchr(line, '\0', len) != NULL) {
@@ -487,7 +420,7 @@ static int parse_line(const char *line, size_t len, struct parsed *p, char *err,
         return -1;
     }
     int csv = memchr(line, ',', len) != NULL;
-    nf = csv ? split_csv(line, len, f) : split_blanks(line, len, f);
+    nf = csv ? ioc__split_sep(line, len, ',', f, 3) : ioc__split_blanks(line, len, f, 3);
     if (nf > 3) {
         khx_errf(err, errlen, "too many fields: expected <value> [<category> [<source>]]");
         return -1;
