@@ -24,7 +24,7 @@
 #include "../sensor/uplink.h"
 #include "spool.h"
 
-#define LISTS_MAX  256
+#define LISTS_MAX  8192 /* maltrail alone ships 3,114 trail files */
 #define INPUTS_MAX 64
 
 static volatile int stop_requested;
