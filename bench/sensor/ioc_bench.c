@@ -210,39 +210,20 @@ static int write_lists(const char *dir, size_t n, struct gen *g, uint64_t *bytes
 #undef CLOSE
 }
 
+/* Reads one list through the feed reader the sensor uses (ioc_read_path:
+ * normalisation and all), so read+add is what `khien sensor compile` pays. */
 static int load_list(struct ioc_builder *b, const char *dir, const char *name, int kind,
                      size_t *bad)
 {
-    char path[4096], v[LINE_MAX_LEN];
-    struct khx_map m;
+    char path[4096];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
-    if (khx_map_file(path, &m) != KH_OK)
-        return KH_EIO;
-    struct ioc_record r = {.kind = kind,
-                           .value = v,
-                           .category = kind == IOC_URL ? "distribution" : "c2",
-                           .source = name,
-                           .family = NULL,
-                           .confidence = 50,
-                           .expires = 0};
-    const char *p = (const char *)m.data, *end = p + m.len;
-    int rc = KH_OK;
-    while (p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
-        if (len > 0 && len < sizeof(v)) {
-            memcpy(v, p, len);
-            v[len] = '\0';
-            rc = ioc_builder_add(b, &r);
-            if (rc == KH_EINVAL)
-                (*bad)++;
-            else if (rc != KH_OK)
-                break;
-            rc = KH_OK;
-        }
-        p += len + 1;
-    }
-    khx_map_close(&m);
+    struct ioc_read_opts ro = {.source = name,
+                               .category = kind == IOC_URL ? "distribution" : "c2",
+                               .confidence = 50};
+    struct ioc_read_stats st;
+    memset(&st, 0, sizeof(st));
+    int rc = ioc_read_path(path, IOC_FMT_PLAIN, &ro, ioc_builder_add_fn, b, &st);
+    *bad += st.rejected;
     return rc;
 }
 
