@@ -40,7 +40,7 @@ static int parse_size(const char *v, uint64_t *out)
     return parse_scaled(v, out, "kmg", m);
 }
 
-static int parse_duration(const char *v, unsigned *out)
+int srv_parse_duration(const char *v, unsigned *out)
 {
     static const uint64_t m[] = {1, 60, 3600, 86400};
     uint64_t n;
@@ -89,18 +89,18 @@ static int set_key(struct srv_config *c, const char *k, const char *v)
         return 0;
     }
     if (strcmp(k, "session_ttl") == 0)
-        return parse_duration(v, &c->session_ttl);
+        return srv_parse_duration(v, &c->session_ttl);
     if (strcmp(k, "checkin_interval") == 0)
-        return parse_duration(v, &c->checkin_interval);
+        return srv_parse_duration(v, &c->checkin_interval);
     if (strcmp(k, "offline_after") == 0)
-        return parse_duration(v, &c->offline_after);
+        return srv_parse_duration(v, &c->offline_after);
     if (strcmp(k, "cert_days") == 0) {
         if (parse_scaled(v, &n, "", NULL) != 0 || n < 1 || n > 3650)
             return -1;
         c->cert_days = (unsigned)n;
         return 0;
     }
-    return -2;
+    return srv_report_config_set(&c->report, k, v);
 }
 
 static char *trim(char *s)
@@ -133,6 +133,7 @@ int srv_config_load(struct srv_config *c, const char *data_dir, const char *path
     c->checkin_interval = 60;
     c->offline_after = 0; /* 3 x checkin_interval unless set */
     c->cert_days = 825;
+    srv_report_config_defaults(&c->report);
 
     if (path != NULL) {
         if (khx_read_file(path, 1 << 20, &text, &len) != 0) {

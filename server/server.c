@@ -19,6 +19,7 @@
 #include "bundle.h"
 #include "http.h"
 #include "pki.h"
+#include "jobs.h"
 #include "server_int.h"
 
 struct srv_pool {
@@ -111,6 +112,7 @@ int srv_run(const struct srv_config *cfg)
     char err[512];
     struct srv s;
     struct srv_http *http = NULL;
+    struct jobs *jobs = NULL;
     struct store_db *db = NULL;
     sigset_t sigs;
 
@@ -151,6 +153,10 @@ int srv_run(const struct srv_config *cfg)
         srv_log("%s", err);
         goto out;
     }
+    if (jobs_start(&s, &jobs, err, sizeof(err)) != 0) {
+        srv_log("%s", err);
+        goto out;
+    }
     srv_log("listening on %s (port %u), database %s schema %d, %u connections; dashboard %s/",
             cfg->listen, srv_http_port(http),
             strncmp(cfg->database, "postgres", 8) == 0 ? "postgresql" : "sqlite", version,
@@ -161,6 +167,7 @@ int srv_run(const struct srv_config *cfg)
     s.stopping = 1;
     r = 0;
 out:
+    jobs_stop(jobs);
     srv_http_stop(http);
     store_close(db);
     srv_pool_free(s.pool);

@@ -24,6 +24,50 @@
 /* Configuration (config.c): a `key = value` file, see docs/SERVER.md.      */
 /* ------------------------------------------------------------------------ */
 
+/* Reports, the infection index, sharing with the national system and
+ * federation with a parent server (issue 7; parsed by report/config.c, keys
+ * in docs/SERVER.md). Whatever the regulations leave uncertain (the index's
+ * weights, the deadline, the receiver's address) is a key here, not code. */
+struct srv_report_config {
+    int utc_offset;         /* seconds east of UTC of months, quarters and deadlines; default +07:00 */
+    unsigned stale_days;    /* a machine whose database is older is "not updated"; default 15 */
+    char index_formula[512];  /* the index as an expression of the components (report/index.h) */
+    unsigned deadline_day;  /* the quarterly report is due before this day of the quarter's last month; default 20 */
+    unsigned reminder_day;  /* the dashboard reminds from this day of that month; default 1 */
+    /* The province's identity: report headers, the edXML From, federation. */
+    char org_id[64];        /* e.g. 000.00.00.H34 */
+    char org_name[256];
+    char org_address[256];
+    char org_email[128];
+    char org_phone[64];
+    char org_fax[64];
+    char org_website[256];
+    char product_name[64];  /* AVReport@name; default "Khien" */
+    /* Sharing with the national malware monitoring system (report/sharing.c). */
+    char share_url[512];    /* HTTPS endpoint; empty = sharing off */
+    unsigned share_interval;  /* one submission per interval; default 1 d */
+    unsigned share_retry;     /* first retry after a failure, doubling to 6 h; default 10 min */
+    char share_pkcs12[600];   /* signing key + certificate as a PKCS#12 file, or: */
+    char share_pkcs12_pass_file[600];
+    char share_pkcs11_module[600]; /* a PKCS#11 module (e.g. /usr/lib/softhsm/libsofthsm2.so) */
+    char share_pkcs11_key[600];    /* the key on the token, as a pkcs11: URI */
+    char share_pkcs11_pin_file[600];
+    char share_cert[600];     /* the signing certificate (PEM) when the key is on a token */
+    char share_ca[600];       /* CA bundle for the receiver's certificate; default: the system's */
+    /* Federation: push aggregated statistics to a parent server (report/federation.c). */
+    char parent_url[512];     /* the parent's public URL; empty = no parent */
+    char parent_token_file[600]; /* the token the parent issued to this province */
+    char parent_ca[600];      /* CA bundle for the parent's certificate; default: the system's */
+    unsigned parent_interval; /* default 1 h */
+};
+
+/* Defaults, and one `key = value` of the server's configuration file:
+ * 0 when set, -1 for a bad value, -2 when the key is not a report key. */
+void srv_report_config_defaults(struct srv_report_config *c);
+/* A duration with an s/m/h/d suffix (none = seconds), at most 10 years. */
+int srv_parse_duration(const char *v, unsigned *out);
+int srv_report_config_set(struct srv_report_config *c, const char *key, const char *value);
+
 struct srv_config {
     char data_dir[512];    /* keys and certificates live here */
     char database[1024];   /* store URL; default sqlite://DATA/khien.db */
@@ -39,6 +83,7 @@ struct srv_config {
     unsigned checkin_interval; /* seconds agents are told to wait; default 60 */
     unsigned offline_after;    /* seconds without check-in before "offline"; default 3 x interval */
     unsigned cert_days;        /* client certificate lifetime; default 825 */
+    struct srv_report_config report;
 };
 
 /* Fills defaults for data_dir, then reads `path` if not NULL, then applies

@@ -400,8 +400,82 @@ static const char migration_5[] =
 
     "ALTER TABLE machines ADD COLUMN role TEXT NOT NULL DEFAULT 'agent';\n";
 
+/* Reports, sharing with the national system and background jobs (issue 7;
+ * server/sched.c, server/report/).
+ *
+ *   jobs               one row per background job (sched.c): when it runs
+ *                      next, and a lease (owner, until) so that of several
+ *                      servers on one PostgreSQL exactly one runs it; the
+ *                      last run's outcome for the dashboard.
+ *   share_submissions  the AVReport documents sent to the national malware
+ *                      monitoring system (report/sharing.c): one row per
+ *                      scheduled slot (slot = the slot's start time, unique,
+ *                      so two servers cannot both create it), the period it
+ *                      covers, the signed document and its SHA-256, every
+ *                      attempt's outcome (status pending|accepted|failed,
+ *                      attempts, next_attempt for the retry, the receiver's
+ *                      HTTP status and response). The index's sharing uptime
+ *                      is accepted slots / slots in a period.
+ *   reports            every report produced (report/reports.c): kind
+ *                      ("quarterly"), period ("2026Q4"), agency (NULL = the
+ *                      province), format (pdf|csv|xlsx), the bytes with
+ *                      their size and SHA-256, who asked for it (user id and
+ *                      name, or "cli"), and when.
+ *   c2_hits.status     what was done about a C&C contact, as for
+ *                      detections: new|acknowledged|resolved|false_positive,
+ *                      when, by whom, and the officer's note. */
+static const char migration_6[] =
+    "CREATE TABLE jobs ("
+    " name TEXT PRIMARY KEY,"
+    " next_run @BIGINT@ NOT NULL,"
+    " lease_owner TEXT NOT NULL DEFAULT '',"
+    " lease_until @BIGINT@ NOT NULL DEFAULT 0,"
+    " last_start @BIGINT@ NOT NULL DEFAULT 0,"
+    " last_end @BIGINT@ NOT NULL DEFAULT 0,"
+    " last_ok INTEGER NOT NULL DEFAULT 0,"
+    " failures @BIGINT@ NOT NULL DEFAULT 0,"
+    " last_message TEXT NOT NULL DEFAULT '');\n"
+
+    "CREATE TABLE share_submissions ("
+    " id @PK@,"
+    " slot @BIGINT@ NOT NULL UNIQUE,"
+    " period_start @BIGINT@ NOT NULL,"
+    " period_end @BIGINT@ NOT NULL,"
+    " created_at @BIGINT@ NOT NULL,"
+    " status TEXT NOT NULL DEFAULT 'pending',"
+    " attempts @BIGINT@ NOT NULL DEFAULT 0,"
+    " next_attempt @BIGINT@ NOT NULL,"
+    " last_attempt @BIGINT@ NOT NULL DEFAULT 0,"
+    " accepted_at @BIGINT@ NOT NULL DEFAULT 0,"
+    " http_status @BIGINT@ NOT NULL DEFAULT 0,"
+    " response TEXT NOT NULL DEFAULT '',"
+    " error TEXT NOT NULL DEFAULT '',"
+    " sha256 TEXT NOT NULL DEFAULT '',"
+    " document @BLOB@);\n"
+    "CREATE INDEX share_submissions_due ON share_submissions(status, next_attempt);\n"
+
+    "CREATE TABLE reports ("
+    " id @PK@,"
+    " kind TEXT NOT NULL,"
+    " period TEXT NOT NULL,"
+    " agency_id @BIGINT@ REFERENCES agencies(id),"
+    " format TEXT NOT NULL,"
+    " size @BIGINT@ NOT NULL,"
+    " sha256 TEXT NOT NULL,"
+    " content @BLOB@ NOT NULL,"
+    " created_by @BIGINT@ REFERENCES users(id),"
+    " created_by_name TEXT NOT NULL DEFAULT '',"
+    " created_at @BIGINT@ NOT NULL);\n"
+    "CREATE INDEX reports_period ON reports(kind, period, agency_id);\n"
+    "CREATE INDEX reports_time ON reports(created_at);\n"
+
+    "ALTER TABLE c2_hits ADD COLUMN status TEXT NOT NULL DEFAULT 'new';\n"
+    "ALTER TABLE c2_hits ADD COLUMN status_at @BIGINT@ NOT NULL DEFAULT 0;\n"
+    "ALTER TABLE c2_hits ADD COLUMN status_by @BIGINT@;\n"
+    "ALTER TABLE c2_hits ADD COLUMN status_note TEXT NOT NULL DEFAULT '';\n";
+
 static const char *const migrations[] = {
-    migration_1, migration_2, migration_3, migration_4, migration_5,
+    migration_1, migration_2, migration_3, migration_4, migration_5, migration_6,
 };
 
 int store_migration_count(void)
