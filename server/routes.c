@@ -77,6 +77,10 @@ const struct srv_route srv_routes[] = {
     {"GET", "/api/v1/networks", U | SRV_ADMIN, api_networks_list},
     {"GET", "/api/v1/c2-hits", U, api_c2_hits_list},
     {"GET", "/api/v1/c2-hits/summary", U, api_c2_hits_summary},
+
+    /* The infection index (appended for the same reason). */
+    {"GET", "/api/v1/index", U, api_index_get},
+    {"GET", "/api/v1/index/trend", U, api_index_trend},
 };
 
 const size_t srv_nroutes = sizeof(srv_routes) / sizeof(srv_routes[0]);

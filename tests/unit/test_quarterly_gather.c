@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "khx.h"
 #include "report/quarterly.h"
 #include "server.h"
 #include "store/store.h"
@@ -334,11 +335,88 @@ static void a_district_scope_sees_only_its_subtree(void **state)
     assert_string_equal(err, "agency 999999 not found");
 }
 
+/* ------------------------------------------------------------------------ */
+/* The size of a real province (KHIEN_INDEX_BENCH=1 only; prints times).     */
+/* ------------------------------------------------------------------------ */
+
+/* 500 agencies (20 districts of 24 agencies under the province), 10,000
+ * machines, 50,000 detections over the quarter and the one before, 5,000
+ * C&C hits (half on managed machines' addresses). Not a pass/fail test:
+ * it prints how long the gathering takes, for docs/PERFORMANCE.md. */
+static void a_province_of_500_agencies_is_gathered(void **state)
+{
+    struct fixture *f = need_db(state);
+    if (getenv("KHIEN_INDEX_BENCH") == NULL) {
+        printf("SKIP: set KHIEN_INDEX_BENCH=1 to time a province of 500 agencies\n");
+        skip();
+    }
+    int64_t ag[480];
+    int64_t t0 = (int64_t)khx_now_ms();
+    assert_int_equal(store_begin_write(f->db), 0);
+    for (int d = 0; d < 20; d++) {
+        char code[32];
+        snprintf(code, sizeof(code), "BD%02d", d);
+        int64_t dist = agency(f, f->p, code, "district", 0);
+        for (int a = 0; a < 24; a++) {
+            snprintf(code, sizeof(code), "BA%02d%02d", d, a);
+            ag[d * 24 + a] = agency(f, dist, code, "agency", 22);
+        }
+    }
+    char id[64], ips[64];
+    for (int i = 0; i < 10000; i++) {
+        snprintf(id, sizeof(id), "bench-%05d", i);
+        snprintf(ips, sizeof(ips), "10.%d.%d.%d fe80::%x", 100 + i / 65536, (i / 256) % 256,
+                 i % 256, i);
+        machine(f, id, ag[i % 480], ips, f->q.end - (int64_t)(i % 40) * 86400, "agent");
+    }
+    static const char *const st[] = {"new", "acknowledged", "resolved", "false_positive"};
+    int64_t span = f->q.end - f->q.start;
+    for (int i = 0; i < 50000; i++) {
+        int m = (i * 7919) % 10000;
+        char fam[32];
+        snprintf(id, sizeof(id), "bench-%05d", m);
+        snprintf(fam, sizeof(fam), "Family%02d", (i * 31) % 60);
+        int64_t at = f->q.start - span / 2 + (int64_t)i * (span + span / 2) / 50000;
+        detection(f, id, ag[m % 480], fam, at, st[i % 4], at + 3600 * (i % 200));
+    }
+    for (int i = 0; i < 5000; i++) {
+        int m = (i * 104729) % 10000;
+        if (i % 2 == 0)
+            snprintf(ips, sizeof(ips), "10.%d.%d.%d", 100 + m / 65536, (m / 256) % 256, m % 256);
+        else
+            snprintf(ips, sizeof(ips), "192.0.2.%d", i % 250);
+        c2hit(f, ag[m % 480], ips, i % 3 ? "evil.example" : "bad.example",
+              f->q.start + (int64_t)i * (span / 5000), i % 5 ? "new" : "resolved", "");
+    }
+    assert_int_equal(store_commit(f->db), 0);
+    int64_t t1 = (int64_t)khx_now_ms();
+
+    struct rpt_quarter *q = NULL;
+    char err[256] = "";
+    if (rpt_quarter_gather(f->db, &f->cfg, &f->q, 0, f->now, &q, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    int64_t t2 = (int64_t)khx_now_ms();
+    struct idx_table t;
+    if (idx_compute(f->db, &f->cfg, &f->q, 0, f->now, &t, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    int64_t t3 = (int64_t)khx_now_ms();
+    printf("BENCH %s: seeded in %lld ms; gathered %zu agencies, %lld machines, %lld detections,"
+           " %zu C&C lines in %lld ms; one idx_compute %lld ms\n",
+           store_kind(f->db) == STORE_SQLITE ? "sqlite" : "postgresql", (long long)(t1 - t0),
+           q->nagencies, (long long)q->total.managed, (long long)q->total.detections, q->nc2,
+           (long long)(t2 - t1), (long long)(t3 - t2));
+    assert_int_equal(q->nagencies, 508);
+    assert_int_equal(q->total.managed, 10005);
+    idx_table_free(&t);
+    rpt_quarter_free(q);
+}
+
 int main(void)
 {
     const struct CMUnitTest with_store[] = {
         cmocka_unit_test_setup_teardown(the_province_quarter_has_every_figure, setup, teardown),
         cmocka_unit_test_setup_teardown(a_district_scope_sees_only_its_subtree, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_province_of_500_agencies_is_gathered, setup, teardown),
     };
     int failed = cmocka_run_group_tests_name("sqlite", with_store, NULL, NULL);
     pg_url = tu_pg_private_url();
