@@ -237,7 +237,8 @@ static int load_names(struct store_db *db, struct names *out, char *err, size_t 
         db_err(err, errlen, "machines", db);
         return -1;
     }
-    qsort(out->v, out->n, sizeof(*out->v), cmp_ipname);
+    if (out->n > 0)
+        qsort(out->v, out->n, sizeof(*out->v), cmp_ipname);
     return 0;
 oom:
     store_finalize(st);
@@ -248,7 +249,8 @@ oom:
 static const char *name_of(const struct names *n, const char *ip)
 {
     struct ipname key = {.ip = (char *)ip};
-    const struct ipname *p = bsearch(&key, n->v, n->n, sizeof(*n->v), cmp_ipname);
+    const struct ipname *p =
+        n->n > 0 ? bsearch(&key, n->v, n->n, sizeof(*n->v), cmp_ipname) : NULL;
     return p != NULL ? p->name : "";
 }
 
