@@ -78,4 +78,10 @@ int api_c2_hits_summary(struct srv_req *r);     /* GET  /api/v1/c2-hits/summary 
 /* static.c: the dashboard's files (web/), compiled into the binary. */
 int api_static(struct srv_req *r); /* GET  anything not under /api/ */
 
+/* api_report.c: reports for the Ministry (docs/api/reports.md). */
+int api_reports_create(struct srv_req *r);   /* POST /api/v1/reports */
+int api_reports_list(struct srv_req *r);     /* GET  /api/v1/reports */
+int api_reports_file(struct srv_req *r);     /* GET  /api/v1/reports/{id}/file */
+int api_reports_deadline(struct srv_req *r); /* GET  /api/v1/reports/deadline */
+
 #endif

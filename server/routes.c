@@ -77,6 +77,12 @@ const struct srv_route srv_routes[] = {
     {"GET", "/api/v1/networks", U | SRV_ADMIN, api_networks_list},
     {"GET", "/api/v1/c2-hits", U, api_c2_hits_list},
     {"GET", "/api/v1/c2-hits/summary", U, api_c2_hits_summary},
+
+    /* Reports for the Ministry (issue 7). */
+    {"POST", "/api/v1/reports", W, api_reports_create},
+    {"GET", "/api/v1/reports", U, api_reports_list},
+    {"GET", "/api/v1/reports/deadline", U, api_reports_deadline},
+    {"GET", "/api/v1/reports/{}/file", U, api_reports_file},
 };
 
 const size_t srv_nroutes = sizeof(srv_routes) / sizeof(srv_routes[0]);
