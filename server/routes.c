@@ -83,6 +83,7 @@ const struct srv_route srv_routes[] = {
     {"GET", "/api/v1/reports", U, api_reports_list},
     {"GET", "/api/v1/reports/deadline", U, api_reports_deadline},
     {"GET", "/api/v1/reports/{}/file", U, api_reports_file},
+    {"POST", "/api/v1/c2-hits/{}/status", W, api_c2_hits_status},
 };
 
 const size_t srv_nroutes = sizeof(srv_routes) / sizeof(srv_routes[0]);

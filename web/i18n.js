@@ -420,6 +420,11 @@ export const strings = {
         c2_period: 'Khoảng thời gian',
         c2_last_days: '{n} ngày gần nhất',
         c2_more: 'Xem thêm',
+        c2_status: 'Xử lý',
+        c2_note: 'Ghi chú (đã làm gì)',
+        c2_action: 'Cập nhật',
+        c2_action_title: 'Xử lý kết nối C&C',
+        c2_status_saved: 'Đã cập nhật {n} lượt phát hiện của kết nối này.',
         networks: 'Dải địa chỉ IP của đơn vị',
         networks_hint:
             'Cảm biến mạng dùng các dải này để biết máy nào thuộc đơn vị nào; dải cụ thể nhất được chọn. Dải của đơn vị khác chỉ được lồng nhau theo cây đơn vị.',
@@ -842,6 +847,11 @@ export const strings = {
         c2_period: 'Period',
         c2_last_days: 'Last {n} days',
         c2_more: 'Show more',
+        c2_status: 'Handling',
+        c2_note: 'Note (what was done)',
+        c2_action: 'Update',
+        c2_action_title: 'Handle the C&C connection',
+        c2_status_saved: 'Updated {n} hits of this connection.',
         networks: "Agency's IP address ranges",
         networks_hint:
             'Network sensors use these ranges to tell which agency a machine belongs to; the most specific range wins. Ranges of different agencies may only nest along the agency tree.',

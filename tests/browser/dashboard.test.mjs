@@ -206,6 +206,18 @@ try {
             const row = tid(page, 'c2-hit-row').filter({ hasText: C2_INDICATOR }).first();
             await row.waitFor();
             expect((await row.innerText()).includes('10.9.8.7'), 'the hit row does not show the host 10.9.8.7');
+            // What was done about it, recorded from the row.
+            await row.locator('[data-testid=c2-status-change]').click();
+            await tid(page, 'c2-status-select').selectOption('resolved');
+            await tid(page, 'c2-status-note').fill('Đã cách ly máy và cài lại hệ điều hành');
+            await tid(page, 'c2-status-save').click();
+            await page.waitForFunction(
+                (ind) =>
+                    [...document.querySelectorAll('[data-testid=c2-hit-row]')].some(
+                        (r) => r.textContent.includes(ind) && r.querySelector('[data-testid=c2-hit-status]').textContent.includes('Đã xử lý'),
+                    ),
+                C2_INDICATOR,
+            );
             await page.goto(BASE + '/agencies/' + AGENCY_A);
             await tid(page, 'network-row').filter({ hasText: '10.9.8.0/24' }).first().waitFor();
         });
