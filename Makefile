@@ -23,6 +23,7 @@ help:
 	@echo "make bench-server  10,000 simulated agents against the server (SQLite, PostgreSQL)"
 	@echo "make bench-agent   the agent's idle memory/CPU beside clamd's, and real-time overhead (root)"
 	@echo "make bench-sensor  the network sensor beside ndpiReader and tshark (1 M packets, 10 M indicators)"
+	@echo "make bench-report  the quarterly report for 500 agencies and 10,000 machines (SQLite, PostgreSQL)"
 	@echo "make format     clang-format every C file"
 
 deps:
@@ -81,3 +82,14 @@ bench-agent: build
 .PHONY: bench-sensor
 bench-sensor: build
 	BENCH_BUILD=$(abspath $(BUILD)) bench/sensor/run $(BENCH_SENSOR_SCALE)
+
+# The quarterly report at the issue's scale, on SQLite and (when PostgreSQL's
+# server is installed) on a throwaway PostgreSQL.
+.PHONY: bench-report
+bench-report: build
+	$(BUILD)/bench/report_bench
+	@pg=$$(mktemp -d); \
+	if url=$$(scripts/pg-throwaway start $$pg/db); then \
+	  $(BUILD)/bench/report_bench $$url; rc=$$?; scripts/pg-throwaway stop $$pg/db; \
+	else echo "bench-report: PostgreSQL skipped (no server binaries)"; rc=0; fi; \
+	rm -rf $$pg; exit $$rc

@@ -38,6 +38,14 @@ int cmd_db(int argc, char **argv);
 int cmd_daemon(int argc, char **argv);
 int cmd_server(int argc, char **argv);
 int cmd_sensor(int argc, char **argv);
+int cmd_report(int argc, char **argv);
+
+/* The server's configuration for commands that work on its data folder
+ * (`khien server`, `khien report`): DATA/khien-server.conf unless `config`
+ * names another file. Prints the error and returns -1 on failure. */
+struct srv_config;
+int cli_server_config(const char *data, const char *config, const char *listen,
+                      struct srv_config *cfg);
 
 /* The name that prefixes messages on standard error, e.g. "khien scan". main()
  * sets it before dispatching; it points at static storage. */

@@ -82,8 +82,8 @@ static int write_config(const char *path, const char *database, const char *list
     return fclose(f) == 0 ? 0 : -1;
 }
 
-static int load_config(const char *data, const char *config, const char *listen,
-                       struct srv_config *cfg)
+int cli_server_config(const char *data, const char *config, const char *listen,
+                      struct srv_config *cfg)
 {
     char path[1024], err[512];
     if (config == NULL) {
@@ -162,7 +162,7 @@ static int server_init(int argc, char **argv)
         return CLI_EXIT_ERROR;
     }
     struct srv_config cfg;
-    if (load_config(abs, conf, NULL, &cfg) != 0)
+    if (cli_server_config(abs, conf, NULL, &cfg) != 0)
         return CLI_EXIT_ERROR;
     if (names == NULL) {
         gethostname(host, sizeof(host) - 1);
@@ -251,7 +251,7 @@ static int server_run(int argc, char **argv)
         return CLI_EXIT_ERROR;
     }
     struct srv_config cfg;
-    if (load_config(abs, config, listen, &cfg) != 0)
+    if (cli_server_config(abs, config, listen, &cfg) != 0)
         return CLI_EXIT_ERROR;
     return srv_run(&cfg) == 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
 }
@@ -285,7 +285,7 @@ static int server_passwd(int argc, char **argv)
     struct store_db *db = NULL;
     int64_t changed = 0;
     int rc = CLI_EXIT_ERROR;
-    if (load_config(data, NULL, NULL, &cfg) != 0)
+    if (cli_server_config(data, NULL, NULL, &cfg) != 0)
         return CLI_EXIT_ERROR;
     if (store_open(cfg.database, &db, err, sizeof(err)) != 0) {
         cli_errorf("database: %s", err);

@@ -74,6 +74,7 @@ int api_agency_networks_put(struct srv_req *r); /* PUT  /api/v1/agencies/{id}/ne
 int api_networks_list(struct srv_req *r);       /* GET  /api/v1/networks (administrators) */
 int api_c2_hits_list(struct srv_req *r);        /* GET  /api/v1/c2-hits */
 int api_c2_hits_summary(struct srv_req *r);     /* GET  /api/v1/c2-hits/summary */
+int api_c2_hits_status(struct srv_req *r);      /* POST /api/v1/c2-hits/{id}/status */
 
 /* static.c: the dashboard's files (web/), compiled into the binary. */
 int api_static(struct srv_req *r); /* GET  anything not under /api/ */
@@ -81,5 +82,11 @@ int api_static(struct srv_req *r); /* GET  anything not under /api/ */
 /* api_index.c: the infection index. */
 int api_index_get(struct srv_req *r);   /* GET  /api/v1/index?period=&agency= */
 int api_index_trend(struct srv_req *r); /* GET  /api/v1/index/trend?agency=&kind=&count=&period= */
+
+/* api_report.c: reports for the Ministry (docs/api/reports.md). */
+int api_reports_create(struct srv_req *r);   /* POST /api/v1/reports */
+int api_reports_list(struct srv_req *r);     /* GET  /api/v1/reports */
+int api_reports_file(struct srv_req *r);     /* GET  /api/v1/reports/{id}/file */
+int api_reports_deadline(struct srv_req *r); /* GET  /api/v1/reports/deadline */
 
 #endif

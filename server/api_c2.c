@@ -383,7 +383,7 @@ static int cursor_parse(const char *s, int64_t *last_seen, int64_t *id)
     "h.id, h.last_seen, h.first_seen, h.host, h.indicator, h.kind, h.category, h.sources,"         \
     " h.seen_in, h.observed, h.proto, h.src_ip, h.src_port, h.dest_ip, h.dest_port,"               \
     " h.hit_count, h.evidence, h.sensor, h.machine_id, m.hostname, m.role, h.agency_id, a.code,"   \
-    " a.name, h.received_at, h.event_id"
+    " a.name, h.received_at, h.event_id, h.status, h.status_at, h.status_note"
 
 static json_t *hit_item(struct store_stmt *st)
 {
@@ -394,17 +394,18 @@ static json_t *hit_item(struct store_stmt *st)
     json_t *by = json_pack("{s:o, s:o, s:o, s:o}", "id", srv_col_string(st, 18), "hostname",
                            srv_col_string(st, 19), "role", srv_col_string(st, 20), "sensor",
                            srv_col_string(st, 17));
-    return json_pack("{s:I, s:I, s:I, s:o, s:{s:o, s:o, s:o}, s:o, s:o, s:o, s:o?, s:I, s:o, s:o?,"
-                     " s:o, s:I, s:o}",
-                     "id", (json_int_t)store_col_int(st, 0), "last_seen",
-                     (json_int_t)store_col_int(st, 1), "first_seen",
-                     (json_int_t)store_col_int(st, 2), "host", srv_col_string(st, 3), "indicator",
-                     "value", srv_col_string(st, 4), "kind", srv_col_string(st, 5), "sources",
-                     srv_col_json(st, 7, "[]"), "category", srv_col_string(st, 6), "where",
-                     srv_col_string(st, 8), "observed", srv_col_string(st, 9), "tuple", tuple,
-                     "count", (json_int_t)store_col_int(st, 15), "evidence", srv_col_string(st, 16),
-                     "reported_by", by, "agency", srv_col_agency(st, 21), "received_at",
-                     (json_int_t)store_col_int(st, 24), "event_id", srv_col_string(st, 25));
+    return json_pack(
+        "{s:I, s:I, s:I, s:o, s:{s:o, s:o, s:o}, s:o, s:o, s:o, s:o?, s:I, s:o, s:o?,"
+        " s:o, s:I, s:o, s:o, s:I, s:o}",
+        "id", (json_int_t)store_col_int(st, 0), "last_seen", (json_int_t)store_col_int(st, 1),
+        "first_seen", (json_int_t)store_col_int(st, 2), "host", srv_col_string(st, 3), "indicator",
+        "value", srv_col_string(st, 4), "kind", srv_col_string(st, 5), "sources",
+        srv_col_json(st, 7, "[]"), "category", srv_col_string(st, 6), "where",
+        srv_col_string(st, 8), "observed", srv_col_string(st, 9), "tuple", tuple, "count",
+        (json_int_t)store_col_int(st, 15), "evidence", srv_col_string(st, 16), "reported_by", by,
+        "agency", srv_col_agency(st, 21), "received_at", (json_int_t)store_col_int(st, 24),
+        "event_id", srv_col_string(st, 25), "status", srv_col_string(st, 26), "status_at",
+        (json_int_t)store_col_int(st, 27), "status_note", srv_col_string(st, 28));
 }
 
 int api_c2_hits_list(struct srv_req *r)
@@ -605,4 +606,109 @@ fail:
     json_decref(top);
     json_decref(totals);
     return srv_reply_store_error(r, rc);
+}
+
+/* ------------------------------------------------------------------------ */
+/* What was done about a contact.                                            */
+/* ------------------------------------------------------------------------ */
+
+enum { HIT_NOTE_MAX = 2000 };
+
+/* POST /c2-hits/{id}/status {"status", "note", "same_contact"}: an officer
+ * records what was done about a C&C contact (the quarterly report prints
+ * it). By default every hit of the same internal host and indicator in the
+ * same agency that is not yet in the new status changes with it, since the
+ * sensor reports a long-lived contact again in every window. */
+int api_c2_hits_status(struct srv_req *r)
+{
+    static const char *const words[] = {"new", "acknowledged", "resolved", "false_positive"};
+    json_t *body = NULL, *jnote, *jsame;
+    const char *to = NULL, *note = "", *want;
+    int64_t id = 0, changed = 0, now = srv_now();
+    char target[48];
+    int rc, same = 1;
+
+    if (srv_param_id(r, 0, &id) != 0) {
+        srv_reply_error(r, 404, "not_found", "no such C&C hit");
+        goto out;
+    }
+    if ((body = srv_body_json(r)) == NULL)
+        goto out;
+    want = json_string_value(json_object_get(body, "status"));
+    for (size_t i = 0; want != NULL && i < sizeof(words) / sizeof(words[0]); i++)
+        if (strcmp(want, words[i]) == 0)
+            to = words[i];
+    if (to == NULL) {
+        srv_reply_field(r, "status", "one of new, acknowledged, resolved, false_positive");
+        goto out;
+    }
+    jnote = json_object_get(body, "note");
+    if (jnote != NULL && !json_is_null(jnote)) {
+        if (!json_is_string(jnote) ||
+            strlen(json_string_value(jnote)) != json_string_length(jnote) ||
+            json_string_length(jnote) > HIT_NOTE_MAX * 4) {
+            srv_reply_field(r, "note", "text of at most 2000 characters");
+            goto out;
+        }
+        note = json_string_value(jnote);
+    }
+    jsame = json_object_get(body, "same_contact");
+    if (jsame != NULL && !json_is_boolean(jsame)) {
+        srv_reply_field(r, "same_contact", "true or false");
+        goto out;
+    }
+    if (jsame != NULL)
+        same = json_is_true(jsame);
+
+    if ((rc = store_begin_write(r->db)) != 0)
+        goto store_fail;
+    struct store_stmt *st = NULL;
+    rc = store_queryf(r->db, &st,
+                      "SELECT h.agency_id, h.host, h.indicator FROM c2_hits h"
+                      " JOIN agencies a ON a.id = h.agency_id WHERE h.id = $1 AND a.path LIKE $2",
+                      "it", id, r->who.scope_path);
+    if (rc < 0)
+        goto store_fail;
+    if (rc != STORE_ROW) {
+        store_rollback(r->db);
+        srv_reply_error(r, 404, "not_found", "no such C&C hit");
+        goto out;
+    }
+    int64_t agency = store_col_int(st, 0);
+    char host[64], indicator[C2_INDICATOR_MAX];
+    snprintf(host, sizeof(host), "%s", store_col_text(st, 1));
+    snprintf(indicator, sizeof(indicator), "%s", store_col_text(st, 2));
+    store_finalize(st);
+    int64_t by = r->who.user_id;
+    if (same)
+        rc = store_execf(r->db, &changed,
+                         "UPDATE c2_hits SET status = $1, status_at = $2,"
+                         " status_by = CASE WHEN $3 > 0 THEN $3 ELSE NULL END, status_note = $4"
+                         " WHERE agency_id = $5 AND host = $6 AND indicator = $7"
+                         " AND (status <> $1 OR id = $8)",
+                         "tiititti", to, now, by, note, agency, host, indicator, id);
+    else
+        rc = store_execf(r->db, &changed,
+                         "UPDATE c2_hits SET status = $1, status_at = $2,"
+                         " status_by = CASE WHEN $3 > 0 THEN $3 ELSE NULL END, status_note = $4"
+                         " WHERE id = $5",
+                         "tiiti", to, now, by, note, id);
+    if (rc != 0)
+        goto store_fail;
+    snprintf(target, sizeof(target), "c2_hit:%" PRId64, id);
+    srv_audit(r, "c2_hit.status", target,
+              json_pack("{s:s, s:s, s:s, s:I}", "to", to, "host", host, "indicator", indicator,
+                        "hits", (json_int_t)changed));
+    if ((rc = store_commit(r->db)) != 0)
+        goto store_fail;
+    srv_reply_json(r, 200,
+                   json_pack("{s:I, s:s, s:I, s:s}", "id", (json_int_t)id, "status", to, "changed",
+                             (json_int_t)changed, "note", note));
+    goto out;
+store_fail:
+    store_rollback(r->db);
+    srv_reply_store_error(r, rc);
+out:
+    json_decref(body);
+    return 0;
 }

@@ -81,6 +81,13 @@ const struct srv_route srv_routes[] = {
     /* The infection index (appended for the same reason). */
     {"GET", "/api/v1/index", U, api_index_get},
     {"GET", "/api/v1/index/trend", U, api_index_trend},
+
+    /* Reports for the Ministry (issue 7). */
+    {"POST", "/api/v1/reports", W, api_reports_create},
+    {"GET", "/api/v1/reports", U, api_reports_list},
+    {"GET", "/api/v1/reports/deadline", U, api_reports_deadline},
+    {"GET", "/api/v1/reports/{}/file", U, api_reports_file},
+    {"POST", "/api/v1/c2-hits/{}/status", W, api_c2_hits_status},
 };
 
 const size_t srv_nroutes = sizeof(srv_routes) / sizeof(srv_routes[0]);

@@ -22,6 +22,7 @@ import * as audit from './pages/audit.js';
 import * as account from './pages/account.js';
 import * as c2 from './pages/c2.js';
 import * as infection from './pages/infection.js';
+import * as reports from './pages/reports.js';
 
 const routes = [
     { path: '/login', page: login, public: true },
@@ -32,6 +33,7 @@ const routes = [
     { path: '/detections/:id', page: detection },
     { path: '/c2', page: c2 },
     { path: '/infection', page: infection },
+    { path: '/reports', page: reports },
     { path: '/agencies', page: agencies },
     { path: '/agencies/:id', page: agency },
     { path: '/signatures', page: signatures },
@@ -46,6 +48,7 @@ const nav = [
     { path: '/detections', key: 'nav_detections' },
     { path: '/c2', key: 'nav_c2' },
     { path: '/infection', key: 'nav_infection' },
+    { path: '/reports', key: 'nav_reports' },
     { path: '/agencies', key: 'nav_agencies' },
     { path: '/signatures', key: 'nav_signatures' },
     { path: '/users', key: 'nav_users', admin: true },
@@ -179,9 +182,40 @@ function shell(path, content, titleEl) {
                     ),
                 ),
             ),
+            deadlineBanner(),
             h('main', { class: 'content', id: 'content' }, content),
         ),
     );
+}
+
+// The quarterly report's reminder, on every page from reminder_day of the
+// quarter's last month until the report exists (GET /reports/deadline,
+// asked once per page load of the shell and kept for five minutes).
+let deadlineCache = null;
+function deadlineBanner() {
+    const box = h('div', { class: 'banner-slot' });
+    const show = (d) => {
+        if (!d || !(d.remind || d.overdue)) return;
+        const text = d.overdue
+            ? t('report_overdue', { quarter: d.quarter, date: new Date(d.deadline * 1000).toLocaleDateString() })
+            : t('report_due', {
+                  quarter: d.quarter,
+                  date: new Date(d.deadline * 1000).toLocaleDateString(),
+                  n: d.days_left,
+              });
+        box.appendChild(
+            h('a', { href: '/reports', class: ['banner', d.overdue ? 'banner-danger' : ''], testid: 'deadline-banner' }, text),
+        );
+    };
+    if (deadlineCache && Date.now() - deadlineCache.at < 300000) show(deadlineCache.data);
+    else
+        api.get('/reports/deadline')
+            .then((data) => {
+                deadlineCache = { at: Date.now(), data };
+                show(data);
+            })
+            .catch(() => {});
+    return box;
 }
 
 async function ensureSession() {

@@ -28,6 +28,8 @@
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import os from 'node:os';
 
 const env = (k, d) => {
     const v = process.env[k] ?? d;
@@ -204,6 +206,18 @@ try {
             const row = tid(page, 'c2-hit-row').filter({ hasText: C2_INDICATOR }).first();
             await row.waitFor();
             expect((await row.innerText()).includes('10.9.8.7'), 'the hit row does not show the host 10.9.8.7');
+            // What was done about it, recorded from the row.
+            await row.locator('[data-testid=c2-status-change]').click();
+            await tid(page, 'c2-status-select').selectOption('resolved');
+            await tid(page, 'c2-status-note').fill('Đã cách ly máy và cài lại hệ điều hành');
+            await tid(page, 'c2-status-save').click();
+            await page.waitForFunction(
+                (ind) =>
+                    [...document.querySelectorAll('[data-testid=c2-hit-row]')].some(
+                        (r) => r.textContent.includes(ind) && r.querySelector('[data-testid=c2-hit-status]').textContent.includes('Đã xử lý'),
+                    ),
+                C2_INDICATOR,
+            );
             await page.goto(BASE + '/agencies/' + AGENCY_A);
             await tid(page, 'network-row').filter({ hasText: '10.9.8.0/24' }).first().waitFor();
         });
@@ -230,6 +244,42 @@ try {
             String(AGENCY_A),
         );
         expect(page.url().includes('agency=' + AGENCY_A), 'the address bar does not name agency A: ' + page.url());
+    await step('the quarterly report is produced from the dashboard; its PDF names the agencies and figures', page, async () => {
+        await tid(page, 'nav-reports').click();
+        await tid(page, 'report-deadline').waitFor();
+        await tid(page, 'report-create').click();
+        const row = tid(page, 'report-row').first();
+        await row.waitFor({ timeout: 30000 });
+        const link = tid(page, 'report-download-pdf').first();
+        const href = await link.getAttribute('href');
+        // Downloaded through the page's session, as a click would, then read
+        // with poppler's tools.
+        const b64 = await page.evaluate(async (u) => {
+            const r = await fetch(u, { credentials: 'same-origin' });
+            const buf = new Uint8Array(await r.arrayBuffer());
+            let s = '';
+            for (let i = 0; i < buf.length; i += 0x8000) s += String.fromCharCode(...buf.subarray(i, i + 0x8000));
+            return (r.headers.get('Content-Type') || '') + '|' + btoa(s);
+        }, href);
+        const [type, data] = [b64.slice(0, b64.indexOf('|')), b64.slice(b64.indexOf('|') + 1)];
+        expect(type === 'application/pdf', 'the PDF is served as ' + type);
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'khien-report-'));
+        const pdf = path.join(dir, 'report.pdf');
+        fs.writeFileSync(pdf, Buffer.from(data, 'base64'));
+        if (ARTIFACTS) fs.copyFileSync(pdf, path.join(ARTIFACTS, 'quarterly-report.pdf'));
+        // Reading order rather than -layout: a name wrapped in a narrow table
+        // cell then comes out as one run of words.
+        const text = execFileSync('pdftotext', [pdf, '-'], { encoding: 'utf8' }).replace(/\s+/g, ' ');
+        for (const name of ['Sở Thông tin và Truyền thông A', 'UBND huyện B', FAMILY]) {
+            expect(text.includes(name), `the PDF does not name "${name}"`);
+        }
+        expect(new RegExp('\\b' + ENROLLED + '\\b').test(text), `the PDF does not show the ${ENROLLED} managed machines`);
+        execFileSync('pdftoppm', ['-r', '40', '-f', '1', '-l', '1', '-png', pdf, path.join(dir, 'page')]);
+        const png = fs.readdirSync(dir).find((f) => f.endsWith('.png'));
+        expect(png && fs.statSync(path.join(dir, png)).size > 1000, 'pdftoppm rendered no first page');
+        fs.rmSync(dir, { recursive: true, force: true });
+        await tid(page, 'report-download-xlsx').first().waitFor();
+        await tid(page, 'report-download-csv').first().waitFor();
     });
 
     if (XSS_PATH) {

@@ -22,7 +22,7 @@ if [ ! -x "$chromium" ]; then
 	echo "SKIP: no Chromium at $chromium (apt-get install chromium, or set CHROMIUM)"
 	exit 77
 fi
-for tool in node npm curl jq openssl; do
+for tool in node npm curl jq openssl pdftotext pdftoppm; do
 	if ! command -v "$tool" >/dev/null 2>&1; then
 		echo "SKIP: '$tool' is not installed"
 		exit 77

@@ -762,6 +762,61 @@ static void the_summary_equals_a_recount(void **state)
     json_decref(j);
 }
 
+/* What an officer did about a contact is kept on every hit of it (same
+ * host, indicator and agency), only inside the officer's scope. */
+static void what_was_done_covers_the_whole_contact(void **state)
+{
+    struct fixture *f = need_db(state);
+    int64_t id = 0, other = 0, n = 0;
+    char body[160];
+    json_t *j;
+
+    province_ranges(f);
+    seed_hits(f, 30);
+    /* 10.1.2.5 (A1) met evil.example five times. */
+    assert_int_equal(store_query_int(f->db, &id,
+                                     "SELECT min(id) FROM c2_hits WHERE host = '10.1.2.5'"
+                                     " AND indicator = 'evil.example'",
+                                     ""),
+                     STORE_ROW);
+    snprintf(body, sizeof(body), "{\"status\":\"resolved\",\"note\":\"Đã cách ly máy, cài lại\"}");
+    json_decref(expect(f, api_c2_hits_status, &f->officer_b, "POST", id, NULL, body, 404));
+    json_decref(expect(f, api_c2_hits_status, &f->officer_a, "POST", id, NULL,
+                       "{\"status\":\"fixed\"}", 400));
+    json_decref(expect(f, api_c2_hits_status, &f->officer_a, "POST", id, NULL,
+                       "{\"status\":\"resolved\",\"same_contact\":1}", 400));
+    j = expect(f, api_c2_hits_status, &f->officer_a, "POST", id, NULL, body, 200);
+    assert_int_equal(json_integer_value(json_object_get(j, "changed")), 5);
+    json_decref(j);
+    store_query_int(f->db, &n,
+                    "SELECT count(*) FROM c2_hits WHERE status = 'resolved' AND host = '10.1.2.5'"
+                    " AND status_note = 'Đã cách ly máy, cài lại' AND status_by IS NOT NULL",
+                    "");
+    assert_int_equal(n, 5);
+    store_query_int(f->db, &n, "SELECT count(*) FROM c2_hits WHERE status = 'new'", "");
+    assert_int_equal(n, 25);
+
+    /* The list shows it; one hit alone may be changed back. */
+    j = expect(f, api_c2_hits_list, &f->admin, "GET", 0, "limit=500", NULL, 200);
+    size_t i, resolved = 0;
+    json_t *item;
+    json_array_foreach(json_object_get(j, "items"), i, item)
+    {
+        if (strcmp(json_string_value(json_object_get(item, "status")), "resolved") == 0) {
+            resolved++;
+            other = json_integer_value(json_object_get(item, "id"));
+        }
+    }
+    json_decref(j);
+    assert_int_equal(resolved, 5);
+    j = expect(f, api_c2_hits_status, &f->admin, "POST", other, NULL,
+               "{\"status\":\"acknowledged\",\"same_contact\":false}", 200);
+    assert_int_equal(json_integer_value(json_object_get(j, "changed")), 1);
+    json_decref(j);
+    store_query_int(f->db, &n, "SELECT count(*) FROM audit WHERE action = 'c2_hit.status'", "");
+    assert_int_equal(n, 2);
+}
+
 static void a_sensor_checkin_brings_every_range(void **state)
 {
     struct fixture *f = need_db(state);
@@ -824,6 +879,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(officers_see_only_their_subtree_and_the_cursor_walks_all,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(the_summary_equals_a_recount, setup, teardown),
+        cmocka_unit_test_setup_teardown(what_was_done_covers_the_whole_contact, setup, teardown),
         cmocka_unit_test_setup_teardown(a_sensor_checkin_brings_every_range, setup, teardown),
     };
     int failed = cmocka_run_group_tests_name("c2", plain, NULL, NULL);

@@ -6,11 +6,12 @@
 // GET /c2-hits, a page at a time by the answer's cursor. Filters: agency
 // (with the agencies below it) and period; both live in the address bar.
 
-import { h, clear, str, fmtNumber, fmtTime, section, empty, select, field } from '../dom.js';
+import { h, clear, str, fmtNumber, fmtTime, section, empty, select, field, modal, toast } from '../dom.js';
 import { t } from '../i18n.js';
 import { api } from '../api.js';
 import { setQuery } from '../router.js';
-import { loadAgencies, agencyOptions, agencyLink } from '../common.js';
+import { loadAgencies, agencyOptions, agencyLink, detectionStatus, DETECTION_STATUSES } from '../common.js';
+import { role } from '../session.js';
 
 const PERIODS = [1, 7, 30, 90, 365];
 const PAGE = 100;
@@ -88,8 +89,51 @@ function sourcesOf(hit) {
     return list.map((s) => str(s && s.source)).filter(Boolean).join(', ');
 }
 
+// What was done about a contact (POST /c2-hits/{id}/status): the new status
+// and a note, applied to every hit of the same host and indicator. The
+// quarterly report prints it.
+async function changeStatus(x, cell) {
+    const choice = select(
+        DETECTION_STATUSES.map((s) => [s, t('det_' + s)]),
+        x.status || 'new',
+        { testid: 'c2-status-select' },
+    );
+    const note = h('textarea', { rows: 3, maxlength: 2000, testid: 'c2-status-note' }, str(x.status_note));
+    const ok = await modal(t('c2_action_title'), [field(t('c2_status'), choice), field(t('c2_note'), note)], [
+        { label: t('cancel'), value: false, class: 'btn btn-ghost', testid: 'c2-status-cancel' },
+        { label: t('save'), value: true, class: 'btn btn-primary', testid: 'c2-status-save' },
+    ]);
+    if (!ok) return;
+    try {
+        const res = await api.post('/c2-hits/' + x.id + '/status', { status: choice.value, note: note.value });
+        x.status = res.status;
+        x.status_note = res.note;
+        clear(cell).appendChild(statusCell(x));
+        toast(t('c2_status_saved', { n: res.changed }));
+    } catch (e) {
+        toast(e.message, 'error');
+    }
+}
+
+function statusCell(x) {
+    const badgeEl = detectionStatus(x.status || 'new');
+    const wrap = h('span', { class: 'c2-status', title: str(x.status_note) }, badgeEl);
+    if (role() !== 'auditor') {
+        const btn = h(
+            'button',
+            { type: 'button', class: 'btn btn-ghost btn-small', testid: 'c2-status-change' },
+            t('c2_action'),
+        );
+        btn.addEventListener('click', () => changeStatus(x, wrap.parentNode));
+        wrap.append(' ', btn);
+    }
+    return wrap;
+}
+
 function hitRow(x) {
     const ind = x.indicator || {};
+    const status = h('td', { class: 'nowrap', testid: 'c2-hit-status' });
+    status.appendChild(statusCell(x));
     return h(
         'tr',
         { testid: 'c2-hit-row' },
@@ -103,6 +147,7 @@ function hitRow(x) {
         h('td', { class: 'num' }, fmtNumber(x.count)),
         h('td', { class: 'nowrap' }, fmtTime(x.first_seen)),
         h('td', { class: 'nowrap' }, fmtTime(x.last_seen)),
+        status,
     );
 }
 
@@ -127,6 +172,7 @@ function hitTable(body) {
                     'c2_count',
                     'c2_first_seen',
                     'last_seen',
+                    'c2_status',
                 ].map((k) => h('th', null, t(k))),
             ),
         ),
@@ -170,7 +216,7 @@ export async function render(el, ctx) {
         for (const x of data.items || []) tbody.appendChild(hitRow(x));
         cursor = data.next_cursor || null;
         more.hidden = !cursor;
-        if (!tbody.children.length) tbody.appendChild(h('tr', null, h('td', { colspan: 10 }, empty(t('c2_none')))));
+        if (!tbody.children.length) tbody.appendChild(h('tr', null, h('td', { colspan: 11 }, empty(t('c2_none')))));
     }
 
     async function load() {
