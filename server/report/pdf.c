@@ -385,9 +385,9 @@ static void c2_section(struct pdf *p)
         {"Loại", 34, PA_LEFT},
         {"Nơi thấy", 40, PA_LEFT},
         {"Lượt", 28, PA_RIGHT},
-        {"Lần đầu / Lần cuối", 54, PA_LEFT},
+        {"Lần đầu / Lần cuối", 62, PA_LEFT},
         {"Trạng thái", 42, PA_LEFT},
-        {"Ghi chú", 103.276, PA_LEFT},
+        {"Ghi chú", 95.276, PA_LEFT},
     };
     rpt_pdf_table(p, cols, 9, q->nc2, c2_row, (void *)q);
 }
