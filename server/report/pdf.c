@@ -462,11 +462,15 @@ static int pass(const struct rpt_quarter *q, int draw, int npages, struct khx_bu
         rnd_period_label(&q->period, lab, sizeof(lab));
         snprintf(p.tmp, sizeof(p.tmp), "Báo cáo tình hình lây nhiễm mã độc quý %s", lab);
         cairo_pdf_surface_set_metadata(s, CAIRO_PDF_METADATA_TITLE, p.tmp);
-        cairo_pdf_surface_set_metadata(s, CAIRO_PDF_METADATA_AUTHOR, q->org_name);
+        /* Cairo puts the surface in error on invalid UTF-8: clean it. */
+        rnd_clean(q->org_name, p.tmp, sizeof(p.tmp), 0);
+        cairo_pdf_surface_set_metadata(s, CAIRO_PDF_METADATA_AUTHOR, p.tmp);
         cairo_pdf_surface_set_metadata(s, CAIRO_PDF_METADATA_CREATOR, "Khiên");
     }
     if (rpt_pdf_setup(&p, s) != 0) {
-        khx_errf(err, errlen, "PDF: cannot set up Cairo and Pango");
+        khx_errf(
+            err, errlen, "PDF: cannot set up Cairo and Pango: %s",
+            cairo_status_to_string(p.cr != NULL ? cairo_status(p.cr) : cairo_surface_status(s)));
         goto out;
     }
     document(&p);

@@ -544,6 +544,87 @@ static void xlsx_is_a_workbook_with_seven_sheets(void **state)
     tu_rmtree(dir);
 }
 
+/* ---- Hostile input ---- */
+
+static void fill_random(char *dst, size_t n, uint32_t *seed)
+{
+    for (size_t i = 0; i + 1 < n; i++) {
+        *seed = *seed * 1103515245u + 12345u;
+        char c = (char)((*seed >> 16) & 0xFF);
+        dst[i] = c != 0 ? c : 'x';
+    }
+    dst[n - 1] = '\0';
+}
+
+#define FILL(field) fill_random((field), sizeof(field), &seed)
+
+static void text_from_agents_and_feeds_never_breaks_a_rendering(void **state)
+{
+    (void)state;
+    const char *dir = tu_mkdtemp();
+    struct rpt_quarter *q = make_quarter(20, 40);
+    uint32_t seed = 7;
+    FILL(q->org_name);
+    FILL(q->org_id);
+    FILL(q->place);
+    FILL(q->generated_by);
+    FILL(q->formula);
+    FILL(q->scope_code);
+    FILL(q->scope_name);
+    for (size_t i = 0; i < q->nagencies; i++) {
+        FILL(q->agencies[i].code);
+        FILL(q->agencies[i].name);
+        q->agencies[i].depth = (int)i * 1000 - 5000;
+    }
+    q->agencies[0].index = NAN;
+    q->agencies[1].index = -INFINITY;
+    q->agencies[2].c.managed = INT64_MAX;
+    q->agencies[2].c.infected = INT64_MIN;
+    for (size_t i = 0; i < q->nfamilies; i++)
+        FILL(q->families[i].name);
+    for (size_t i = 0; i < q->nc2; i++) {
+        struct rpt_c2_line *c = &q->c2[i];
+        FILL(c->agency_code), FILL(c->agency_name), FILL(c->host), FILL(c->hostname);
+        FILL(c->indicator), FILL(c->category), FILL(c->seen_in), FILL(c->status), FILL(c->note);
+        c->first_seen = -(int64_t)i;
+    }
+    q->index = NAN;
+    q->trend[0].index = -50;
+    q->months[1].index = 1e300;
+    q->ntrend = 99; /* more than the array holds: only 8 are read */
+
+    uint8_t *out = NULL;
+    size_t len = 0;
+    char err[256] = "";
+    assert_int_equal(rpt_render_csv(q, &out, &len, err, sizeof(err)), 0);
+    free(out);
+    assert_int_equal(rpt_render_xlsx(q, &out, &len, err, sizeof(err)), 0);
+    char *path = tu_write(dir, "hostile.xlsx", out, len);
+    free(out);
+    char cmd[1024];
+    if (system("python3 -c 'import zipfile, xml.dom.minidom' 2>/dev/null") == 0) {
+        snprintf(cmd, sizeof(cmd),
+                 "python3 -c 'import sys, zipfile, xml.dom.minidom\n"
+                 "z = zipfile.ZipFile(sys.argv[1])\n"
+                 "for i in z.namelist(): xml.dom.minidom.parseString(z.read(i))' '%s' 2>&1",
+                 path);
+        int st;
+        char *o = run(cmd, &st);
+        if (st != 0)
+            fail_msg("python3 could not parse the workbook's XML: %s", o);
+        free(o);
+    } else {
+        printf("SKIP: python3 with zipfile and xml.dom.minidom is not available\n");
+    }
+    free(path);
+    path = render_pdf_file(q, dir, NULL);
+    if (have("pdftotext"))
+        assert_true(max_word_right(path) <= 595.3 - 40);
+    free(path);
+    free_quarter(q);
+    tu_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -552,6 +633,7 @@ int main(void)
         cmocka_unit_test(a_large_report_breaks_tables_without_cutting_rows),
         cmocka_unit_test(csv_quotes_neutralises_and_prints_exact_lines),
         cmocka_unit_test(xlsx_is_a_workbook_with_seven_sheets),
+        cmocka_unit_test(text_from_agents_and_feeds_never_breaks_a_rendering),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
