@@ -63,6 +63,11 @@ struct rpt_quarter {
     int64_t generated_at;
     char generated_by[128];
     int64_t deadline; /* rpt_quarter_deadline() */
+    /* Added for the renderings: dates are printed in local time at this
+     * offset (srv_report_config.utc_offset), and the place name opening the
+     * date line of a Vietnamese document ("Hà Giang, ngày ..."; may be ""). */
+    int utc_offset;
+    char place[128];
 
     struct idx_components total; /* the scope, this quarter */
     double index;
