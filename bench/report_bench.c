@@ -105,7 +105,7 @@ static int seed(struct store_db *db, struct rpt_period *q, int64_t ndet, int64_t
                         "INSERT INTO machines (id, agency_id, hostname, os, ips, db_time, rtp,"
                         " firewall, enrolled_at, last_seen) VALUES ($1, $2, $3, 'Windows 10', $4,"
                         " $5, 1, 1, $6, $7)",
-                        "titsiii", mid, agencies[m % nag], host, ip, db_time, q->start - 86400 * 30,
+                        "tittiii", mid, agencies[m % nag], host, ip, db_time, q->start - 86400 * 30,
                         now) != 0)
             return -1;
     }

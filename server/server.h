@@ -42,6 +42,7 @@ struct srv_report_config {
     char org_phone[64];
     char org_fax[64];
     char org_website[256];
+    char org_place[128];    /* the place on the report's date line, e.g. "Kon Tum" */
     char product_name[64];  /* AVReport@name; default "Khien" */
     /* Sharing with the national malware monitoring system (report/sharing.c). */
     char share_url[512];    /* HTTPS endpoint; empty = sharing off */

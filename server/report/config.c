@@ -108,6 +108,7 @@ int srv_report_config_set(struct srv_report_config *c, const char *k, const char
     STR("org_phone", org_phone)
     STR("org_fax", org_fax)
     STR("org_website", org_website)
+    STR("org_place", org_place)
     STR("product_name", product_name)
     STR("share_url", share_url)
     STR("share_pkcs12", share_pkcs12)

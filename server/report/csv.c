@@ -96,7 +96,7 @@ static void comp_row(struct rnd_table *t, size_t row, size_t col, const struct i
                      double index)
 {
     struct idx_rates r;
-    rnd_rates_of(c, &r);
+    idx_rates_of(c, &r);
     set_int(cell_at(t, row, col++), c->managed);
     set_int(cell_at(t, row, col++), c->expected);
     set_pct(cell_at(t, row, col++), r.coverage);
@@ -203,7 +203,7 @@ static int build_agencies(const struct rpt_quarter *q, struct rnd_table *t)
     for (size_t r = 0; r < q->nagencies; r++) {
         const struct rpt_agency_line *a = &q->agencies[r];
         struct idx_rates rt;
-        rnd_rates_of(&a->c, &rt);
+        idx_rates_of(&a->c, &rt);
         set_str(cell_at(t, r, 0), a->code);
         set_str(cell_at(t, r, 1), a->name);
         set_int(cell_at(t, r, 2), a->depth);

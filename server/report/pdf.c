@@ -146,7 +146,7 @@ static void coverage(struct pdf *p)
 {
     const struct rpt_quarter *q = p->q;
     struct idx_rates r;
-    rnd_rates_of(&q->total, &r);
+    idx_rates_of(&q->total, &r);
     section(p, "1. Độ bao phủ / Coverage");
     char m[32], e[32], c[32];
     rpt_pdf_int(q->total.managed, m, sizeof(m));
@@ -170,7 +170,7 @@ static void month_row(void *ctx, size_t row, const char *cell[], char (*buf)[PDF
     (void)indent;
     const struct idx_point *pt = &((struct month_ctx *)ctx)->pt[row];
     struct idx_rates r;
-    rnd_rates_of(&pt->c, &r);
+    idx_rates_of(&pt->c, &r);
     rnd_period_label(&pt->period, buf[0], PDF_CELL_BUF);
     rpt_pdf_int(pt->c.managed, buf[1], PDF_CELL_BUF);
     rpt_pdf_int(pt->c.infected, buf[2], PDF_CELL_BUF);
@@ -189,7 +189,7 @@ static void index_section(struct pdf *p)
 {
     const struct rpt_quarter *q = p->q;
     struct idx_rates r;
-    rnd_rates_of(&q->total, &r);
+    idx_rates_of(&q->total, &r);
     section(p, "2. Chỉ số lây nhiễm mã độc và các thành phần / Infection index and components");
     char idx[32];
     rpt_pdf_dec(q->index, 2, idx, sizeof(idx));
@@ -277,7 +277,7 @@ static void agency_row(void *ctx, size_t row, const char *cell[], char (*buf)[PD
 {
     const struct rpt_agency_line *a = &((const struct rpt_quarter *)ctx)->agencies[row];
     struct idx_rates r;
-    rnd_rates_of(&a->c, &r);
+    idx_rates_of(&a->c, &r);
     cell[0] = a->code;
     cell[1] = a->name;
     indent[1] = 6.0 * (a->depth < 0 ? 0 : a->depth > 6 ? 6 : a->depth);

@@ -24,6 +24,17 @@
 #include "khx.h"
 #include "render_int.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+/* Under LeakSanitizer (the sanitizer build of the tests): fontconfig keeps
+ * its configuration cache for the life of the process on purpose, which
+ * LeakSanitizer would report at exit from every program that drew a PDF. */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void)
+{
+    return "leak:libfontconfig.so\n";
+}
+#endif
+
 #define PDF_PAD        2.5 /* inside a table cell */
 #define PDF_CELL_LINES 8   /* a cell's text is ellipsized past this many lines */
 

@@ -427,6 +427,8 @@ int rpt_quarter_gather(struct store_db *db, const struct srv_report_config *cfg,
     copy(q->org_id, sizeof(q->org_id), cfg->org_id);
     copy(q->org_name, sizeof(q->org_name), cfg->org_name);
     copy(q->formula, sizeof(q->formula), cfg->index_formula);
+    copy(q->place, sizeof(q->place), cfg->org_place);
+    q->utc_offset = cfg->utc_offset;
     q->generated_at = now;
     q->deadline = rpt_quarter_deadline(qp, cfg->deadline_day, cfg->utc_offset);
     if (scope_of(db, agency_id, q, like, sizeof(like), err, errlen) != 0)

@@ -18,23 +18,6 @@
 
 #include "quarterly.h"
 
-/* The rates as index.h defines them (idx_rates_of). Repeated here so the
- * renderers build and are tested on their own; the definitions must stay
- * the same as index.h's comment. */
-static inline void rnd_rates_of(const struct idx_components *c, struct idx_rates *r)
-{
-    r->infected_rate = c->managed > 0 ? (double)c->infected / (double)c->managed : 0.0;
-    r->stale_rate = c->managed > 0 ? (double)c->stale / (double)c->managed : 0.0;
-    if (c->expected > 0) {
-        double cov = (double)c->managed / (double)c->expected;
-        r->coverage = cov > 1.0 ? 1.0 : cov;
-    } else {
-        r->coverage = 1.0;
-    }
-    r->sharing_uptime =
-        c->share_slots > 0 ? (double)c->share_accepted / (double)c->share_slots : 1.0;
-}
-
 /* What was done about a C&C contact, in the words the Ministry reads. */
 static inline const char *rnd_status_vi(const char *status)
 {
