@@ -46,6 +46,7 @@ check "the province's agencies are seeded" '^ *agencies.*1[23]'
 check "machines are enrolled through the API" '^ *machines.*120'
 check "detections are posted through the API" '^ *detections.*400'
 check "the admin password is printed" '^admin password: [A-Za-z0-9]{16}$'
+check "the quarterly report is produced as PDF, CSV and XLSX" 'khien-report-[0-9]{4}Q[1-4]\.xlsx +[0-9]+ bytes +sha256 [0-9a-f]{64}'
 [ "$failed" -eq 0 ] || sed 's/^/  | /' "$tmp/out" | tail -n 40
-echo "$((6 - failed)) passed, $failed failed"
+echo "$((7 - failed)) passed, $failed failed"
 [ "$failed" -eq 0 ]
