@@ -18,6 +18,7 @@
 
 #include "khx.h"
 #include "server_int.h"
+#include "sharing.h"
 
 #define LEASE 900 /* seconds a run may take before another server may take the job over */
 #define TICK  5   /* seconds between looks at the table */
@@ -39,6 +40,7 @@ static int noop(struct srv *s, struct store_db *db, int64_t now, char *msg, size
  * keeps the table non-empty and is always off. */
 const struct srv_job srv_jobs[] = {
     {"none", share_interval_off, noop},
+    {SHARE_JOB_NAME, share_job_interval, share_job_run}, /* report/sharing.c */
 };
 const size_t srv_njobs = sizeof(srv_jobs) / sizeof(srv_jobs[0]);
 

@@ -77,6 +77,11 @@ const struct srv_route srv_routes[] = {
     {"GET", "/api/v1/networks", U | SRV_ADMIN, api_networks_list},
     {"GET", "/api/v1/c2-hits", U, api_c2_hits_list},
     {"GET", "/api/v1/c2-hits/summary", U, api_c2_hits_summary},
+
+    /* Sharing with the national malware monitoring system (issue 7). */
+    {"GET", "/api/v1/sharing", U, api_sharing_get},
+    {"POST", "/api/v1/sharing/send-now", A, api_sharing_send_now},
+    {"GET", "/api/v1/sharing/submissions/{}/document", U, api_sharing_document},
 };
 
 const size_t srv_nroutes = sizeof(srv_routes) / sizeof(srv_routes[0]);
