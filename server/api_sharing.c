@@ -59,11 +59,11 @@ static json_t *job_json(struct srv_req *r)
                      "SELECT next_run, last_start, last_end, last_ok, failures, last_message"
                      " FROM jobs WHERE name = $1",
                      "t", SHARE_JOB_NAME) == STORE_ROW)
-        j = json_pack("{s:I, s:I, s:I, s:b, s:I, s:o}", "next_run",
-                      (json_int_t)store_col_int(st, 0), "last_start",
-                      (json_int_t)store_col_int(st, 1), "last_end", (json_int_t)store_col_int(st, 2),
-                      "last_ok", (int)store_col_int(st, 3), "failures",
-                      (json_int_t)store_col_int(st, 4), "last_message", srv_col_string(st, 5));
+        j = json_pack(
+            "{s:I, s:I, s:I, s:b, s:I, s:o}", "next_run", (json_int_t)store_col_int(st, 0),
+            "last_start", (json_int_t)store_col_int(st, 1), "last_end",
+            (json_int_t)store_col_int(st, 2), "last_ok", (int)store_col_int(st, 3), "failures",
+            (json_int_t)store_col_int(st, 4), "last_message", srv_col_string(st, 5));
     store_finalize(st);
     return j;
 }
@@ -118,13 +118,13 @@ int api_sharing_get(struct srv_req *r)
     /* No password, PIN or key file: only which kind of key is set up. The
      * URL is shown without any user:password part it may carry. */
     const char *at = strchr(c->share_url, '@');
-    body = json_pack(
-        "{s:b, s:s, s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:b, s:o, s:o}", "enabled",
-        c->share_url[0] != '\0', "url", at != NULL ? "(hidden: the URL holds credentials)" : c->share_url,
-        "interval", (json_int_t)c->share_interval, "retry", (json_int_t)c->share_retry,
-        "key_source", key_source(c), "org_id", c->org_id, "org_name", c->org_name,
-        "product_name", c->product_name, "reject_text", c->share_reject_text, "custom_ca",
-        c->share_ca[0] != '\0', "job", job_json(r), "submissions", items);
+    body = json_pack("{s:b, s:s, s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:b, s:o, s:o}", "enabled",
+                     c->share_url[0] != '\0', "url",
+                     at != NULL ? "(hidden: the URL holds credentials)" : c->share_url, "interval",
+                     (json_int_t)c->share_interval, "retry", (json_int_t)c->share_retry,
+                     "key_source", key_source(c), "org_id", c->org_id, "org_name", c->org_name,
+                     "product_name", c->product_name, "reject_text", c->share_reject_text,
+                     "custom_ca", c->share_ca[0] != '\0', "job", job_json(r), "submissions", items);
     return srv_reply_json(r, 200, body);
 }
 
@@ -145,8 +145,8 @@ int api_sharing_send_now(struct srv_req *r)
     if (jobs_trigger(r->db, SHARE_JOB_NAME, now) != 0)
         return srv_reply_error(r, 500, "internal", "cannot schedule the sharing job");
     srv_audit(r, "sharing.send_now", "", json_pack("{s:I}", "made_due", (json_int_t)due));
-    return srv_reply_json(r, 202, json_pack("{s:b, s:I}", "triggered", 1, "made_due",
-                                            (json_int_t)due));
+    return srv_reply_json(r, 202,
+                          json_pack("{s:b, s:I}", "triggered", 1, "made_due", (json_int_t)due));
 }
 
 int api_sharing_document(struct srv_req *r)

@@ -39,38 +39,38 @@
 #define N_WEBSITE    "Website"
 #define N_BODY       "edXMLBody"
 /* Elements in no namespace, as the connector writes them. */
-#define N_SUBJECT        "Subject"
-#define N_AVREPORT       "AVReport"
-#define A_AVREPORT_NAME  "name"
-#define N_DATETIME       "Datetime"
-#define N_MACHINE        "Machine"
-#define A_MACHINE_IP     "ip"
-#define A_MACHINE_NAME   "name"
-#define N_MALWARE        "Malware"
-#define N_MALWARE_INFO   "MalwareInfo"
-#define N_MALWARE_NAME   "MalwareName"
-#define N_MALWARE_TYPE   "MalwareType"
-#define N_MALWARE_BEHAV  "MalwareBehavior"
-#define N_DEVICE_TYPE    "TypeOfDevice"
-#define N_NUMBER_FILE    "NumberFile"
-#define N_CONNECTION     "Connection"
-#define N_CONN_INFO      "ConnectionInfo"
-#define N_PROGRAM        "Program"
-#define N_MD5            "md5"
-#define N_SHA2           "Sha2"
-#define N_TARGET_IP      "TargetIP"
-#define N_VULNERABILITY  "Vulnerability"
-#define N_OS             "OS"
-#define N_OS_NAME        "OSName"
-#define N_LAST_UPDATE    "LastUpdate"
-#define N_UPDATE         "Update"
-#define N_NOT_UPDATED    "NumberMachineNotUpdateOn15Day"
-#define N_QUALITY        "QualityFeature"
-#define N_AUTO_PROTECT   "AutoProtect"
-#define N_FIREWALL       "EnableFirewall"
-#define V_YES            "1"
-#define V_NO             "0"
-#define SUBJECT_FORMAT   "Anti Virus Report on %02d-%02d-%04d %02d:%02d:%02d"
+#define N_SUBJECT       "Subject"
+#define N_AVREPORT      "AVReport"
+#define A_AVREPORT_NAME "name"
+#define N_DATETIME      "Datetime"
+#define N_MACHINE       "Machine"
+#define A_MACHINE_IP    "ip"
+#define A_MACHINE_NAME  "name"
+#define N_MALWARE       "Malware"
+#define N_MALWARE_INFO  "MalwareInfo"
+#define N_MALWARE_NAME  "MalwareName"
+#define N_MALWARE_TYPE  "MalwareType"
+#define N_MALWARE_BEHAV "MalwareBehavior"
+#define N_DEVICE_TYPE   "TypeOfDevice"
+#define N_NUMBER_FILE   "NumberFile"
+#define N_CONNECTION    "Connection"
+#define N_CONN_INFO     "ConnectionInfo"
+#define N_PROGRAM       "Program"
+#define N_MD5           "md5"
+#define N_SHA2          "Sha2"
+#define N_TARGET_IP     "TargetIP"
+#define N_VULNERABILITY "Vulnerability"
+#define N_OS            "OS"
+#define N_OS_NAME       "OSName"
+#define N_LAST_UPDATE   "LastUpdate"
+#define N_UPDATE        "Update"
+#define N_NOT_UPDATED   "NumberMachineNotUpdateOn15Day"
+#define N_QUALITY       "QualityFeature"
+#define N_AUTO_PROTECT  "AutoProtect"
+#define N_FIREWALL      "EnableFirewall"
+#define V_YES           "1"
+#define V_NO            "0"
+#define SUBJECT_FORMAT  "Anti Virus Report on %02d-%02d-%04d %02d:%02d:%02d"
 
 enum { TEXT_MAX = 1024 }; /* longest text put in one element or attribute */
 
@@ -81,9 +81,9 @@ enum { TEXT_MAX = 1024 }; /* longest text put in one element or attribute */
 /* ClamAV-style names are Platform.Category.Name-N; other engines put the
  * category first. The canonical spelling is what the report shows. */
 static const char *const malware_types[] = {
-    "Trojan",    "Worm",    "Virus",    "Ransomware", "Backdoor", "Adware",     "Spyware",
-    "Downloader", "Dropper", "Exploit", "Rootkit",    "Keylogger", "Coinminer", "Miner",
-    "Infostealer", "Botnet", "Phishing", "PUA",       "Packed",   "Test",       "Malware",
+    "Trojan",      "Worm",    "Virus",    "Ransomware", "Backdoor",  "Adware",    "Spyware",
+    "Downloader",  "Dropper", "Exploit",  "Rootkit",    "Keylogger", "Coinminer", "Miner",
+    "Infostealer", "Botnet",  "Phishing", "PUA",        "Packed",    "Test",      "Malware",
 };
 
 const char *edxml_malware_type(const char *name)
@@ -96,7 +96,7 @@ const char *edxml_malware_type(const char *name)
         for (size_t i = 0; i < sizeof(malware_types) / sizeof(malware_types[0]); i++)
             if (strlen(malware_types[i]) == n && strncasecmp(p, malware_types[i], n) == 0)
                 return malware_types[i];
-        if (n == 4 && strncasecmp(p, "Ransom", 4) == 0)
+        if (n == 6 && strncasecmp(p, "Ransom", 6) == 0)
             return "Ransomware";
         p += n;
         if (*p == '\0')
@@ -162,13 +162,26 @@ static const char *clean_text(char dst[TEXT_MAX], const char *s)
     return dst;
 }
 
-/* A child element with escaped text (xmlNewTextChild escapes; xmlNewChild
- * would read '&' as the start of an entity). NULL when out of memory. */
+/* A child element in namespace `ns`, or in none when ns is NULL
+ * (xmlNewChild would give it the parent's). NULL when out of memory. */
+static xmlNodePtr child(xmlNodePtr parent, xmlNsPtr ns, const char *name)
+{
+    xmlNodePtr n = xmlNewDocNode(parent->doc, ns, BAD_CAST name, NULL);
+    if (n != NULL && xmlAddChild(parent, n) == NULL) {
+        xmlFreeNode(n);
+        n = NULL;
+    }
+    return n;
+}
+
+/* A child element with text, kept literally (escaped when written). */
 static xmlNodePtr add(xmlNodePtr parent, xmlNsPtr ns, const char *name, const char *text)
 {
     char buf[TEXT_MAX];
-    return xmlNewTextChild(parent, ns, BAD_CAST name,
-                           text != NULL ? BAD_CAST clean_text(buf, text) : NULL);
+    xmlNodePtr n = child(parent, ns, name);
+    if (n != NULL && text != NULL && *text != '\0')
+        xmlNodeAddContent(n, BAD_CAST clean_text(buf, text));
+    return n;
 }
 
 static xmlNodePtr add_int(xmlNodePtr parent, const char *name, int64_t v)
@@ -194,7 +207,7 @@ static void first_ip(char out[64], const char *ips)
 static xmlNodePtr add_machine(xmlNodePtr parent, const char *ip, const char *name)
 {
     char buf[TEXT_MAX];
-    xmlNodePtr m = xmlNewChild(parent, NULL, BAD_CAST N_MACHINE, NULL);
+    xmlNodePtr m = child(parent, NULL, N_MACHINE);
     if (m == NULL || xmlNewProp(m, BAD_CAST A_MACHINE_IP, BAD_CAST clean_text(buf, ip)) == NULL ||
         xmlNewProp(m, BAD_CAST A_MACHINE_NAME, BAD_CAST clean_text(buf, name)) == NULL)
         return NULL;
@@ -227,7 +240,7 @@ static int store_failed(struct build *b, const char *what, int s)
 static int malware_section(struct build *b, xmlNodePtr report)
 {
     struct store_stmt *st = NULL;
-    xmlNodePtr sec = xmlNewChild(report, NULL, BAD_CAST N_MALWARE, NULL), machine = NULL;
+    xmlNodePtr sec = child(report, NULL, N_MALWARE), machine = NULL;
     char last[64] = "", ip[64];
     int s;
 
@@ -266,7 +279,7 @@ static int malware_section(struct build *b, xmlNodePtr report)
         const char *type = edxml_malware_type(name);
         if (strcmp(type, "Malware") == 0)
             type = edxml_malware_type(store_col_text(st, 6));
-        xmlNodePtr info = xmlNewChild(machine, NULL, BAD_CAST N_MALWARE_INFO, NULL);
+        xmlNodePtr info = child(machine, NULL, N_MALWARE_INFO);
         if (info == NULL || add(info, NULL, N_MALWARE_NAME, name) == NULL ||
             add(info, NULL, N_MALWARE_TYPE, type) == NULL ||
             add(info, NULL, N_MALWARE_BEHAV, "") == NULL ||
@@ -294,7 +307,7 @@ nomem:
 static int connection_section(struct build *b, xmlNodePtr report)
 {
     struct store_stmt *st = NULL;
-    xmlNodePtr sec = xmlNewChild(report, NULL, BAD_CAST N_CONNECTION, NULL), machine = NULL;
+    xmlNodePtr sec = child(report, NULL, N_CONNECTION), machine = NULL;
     char last[128] = "", key[128];
     int s;
 
@@ -330,7 +343,7 @@ static int connection_section(struct build *b, xmlNodePtr report)
             b->st.omitted++;
             continue;
         }
-        xmlNodePtr info = xmlNewChild(machine, NULL, BAD_CAST N_CONN_INFO, NULL);
+        xmlNodePtr info = child(machine, NULL, N_CONN_INFO);
         if (info == NULL || add(info, NULL, N_PROGRAM, "") == NULL ||
             add(info, NULL, N_MD5, "") == NULL || add(info, NULL, N_SHA2, "") == NULL ||
             add(info, NULL, N_TARGET_IP, store_col_text(st, 2)) == NULL)
@@ -360,8 +373,7 @@ static int machine_sections(struct build *b, xmlNodePtr report)
 
     /* Vulnerability: Khiên has no vulnerability data yet; the element is
      * there, empty, so the receiver sees the section it expects. */
-    if (xmlNewChild(report, NULL, BAD_CAST N_VULNERABILITY, NULL) == NULL ||
-        (os = xmlNewChild(report, NULL, BAD_CAST N_OS, NULL)) == NULL)
+    if (child(report, NULL, N_VULNERABILITY) == NULL || (os = child(report, NULL, N_OS)) == NULL)
         goto nomem;
     s = store_query_int(b->db, &stale,
                         "SELECT count(*) FROM machines WHERE retired = 0 AND role = 'agent'"
@@ -370,9 +382,9 @@ static int machine_sections(struct build *b, xmlNodePtr report)
     if (s < 0)
         return store_failed(b, "counting machines not updated", s);
     b->st.stale_machines = (unsigned)stale;
-    if ((upd = xmlNewChild(report, NULL, BAD_CAST N_UPDATE, NULL)) == NULL ||
+    if ((upd = child(report, NULL, N_UPDATE)) == NULL ||
         add_int(upd, N_NOT_UPDATED, stale) == NULL ||
-        (quality = xmlNewChild(report, NULL, BAD_CAST N_QUALITY, NULL)) == NULL)
+        (quality = child(report, NULL, N_QUALITY)) == NULL)
         goto nomem;
 
     s = store_queryf(b->db, &st,
@@ -409,9 +421,9 @@ nomem:
 
 static int header(xmlNodePtr env, xmlNsPtr ns, const struct srv_report_config *cfg, int64_t end)
 {
-    xmlNodePtr h = xmlNewChild(env, ns, BAD_CAST N_HEADER, NULL);
-    xmlNodePtr mh = h != NULL ? xmlNewChild(h, ns, BAD_CAST N_MSG_HEADER, NULL) : NULL;
-    xmlNodePtr from = mh != NULL ? xmlNewChild(mh, ns, BAD_CAST N_FROM, NULL) : NULL;
+    xmlNodePtr h = child(env, ns, N_HEADER);
+    xmlNodePtr mh = h != NULL ? child(h, ns, N_MSG_HEADER) : NULL;
+    xmlNodePtr from = mh != NULL ? child(mh, ns, N_FROM) : NULL;
     char subject[128];
     struct tm tm;
     time_t t = (time_t)(end + cfg->utc_offset);
@@ -426,16 +438,16 @@ static int header(xmlNodePtr env, xmlNsPtr ns, const struct srv_report_config *c
         return -1;
     /* The subject names the period's end in the province's time. */
     gmtime_r(&t, &tm);
-    snprintf(subject, sizeof(subject), SUBJECT_FORMAT, tm.tm_mday, tm.tm_mon + 1,
-             tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    snprintf(subject, sizeof(subject), SUBJECT_FORMAT, tm.tm_mday, tm.tm_mon + 1, tm.tm_year + 1900,
+             tm.tm_hour, tm.tm_min, tm.tm_sec);
     return add(mh, NULL, N_SUBJECT, subject) == NULL ? -1 : 0;
 }
 
 int edxml_build(struct store_db *db, const struct srv_report_config *cfg, int64_t start,
                 int64_t end, xmlDocPtr *out, struct edxml_stats *stats, char *err, size_t errlen)
 {
-    struct build b = {.db = db, .cfg = cfg, .start = start, .end = end, .err = err,
-                      .errlen = errlen};
+    struct build b = {
+        .db = db, .cfg = cfg, .start = start, .end = end, .err = err, .errlen = errlen};
     xmlDocPtr doc = xmlNewDoc(BAD_CAST "1.0");
     xmlNodePtr env = NULL, body, report;
     xmlNsPtr ns;
@@ -451,9 +463,8 @@ int edxml_build(struct store_db *db, const struct srv_report_config *cfg, int64_
     if ((ns = xmlNewNs(env, BAD_CAST EDXML_NS, BAD_CAST EDXML_NS_PREFIX)) == NULL)
         goto nomem;
     xmlSetNs(env, ns);
-    if (header(env, ns, cfg, end) != 0 ||
-        (body = xmlNewChild(env, ns, BAD_CAST N_BODY, NULL)) == NULL ||
-        (report = xmlNewChild(body, NULL, BAD_CAST N_AVREPORT, NULL)) == NULL ||
+    if (header(env, ns, cfg, end) != 0 || (body = child(env, ns, N_BODY)) == NULL ||
+        (report = child(body, NULL, N_AVREPORT)) == NULL ||
         xmlNewProp(report, BAD_CAST A_AVREPORT_NAME, BAD_CAST clean_text(buf, cfg->product_name)) ==
             NULL ||
         add_int(report, N_DATETIME, end) == NULL)

@@ -138,8 +138,11 @@ static void clean_utf8(char *s, size_t len)
     size_t i = 0;
     while (i < len) {
         unsigned char c = (unsigned char)s[i];
-        size_t n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3
-                             : (c & 0xF8) == 0xF0 ? 4 : 0;
+        size_t n = c < 0x80             ? 1
+                   : (c & 0xE0) == 0xC0 ? 2
+                   : (c & 0xF0) == 0xE0 ? 3
+                   : (c & 0xF8) == 0xF0 ? 4
+                                        : 0;
         int ok = n > 0 && i + n <= len;
         for (size_t k = 1; ok && k < n; k++)
             ok = ((unsigned char)s[i + k] & 0xC0) == 0x80;
@@ -155,8 +158,8 @@ static void clean_utf8(char *s, size_t len)
     }
 }
 
-int share_post(const struct srv_report_config *cfg, const char *doc, size_t len,
-               long *http_status, char **response, char *err, size_t errlen)
+int share_post(const struct srv_report_config *cfg, const char *doc, size_t len, long *http_status,
+               char **response, char *err, size_t errlen)
 {
     struct curl_slist *headers = NULL;
     struct body b = {0};
@@ -257,8 +260,8 @@ static int build_missing(struct store_db *db, const struct srv_report_config *cf
             srv_log("sharing: submission %lld: %s", (long long)ids[i], err);
             (*failed)++;
             free(doc);
-            s = store_execf(db, NULL, "UPDATE share_submissions SET error = $1 WHERE id = $2",
-                            "ti", err, ids[i]);
+            s = store_execf(db, NULL, "UPDATE share_submissions SET error = $1 WHERE id = $2", "ti",
+                            err, ids[i]);
             if (s < 0)
                 return s;
             continue;
@@ -294,8 +297,8 @@ static int send_one(struct store_db *db, const struct srv_report_config *cfg, in
     long http = 0;
     int s, ok;
 
-    s = store_queryf(db, &st, "SELECT document, attempts FROM share_submissions WHERE id = $1",
-                     "i", id);
+    s = store_queryf(db, &st, "SELECT document, attempts FROM share_submissions WHERE id = $1", "i",
+                     id);
     if (s == STORE_ROW && (p = store_col_blob(st, 0, &len)) != NULL &&
         (doc = malloc(len + 1)) != NULL) {
         memcpy(doc, p, len);
@@ -315,7 +318,8 @@ static int send_one(struct store_db *db, const struct srv_report_config *cfg, in
                         "UPDATE share_submissions SET status = 'accepted', attempts = $1,"
                         " last_attempt = $2, accepted_at = $2, http_status = $3, response = $4,"
                         " error = '' WHERE id = $5",
-                        "iiiti", attempts, now, (int64_t)http, response != NULL ? response : "", id);
+                        "iiiti", attempts, now, (int64_t)http, response != NULL ? response : "",
+                        id);
     else
         s = store_execf(db, NULL,
                         "UPDATE share_submissions SET status = 'failed', attempts = $1,"

@@ -47,7 +47,7 @@ int share_build_document(struct store_db *db, const struct srv_report_config *cf
  * NUL-terminated) is the body. Returns 1 when the receiver accepted it
  * (HTTP 200 and, when share_reject_text is set, a body without it), 0 when
  * not, with err saying why. */
-int share_post(const struct srv_report_config *cfg, const char *doc, size_t len,
-               long *http_status, char **response, char *err, size_t errlen);
+int share_post(const struct srv_report_config *cfg, const char *doc, size_t len, long *http_status,
+               char **response, char *err, size_t errlen);
 
 #endif

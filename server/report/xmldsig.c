@@ -27,9 +27,11 @@
 #include <libxml/parser.h>
 #include <openssl/engine.h>
 #include <openssl/err.h>
+#include <openssl/x509.h>
 #include <xmlsec/app.h>
 #include <xmlsec/crypto.h>
 #include <xmlsec/errors.h>
+#include <xmlsec/openssl/x509.h>
 #include <xmlsec/templates.h>
 #include <xmlsec/xmldsig.h>
 #include <xmlsec/xmlsec.h>
@@ -77,14 +79,16 @@ static void do_init(void)
         return;
     }
     if (xmlSecCheckVersion() != 1) {
-        snprintf(init_error, sizeof(init_error), "xmlsec: the library is not the version built for");
+        snprintf(init_error, sizeof(init_error),
+                 "xmlsec: the library is not the version built for");
         return;
     }
-    xmlSecErrorsSetCallback(on_xmlsec_error);
     if (xmlSecCryptoAppInit(NULL) < 0 || xmlSecCryptoInit() < 0) {
         snprintf(init_error, sizeof(init_error), "xmlsec: the OpenSSL backend did not start");
         return;
     }
+    /* After the backend's start, which installs its own. */
+    xmlSecErrorsSetCallback(on_xmlsec_error);
     init_result = 0;
 }
 
@@ -183,8 +187,8 @@ static xmlSecKeyPtr load_key(const struct srv_report_config *cfg, char *err, siz
     if (cfg->share_pkcs12[0] != '\0') {
         if (read_secret(cfg->share_pkcs12_pass_file, "PKCS#12 password", &pass, err, errlen) != 0)
             return NULL;
-        key = xmlSecCryptoAppKeyLoad(cfg->share_pkcs12, xmlSecKeyDataFormatPkcs12, pass, NULL,
-                                     NULL);
+        key =
+            xmlSecCryptoAppKeyLoad(cfg->share_pkcs12, xmlSecKeyDataFormatPkcs12, pass, NULL, NULL);
         wipe_free(pass);
         if (key == NULL)
             snprintf(err, errlen, "cannot load the key from %s (wrong password?): %s",
@@ -214,14 +218,51 @@ static xmlSecKeyPtr load_key(const struct srv_report_config *cfg, char *err, siz
     return key;
 }
 
+/* xmlsec 1.2 leaves X509SubjectName empty when signing (it fills it only
+ * when reading); Appendix A's connector sends it, so it is written here
+ * from the key's certificate, RFC 2253 style. KeyInfo lies inside the
+ * Signature, which the enveloped transform removes before digesting, so
+ * this does not touch what was signed. */
+static int fill_subject(xmlNodePtr sig, xmlSecKeyPtr key)
+{
+    xmlNodePtr n = xmlSecFindNode(sig, xmlSecNodeX509SubjectName, xmlSecDSigNs);
+    xmlSecKeyDataPtr data = xmlSecKeyGetData(key, xmlSecOpenSSLKeyDataX509Id);
+    X509 *cert = data != NULL ? xmlSecOpenSSLKeyDataX509GetKeyCert(data) : NULL;
+    BIO *mem = NULL;
+    char *text = NULL;
+    long len;
+    int r = -1;
+
+    if (n == NULL)
+        return 0;
+    if (n->children != NULL)
+        return 0; /* a later xmlsec filled it */
+    if (cert == NULL && data != NULL && xmlSecOpenSSLKeyDataX509GetCertsSize(data) > 0)
+        cert = xmlSecOpenSSLKeyDataX509GetCert(data, 0);
+    if (cert == NULL || (mem = BIO_new(BIO_s_mem())) == NULL ||
+        X509_NAME_print_ex(mem, X509_get_subject_name(cert), 0,
+                           XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) < 0 ||
+        (len = BIO_get_mem_data(mem, &text)) <= 0)
+        goto out;
+    char *copy = strndup(text, (size_t)len);
+    if (copy == NULL)
+        goto out;
+    xmlNodeAddContent(n, BAD_CAST copy);
+    free(copy);
+    r = 0;
+out:
+    BIO_free(mem);
+    return r;
+}
+
 /* The signature template: enveloped (URI ""), exclusive C14N, RSA-SHA256,
  * SHA-256, and KeyInfo/X509Data with the subject name and certificate. */
 static xmlNodePtr add_template(xmlDocPtr doc, xmlNodePtr parent)
 {
     xmlNodePtr sig, ref, ki, x509;
 
-    sig = xmlSecTmplSignatureCreate(doc, xmlSecTransformExclC14NId, xmlSecTransformRsaSha256Id,
-                                    NULL);
+    sig =
+        xmlSecTmplSignatureCreate(doc, xmlSecTransformExclC14NId, xmlSecTransformRsaSha256Id, NULL);
     if (sig == NULL)
         return NULL;
     if (xmlAddChild(parent, sig) == NULL) {
@@ -276,6 +317,10 @@ int xmldsig_sign(xmlDocPtr doc, xmlNodePtr parent, const struct srv_report_confi
         snprintf(err, errlen, "signing failed: %s", last_error[0] ? last_error : "unknown cause");
         goto out;
     }
+    if (fill_subject(sig, ctx->signKey) != 0) {
+        snprintf(err, errlen, "cannot write the certificate's subject name into KeyInfo");
+        goto out;
+    }
     sig = NULL;
     r = 0;
 out:
@@ -283,7 +328,8 @@ out:
         xmlUnlinkNode(sig);
         xmlFreeNode(sig);
     }
-    xmlSecDSigCtxDestroy(ctx);
+    if (ctx != NULL)
+        xmlSecDSigCtxDestroy(ctx);
     if (key != NULL)
         xmlSecKeyDestroy(key);
     ERR_clear_error();
