@@ -14,7 +14,8 @@
  * answers 500 and then 200 the row goes failed -> accepted with two
  * attempts, the backoff respected and the answer recorded; the API shows
  * the submissions without secrets, refuses officers and returns the
- * document. With KHIEN_TEST_PKCS11_* set (tests/integration/
+ * document. The store tests run on SQLite and, when KHIEN_PG_URL names a
+ * server, again on PostgreSQL. With KHIEN_TEST_PKCS11_* set (tests/integration/
  * sharing_softhsm.sh), it also signs through a PKCS#11 token.
  */
 #include "testutil.h"
@@ -49,6 +50,8 @@
 #define M_SEN      "11111111-0000-4000-8000-000000000004"
 #define PERIOD_END 1800000000 /* 2027-01-15 08:00 UTC */
 #define DAY        86400
+
+static const char *pg_url; /* the PostgreSQL run's database, else NULL */
 
 struct fixture {
     char dir[512];
@@ -141,7 +144,7 @@ static int setup(void **state)
     assert_non_null(f);
     *state = f;
     snprintf(f->dir, sizeof(f->dir), "%s", tu_mkdtemp());
-    if ((f->db = tu_store_open(f->dir, NULL, 0)) == NULL)
+    if ((f->db = tu_store_open(f->dir, pg_url, 0)) == NULL)
         return 0;
     srv_report_config_defaults(&f->srv.cfg.report);
     c = &f->srv.cfg.report;
@@ -705,8 +708,10 @@ static void a_submission_is_retried_until_the_receiver_accepts_it(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {
+    const struct CMUnitTest plain[] = {
         cmocka_unit_test(malware_types_and_slots_follow_their_rules),
+    };
+    const struct CMUnitTest with_store[] = {
         cmocka_unit_test_setup_teardown(the_avreport_has_the_appendix_a_tree_and_the_store_figures,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
@@ -716,5 +721,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_submission_is_retried_until_the_receiver_accepts_it,
                                         setup, teardown),
     };
-    return cmocka_run_group_tests_name("sharing", tests, NULL, NULL);
+    int failed = cmocka_run_group_tests_name("sharing", plain, NULL, NULL);
+
+    failed += cmocka_run_group_tests_name("sqlite", with_store, NULL, NULL);
+    pg_url = tu_pg_private_url();
+    if (pg_url != NULL)
+        failed += cmocka_run_group_tests_name("postgresql", with_store, NULL, NULL);
+    else
+        printf("SKIP: the PostgreSQL run needs KHIEN_PG_URL (scripts/pg-throwaway start DIR)\n");
+    return failed;
 }
