@@ -16,8 +16,6 @@
 #include <strings.h>
 #include <time.h>
 
-#include <libxml/xmlstring.h>
-
 /* ------------------------------------------------------------------------ */
 /* The names (regulations Appendix A).                                      */
 /* ------------------------------------------------------------------------ */
@@ -123,40 +121,40 @@ const char *edxml_device_type(const char *os)
 /* ------------------------------------------------------------------------ */
 
 /* Copies at most TEXT_MAX-1 bytes of s into dst as valid XML 1.0 text:
- * bytes of invalid UTF-8 and control characters (other than tab) become
- * '?', and a multi-byte character is never cut in half. */
+ * each byte of invalid or overlong UTF-8 and each control character (other
+ * than tab) becomes '?', and a character is never cut in half. */
 static const char *clean_text(char dst[TEXT_MAX], const char *s)
 {
-    size_t o = 0;
     const unsigned char *p = (const unsigned char *)(s != NULL ? s : "");
+    size_t o = 0;
 
     while (*p != '\0') {
-        int len = 1;
-        if (*p >= 0x80) {
-            len = xmlUTF8Size(p);
-            if (len < 2 || len > 4 || xmlCheckUTF8(p) == 0) {
-                /* xmlCheckUTF8 judges the whole rest: check this one only. */
-                int ok = len >= 2 && len <= 4;
-                for (int i = 1; ok && i < len; i++)
-                    ok = (p[i] & 0xC0) == 0x80;
-                if (!ok)
-                    len = -1;
-            }
-        } else if ((*p < 0x20 && *p != '\t') || *p == 0x7F) {
-            len = -1;
-        }
-        if (len < 0) {
-            if (o + 1 >= TEXT_MAX)
-                break;
-            dst[o++] = '?';
-            p++;
-            continue;
-        }
-        if (o + (size_t)len >= TEXT_MAX)
+        unsigned c = *p;
+        size_t n = c < 0x80                 ? 1
+                   : c >= 0xC2 && c <= 0xDF ? 2
+                   : (c & 0xF0) == 0xE0     ? 3
+                   : c >= 0xF0 && c <= 0xF4 ? 4
+                                            : 0;
+        int ok = n > 0;
+        for (size_t k = 1; ok && k < n; k++)
+            ok = (p[k] & 0xC0) == 0x80; /* also stops at the NUL */
+        if (ok && n == 3)
+            ok = !(c == 0xE0 && p[1] < 0xA0) &&
+                 !(c == 0xED && p[1] >= 0xA0); /* overlong, surrogate */
+        if (ok && n == 4)
+            ok = !(c == 0xF0 && p[1] < 0x90) && !(c == 0xF4 && p[1] >= 0x90);
+        if (ok && n == 1 && ((c < 0x20 && c != '\t') || c == 0x7F))
+            ok = 0;
+        if (!ok)
+            n = 1;
+        if (o + n >= TEXT_MAX)
             break;
-        memcpy(dst + o, p, (size_t)len);
-        o += (size_t)len;
-        p += len;
+        if (ok)
+            memcpy(dst + o, p, n);
+        else
+            dst[o] = '?';
+        o += ok ? n : 1;
+        p += n;
     }
     dst[o] = '\0';
     return dst;

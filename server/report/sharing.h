@@ -20,7 +20,9 @@ enum {
     SHARE_RESPONSE_MAX = 64 * 1024,        /* bytes of the receiver's answer kept */
     SHARE_DOCUMENT_MAX = 64 * 1024 * 1024, /* a signed document larger than this is refused */
     SHARE_BACKOFF_MAX = 6 * 3600,          /* longest wait between two attempts */
-    SHARE_POSTS_PER_RUN = 8,               /* submissions sent by one run at most */
+    SHARE_POSTS_PER_RUN = 4,               /* submissions sent by one run at most */
+    SHARE_POST_TIMEOUT = 120,              /* seconds one POST may take in all; 4 of them stay
+                                              well inside the job's 15-minute lease */
 };
 
 /* The job's interval: min(share_retry, 300) s when share_url is set, else
