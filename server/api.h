@@ -76,6 +76,11 @@ int api_c2_hits_list(struct srv_req *r);        /* GET  /api/v1/c2-hits */
 int api_c2_hits_summary(struct srv_req *r);     /* GET  /api/v1/c2-hits/summary */
 int api_c2_hits_status(struct srv_req *r);      /* POST /api/v1/c2-hits/{id}/status */
 
+/* api_sharing.c: sharing with the national malware monitoring system. */
+int api_sharing_get(struct srv_req *r);      /* GET  /api/v1/sharing */
+int api_sharing_send_now(struct srv_req *r); /* POST /api/v1/sharing/send-now */
+int api_sharing_document(struct srv_req *r); /* GET  /api/v1/sharing/submissions/{id}/document */
+
 /* static.c: the dashboard's files (web/), compiled into the binary. */
 int api_static(struct srv_req *r); /* GET  anything not under /api/ */
 

@@ -17,8 +17,9 @@
 #include <unistd.h>
 
 #include "khx.h"
-#include "report/index.h"
+#include "index.h"
 #include "server_int.h"
+#include "sharing.h"
 
 #define LEASE 900 /* seconds a run may take before another server may take the job over */
 #define TICK  5   /* seconds between looks at the table */
@@ -48,6 +49,7 @@ static int noop(struct srv *s, struct store_db *db, int64_t now, char *msg, size
 const struct srv_job srv_jobs[] = {
     {"none", share_interval_off, noop},
     {"index-month", index_month_interval, idx_job_month},
+    {SHARE_JOB_NAME, share_job_interval, share_job_run}, /* report/sharing.c */
 };
 const size_t srv_njobs = sizeof(srv_jobs) / sizeof(srv_jobs[0]);
 

@@ -88,6 +88,11 @@ const struct srv_route srv_routes[] = {
     {"GET", "/api/v1/reports/deadline", U, api_reports_deadline},
     {"GET", "/api/v1/reports/{}/file", U, api_reports_file},
     {"POST", "/api/v1/c2-hits/{}/status", W, api_c2_hits_status},
+
+    /* Sharing with the national malware monitoring system (issue 7). */
+    {"GET", "/api/v1/sharing", U, api_sharing_get},
+    {"POST", "/api/v1/sharing/send-now", A, api_sharing_send_now},
+    {"GET", "/api/v1/sharing/submissions/{}/document", U, api_sharing_document},
 };
 
 const size_t srv_nroutes = sizeof(srv_routes) / sizeof(srv_routes[0]);

@@ -55,6 +55,7 @@ struct srv_report_config {
     char share_pkcs11_pin_file[600];
     char share_cert[600];     /* the signing certificate (PEM) when the key is on a token */
     char share_ca[600];       /* CA bundle for the receiver's certificate; default: the system's */
+    char share_reject_text[128]; /* a 200 whose body contains this is a failure; empty = any 200 */
     /* Federation: push aggregated statistics to a parent server (report/federation.c). */
     char parent_url[512];     /* the parent's public URL; empty = no parent */
     char parent_token_file[600]; /* the token the parent issued to this province */

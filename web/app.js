@@ -23,6 +23,7 @@ import * as account from './pages/account.js';
 import * as c2 from './pages/c2.js';
 import * as infection from './pages/infection.js';
 import * as reports from './pages/reports.js';
+import * as sharing from './pages/sharing.js';
 
 const routes = [
     { path: '/login', page: login, public: true },
@@ -34,6 +35,7 @@ const routes = [
     { path: '/c2', page: c2 },
     { path: '/infection', page: infection },
     { path: '/reports', page: reports },
+    { path: '/sharing', page: sharing },
     { path: '/agencies', page: agencies },
     { path: '/agencies/:id', page: agency },
     { path: '/signatures', page: signatures },
@@ -49,6 +51,7 @@ const nav = [
     { path: '/c2', key: 'nav_c2' },
     { path: '/infection', key: 'nav_infection' },
     { path: '/reports', key: 'nav_reports' },
+    { path: '/sharing', key: 'nav_sharing', roles: ['admin', 'auditor'] },
     { path: '/agencies', key: 'nav_agencies' },
     { path: '/signatures', key: 'nav_signatures' },
     { path: '/users', key: 'nav_users', admin: true },
@@ -120,7 +123,7 @@ async function logout() {
 function shell(path, content, titleEl) {
     const me = session.me;
     const links = nav
-        .filter((n) => !n.admin || isAdmin())
+        .filter((n) => (!n.admin || isAdmin()) && (!n.roles || n.roles.includes(role())))
         .map((n) => {
             const active = n.path === '/' ? path === '/' : path === n.path || path.startsWith(n.path + '/');
             return h(

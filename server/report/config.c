@@ -118,6 +118,7 @@ int srv_report_config_set(struct srv_report_config *c, const char *k, const char
     STR("share_pkcs11_pin_file", share_pkcs11_pin_file)
     STR("share_cert", share_cert)
     STR("share_ca", share_ca)
+    STR("share_reject_text", share_reject_text)
     STR("parent_url", parent_url)
     STR("parent_token_file", parent_token_file)
     STR("parent_ca", parent_ca)
