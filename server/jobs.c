@@ -94,7 +94,7 @@ static int run_one(struct srv *s, struct store_db *db, const struct srv_job *j, 
         db, NULL,
         "UPDATE jobs SET next_run = $1, lease_owner = '', lease_until = 0, last_end = $2,"
         " last_ok = $3, failures = $4, last_message = $5 WHERE name = $6 AND lease_owner = $7",
-        "iiiitt", next, end, (int64_t)ok, failures, msg, j->name, owner);
+        "iiiittt", next, end, (int64_t)ok, failures, msg, j->name, owner);
     return r != 0 ? r : 1;
 }
 

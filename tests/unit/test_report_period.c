@@ -146,7 +146,23 @@ static void a_job_lease_goes_to_one_owner(void **state)
     struct srv s;
     memset(&s, 0, sizeof(s));
     srv_report_config_defaults(&s.cfg.report);
-    assert_true(jobs_run_due(&s, db, "t", now) >= 0);
+    assert_true(jobs_run_due(&s, db, "t", now) >= 1);
+    /* A run that ended gives its lease back and is due one interval later
+     * (index-month runs hourly). */
+    struct store_stmt *st = NULL;
+    assert_int_equal(store_queryf(db, &st,
+                                  "SELECT lease_owner, lease_until, next_run, last_ok, last_start"
+                                  " FROM jobs WHERE name = 'index-month'",
+                                  ""),
+                     STORE_ROW);
+    assert_string_equal(store_col_text(st, 0), "");
+    assert_int_equal(store_col_int(st, 1), 0);
+    assert_int_equal(store_col_int(st, 2), now + 3600);
+    assert_int_equal(store_col_int(st, 3), 1);
+    assert_int_equal(store_col_int(st, 4), now);
+    store_finalize(st);
+    /* Not due again before then. */
+    assert_int_equal(jobs_run_due(&s, db, "t", now + 60), 0);
     store_close(db);
     tu_rmtree(dir);
 }
