@@ -75,6 +75,13 @@ int api_networks_list(struct srv_req *r);       /* GET  /api/v1/networks (admini
 int api_c2_hits_list(struct srv_req *r);        /* GET  /api/v1/c2-hits */
 int api_c2_hits_summary(struct srv_req *r);     /* GET  /api/v1/c2-hits/summary */
 
+/* api_federation.c: provinces pushing their statistics to this (parent) server. */
+int api_federation_children_create(struct srv_req *r); /* POST /api/v1/federation/children */
+int api_federation_children_list(struct srv_req *r);   /* GET  /api/v1/federation/children */
+int api_federation_children_revoke(struct srv_req *r); /* DELETE /api/v1/federation/children/{id} */
+int api_federation_push(struct srv_req *r);      /* POST /api/v1/federation/push (province token) */
+int api_federation_provinces(struct srv_req *r); /* GET  /api/v1/federation/provinces?period= */
+
 /* static.c: the dashboard's files (web/), compiled into the binary. */
 int api_static(struct srv_req *r); /* GET  anything not under /api/ */
 

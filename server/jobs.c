@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "federation.h"
 #include "khx.h"
 #include "server_int.h"
 
@@ -39,6 +40,7 @@ static int noop(struct srv *s, struct store_db *db, int64_t now, char *msg, size
  * keeps the table non-empty and is always off. */
 const struct srv_job srv_jobs[] = {
     {"none", share_interval_off, noop},
+    {"federation-push", fed_push_interval, fed_job_push},
 };
 const size_t srv_njobs = sizeof(srv_jobs) / sizeof(srv_jobs[0]);
 

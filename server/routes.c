@@ -77,6 +77,14 @@ const struct srv_route srv_routes[] = {
     {"GET", "/api/v1/networks", U | SRV_ADMIN, api_networks_list},
     {"GET", "/api/v1/c2-hits", U, api_c2_hits_list},
     {"GET", "/api/v1/c2-hits/summary", U, api_c2_hits_summary},
+
+    /* Federation: provinces pushing to this server (appended, see above).
+     * The push is public at the router and checks its own token. */
+    {"POST", "/api/v1/federation/children", A, api_federation_children_create},
+    {"GET", "/api/v1/federation/children", U | SRV_ADMIN, api_federation_children_list},
+    {"DELETE", "/api/v1/federation/children/{}", A, api_federation_children_revoke},
+    {"POST", "/api/v1/federation/push", SRV_PUBLIC, api_federation_push},
+    {"GET", "/api/v1/federation/provinces", U, api_federation_provinces},
 };
 
 const size_t srv_nroutes = sizeof(srv_routes) / sizeof(srv_routes[0]);
