@@ -1,0 +1,380 @@
+/*
+ * Upward federation's document (server/report/federation.c): what a
+ * provincial server builds from its index tables and what a parent accepts.
+ * The tables are made by hand (a province P with a department D and an
+ * agency A under it, for one month and one quarter), so these tests need no
+ * store.
+ *
+ * What is proved: a built document passes the parent's validator and keeps
+ * every component, index, code, kind and parent; names lose the characters
+ * of paths and accounts; the validator refuses each kind of bad input
+ * (unknown fields anywhere, missing fields, path-like or account-like
+ * names, bad codes, counts out of range, non-canonical or mismatched
+ * periods, parents not listed before, duplicates, wrong schema, non-JSON,
+ * an oversized document) with a message naming the field.
+ */
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "federation.h"
+
+#define OFFSET (7 * 3600)
+
+static void fill(struct idx_components *c, int64_t base)
+{
+    c->managed = base + 10;
+    c->expected = base + 12;
+    c->infected = base + 1;
+    c->stale = base + 2;
+    c->c2_hosts = base + 3;
+    c->c2_hits = base + 4;
+    c->detections = base + 5;
+    c->families = base + 6;
+    c->open = base + 7;
+    c->resolved = base + 8;
+    c->share_slots = base + 9;
+    c->share_accepted = base;
+}
+
+static void row(struct idx_row *r, int64_t id, int64_t parent, const char *code, const char *name,
+                const char *kind, int64_t base)
+{
+    memset(r, 0, sizeof(*r));
+    r->agency_id = id;
+    r->parent_id = parent;
+    snprintf(r->code, sizeof(r->code), "%s", code);
+    snprintf(r->name, sizeof(r->name), "%s", name);
+    snprintf(r->kind, sizeof(r->kind), "%s", kind);
+    fill(&r->own, base);
+    fill(&r->total, base * 10);
+    r->index = 0.25 + (double)base / 100;
+}
+
+/* Two tables (November 2026 and 2026Q4) of three agencies each. */
+static void tables(struct idx_table t[2], struct idx_row rows[2][3])
+{
+    for (int i = 0; i < 2; i++) {
+        memset(&t[i], 0, sizeof(t[i]));
+        row(&rows[i][0], 1, 0, "P", "Tỉnh Thái Bình", "province", 1 + i);
+        row(&rows[i][1], 2, 1, "D", "Sở TT/TT @ C:\\Users\\an", "department", 2 + i);
+        row(&rows[i][2], 3, 2, "A.01", "UBND xã\tAn Bình", "agency", 3 + i);
+        t[i].rows = rows[i];
+        t[i].n = 3;
+        fill(&t[i].province, 100 + i);
+        t[i].province_index = 0.5 + i;
+    }
+    rpt_period_month(2026, 11, OFFSET, &t[0].period);
+    rpt_period_quarter(2026, 4, OFFSET, &t[1].period);
+}
+
+static json_t *built(void)
+{
+    struct idx_table t[2];
+    struct idx_row rows[2][3];
+    json_t *doc = NULL;
+    char err[256] = "";
+
+    tables(t, rows);
+    if (fed_doc_build("000.00.00.H34", "Sở TT&TT Thái Bình", t, 2, 3600, 1795000000, &doc, err,
+                      sizeof(err)) != 0)
+        fail_msg("build failed: %s", err);
+    return doc;
+}
+
+/* Validates `doc` (dumped); returns the error or "" when accepted. */
+static const char *check(json_t *doc)
+{
+    static char err[512];
+    char *text = json_dumps(doc, JSON_COMPACT);
+    json_t *out = NULL;
+
+    assert_non_null(text);
+    err[0] = '\0';
+    if (fed_doc_validate(text, strlen(text), &out, err, sizeof(err)) == 0) {
+        json_decref(out);
+        err[0] = '\0';
+    } else {
+        assert_true(err[0] != '\0');
+    }
+    free(text);
+    return err;
+}
+
+static void refused_naming(json_t *doc, const char *field)
+{
+    const char *err = check(doc);
+
+    if (err[0] == '\0')
+        fail_msg("accepted a document that should name %s", field);
+    if (strstr(err, field) == NULL)
+        fail_msg("error \"%s\" does not name %s", err, field);
+    json_decref(doc);
+}
+
+static json_t *agency(json_t *doc, size_t period, size_t i)
+{
+    return json_array_get(
+        json_object_get(json_array_get(json_object_get(doc, "periods"), period), "agencies"), i);
+}
+
+static void a_built_document_passes_and_keeps_every_figure(void **state)
+{
+    json_t *doc = built(), *a, *p;
+    struct idx_components c, want;
+    (void)state;
+
+    assert_string_equal(check(doc), "");
+    p = json_array_get(json_object_get(doc, "periods"), 1);
+    assert_string_equal(json_string_value(json_object_get(p, "period")), "2026Q4");
+    assert_string_equal(json_string_value(json_object_get(p, "kind")), "quarter");
+    assert_int_equal(fed_components_from_json(json_object_get(p, "totals"), &c), 0);
+    fill(&want, 101);
+    assert_memory_equal(&c, &want, sizeof(c));
+    assert_true(json_real_value(json_object_get(p, "index")) == 1.5);
+
+    a = agency(doc, 0, 2);
+    assert_string_equal(json_string_value(json_object_get(a, "code")), "A.01");
+    assert_string_equal(json_string_value(json_object_get(a, "kind")), "agency");
+    assert_string_equal(json_string_value(json_object_get(a, "parent")), "D");
+    assert_int_equal(fed_components_from_json(json_object_get(a, "own"), &c), 0);
+    fill(&want, 3);
+    assert_memory_equal(&c, &want, sizeof(c));
+    assert_int_equal(fed_components_from_json(json_object_get(a, "total"), &c), 0);
+    fill(&want, 30);
+    assert_memory_equal(&c, &want, sizeof(c));
+    assert_true(json_is_null(json_object_get(agency(doc, 0, 0), "parent")));
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(doc, "province"), "code")),
+        "000.00.00.H34");
+    assert_int_equal(json_integer_value(json_object_get(doc, "interval")), 3600);
+    json_decref(doc);
+}
+
+static void names_lose_the_characters_of_paths_and_accounts(void **state)
+{
+    json_t *doc = built();
+    char *text;
+    (void)state;
+
+    assert_string_equal(json_string_value(json_object_get(agency(doc, 0, 1), "name")),
+                        "Sở TT-TT - C:-Users-an");
+    assert_string_equal(json_string_value(json_object_get(agency(doc, 0, 2), "name")),
+                        "UBND xã-An Bình");
+    text = json_dumps(doc, 0);
+    assert_null(strstr(text, "\\\\"));
+    assert_null(strstr(text, "@"));
+    free(text);
+    json_decref(doc);
+}
+
+static void a_bad_province_code_is_not_built(void **state)
+{
+    struct idx_table t[2];
+    struct idx_row rows[2][3];
+    json_t *doc = NULL;
+    char err[256] = "";
+    (void)state;
+
+    tables(t, rows);
+    assert_int_equal(fed_doc_build("", "x", t, 2, 60, 1795000000, &doc, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "org_id"));
+    assert_int_equal(fed_doc_build("a/b", "x", t, 2, 60, 1795000000, &doc, err, sizeof(err)), -1);
+    assert_null(doc);
+}
+
+static void unknown_fields_are_refused_anywhere(void **state)
+{
+    json_t *doc;
+    (void)state;
+
+    doc = built();
+    json_object_set_new(doc, "files", json_string("C:\\x.exe"));
+    refused_naming(doc, "files: unknown field");
+
+    doc = built();
+    json_object_set_new(json_object_get(doc, "province"), "admin", json_string("an"));
+    refused_naming(doc, "province.admin");
+
+    doc = built();
+    json_object_set_new(agency(doc, 1, 2), "user", json_string("nguyen.van.an"));
+    refused_naming(doc, "periods[1].agencies[2].user");
+
+    doc = built();
+    json_object_set_new(json_object_get(agency(doc, 0, 1), "own"), "hostname", json_integer(1));
+    refused_naming(doc, "periods[0].agencies[1].own.hostname");
+
+    doc = built();
+    json_object_set_new(json_array_get(json_object_get(doc, "periods"), 0), "machines",
+                        json_array());
+    refused_naming(doc, "periods[0].machines");
+}
+
+static void missing_fields_are_named(void **state)
+{
+    json_t *doc;
+    (void)state;
+
+    doc = built();
+    json_object_del(doc, "generated_at");
+    refused_naming(doc, "generated_at: missing");
+
+    doc = built();
+    json_object_del(json_object_get(agency(doc, 0, 0), "total"), "stale");
+    refused_naming(doc, "periods[0].agencies[0].total.stale: missing");
+
+    doc = built();
+    json_object_del(agency(doc, 1, 0), "parent");
+    refused_naming(doc, "periods[1].agencies[0].parent: missing");
+}
+
+static void names_and_codes_that_could_carry_a_path_or_account_are_refused(void **state)
+{
+    static const char *const names[] = {"C:\\Users\\an", "/home/an", "an@tinh.gov.vn",
+                                        "line\nbreak", ""};
+    json_t *doc;
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        doc = built();
+        json_object_set_new(agency(doc, 0, 1), "name", json_string(names[i]));
+        refused_naming(doc, "periods[0].agencies[1].name");
+    }
+    doc = built();
+    json_object_set_new(json_object_get(doc, "province"), "name", json_string("a/b"));
+    refused_naming(doc, "province.name");
+
+    doc = built();
+    json_object_set_new(agency(doc, 0, 1), "code", json_string("D/../x"));
+    refused_naming(doc, "periods[0].agencies[1].code");
+
+    doc = built();
+    /* A NUL inside a name is refused by the parser already. */
+    json_object_set_new(agency(doc, 0, 1), "name", json_stringn("a\0b", 3));
+    refused_naming(doc, "not JSON");
+
+    doc = built();
+    json_object_set_new(agency(doc, 0, 1), "name", json_integer(5));
+    refused_naming(doc, "periods[0].agencies[1].name: must be a string");
+}
+
+static void counts_and_indexes_out_of_range_are_refused(void **state)
+{
+    json_t *doc;
+    (void)state;
+
+    doc = built();
+    json_object_set_new(json_object_get(agency(doc, 0, 2), "own"), "managed", json_integer(-1));
+    refused_naming(doc, "periods[0].agencies[2].own.managed");
+
+    doc = built();
+    json_object_set_new(json_object_get(agency(doc, 0, 2), "own"), "infected", json_real(1.5));
+    refused_naming(doc, "periods[0].agencies[2].own.infected");
+
+    doc = built();
+    json_object_set_new(
+        json_object_get(json_array_get(json_object_get(doc, "periods"), 1), "totals"), "detections",
+        json_integer(FED_COUNT_MAX + 1));
+    refused_naming(doc, "periods[1].totals.detections");
+
+    doc = built();
+    json_object_set_new(agency(doc, 1, 1), "index", json_string("0.5"));
+    refused_naming(doc, "periods[1].agencies[1].index");
+
+    doc = built();
+    json_object_set_new(doc, "schema", json_integer(2));
+    refused_naming(doc, "schema");
+}
+
+static void periods_must_be_canonical_matching_and_unique(void **state)
+{
+    json_t *doc, *p;
+    (void)state;
+
+    doc = built();
+    p = json_array_get(json_object_get(doc, "periods"), 1);
+    json_object_set_new(p, "period", json_string("2026q4"));
+    refused_naming(doc, "periods[1].period");
+
+    doc = built();
+    p = json_array_get(json_object_get(doc, "periods"), 1);
+    json_object_set_new(p, "kind", json_string("month"));
+    refused_naming(doc, "periods[1].kind");
+
+    doc = built();
+    p = json_array_get(json_object_get(doc, "periods"), 0);
+    json_object_set_new(p, "start", json_integer(1000));
+    refused_naming(doc, "periods[0].start");
+
+    doc = built();
+    json_array_append(json_object_get(doc, "periods"),
+                      json_array_get(json_object_get(doc, "periods"), 0));
+    refused_naming(doc, "periods[2]: the period appears twice");
+
+    doc = built();
+    json_array_clear(json_object_get(doc, "periods"));
+    refused_naming(doc, "periods: must be an array of 1 to");
+}
+
+static void parents_must_be_listed_before_and_codes_unique(void **state)
+{
+    json_t *doc;
+    (void)state;
+
+    doc = built();
+    json_object_set_new(agency(doc, 0, 1), "parent", json_string("A.01"));
+    refused_naming(doc, "periods[0].agencies[1].parent");
+
+    doc = built();
+    json_object_set_new(agency(doc, 0, 2), "code", json_string("D"));
+    refused_naming(doc, "periods[0].agencies[2].code: appears twice");
+
+    doc = built();
+    json_object_set_new(agency(doc, 0, 2), "kind", json_string("school"));
+    refused_naming(doc, "periods[0].agencies[2].kind");
+}
+
+static void malformed_and_oversized_input_is_refused(void **state)
+{
+    static const char *const bad[] = {
+        "", "[]", "null", "{", "{\"schema\":1,\"schema\":1}", "\"x\"", "{\"schema\":1}",
+    };
+    json_t *out = NULL;
+    char err[256];
+    char *big;
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        assert_int_equal(fed_doc_validate(bad[i], strlen(bad[i]), &out, err, sizeof(err)), -1);
+        assert_null(out);
+        assert_true(err[0] != '\0');
+    }
+    big = calloc(1, FED_DOC_MAX + 2);
+    assert_non_null(big);
+    memset(big, ' ', FED_DOC_MAX + 1);
+    assert_int_equal(fed_doc_validate(big, FED_DOC_MAX + 1, &out, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "larger than"));
+    free(big);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(a_built_document_passes_and_keeps_every_figure),
+        cmocka_unit_test(names_lose_the_characters_of_paths_and_accounts),
+        cmocka_unit_test(a_bad_province_code_is_not_built),
+        cmocka_unit_test(unknown_fields_are_refused_anywhere),
+        cmocka_unit_test(missing_fields_are_named),
+        cmocka_unit_test(names_and_codes_that_could_carry_a_path_or_account_are_refused),
+        cmocka_unit_test(counts_and_indexes_out_of_range_are_refused),
+        cmocka_unit_test(periods_must_be_canonical_matching_and_unique),
+        cmocka_unit_test(parents_must_be_listed_before_and_codes_unique),
+        cmocka_unit_test(malformed_and_oversized_input_is_refused),
+    };
+    return cmocka_run_group_tests_name("federation", tests, NULL, NULL);
+}
