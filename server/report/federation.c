@@ -540,6 +540,11 @@ int fed_doc_validate(const char *text, size_t len, json_t **out, char *err, size
     doc = NULL;
     r = 0;
 out:
+    /* The parser quotes the input near an error: keep the message one
+     * printable line for the reply and the log. */
+    for (char *c = err; r != 0 && errlen > 0 && *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = '?';
     json_decref(doc);
     return r;
 }
