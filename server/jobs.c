@@ -18,6 +18,7 @@
 
 #include "federation.h"
 #include "khx.h"
+#include "report/index.h"
 #include "server_int.h"
 
 #define LEASE 900 /* seconds a run may take before another server may take the job over */
@@ -27,6 +28,13 @@ static unsigned share_interval_off(const struct srv_config *cfg)
 {
     (void)cfg;
     return 0;
+}
+
+/* The month's snapshots are written within an hour of the month's end. */
+static unsigned index_month_interval(const struct srv_config *cfg)
+{
+    (void)cfg;
+    return 3600;
 }
 
 static int noop(struct srv *s, struct store_db *db, int64_t now, char *msg, size_t msglen)
@@ -40,6 +48,7 @@ static int noop(struct srv *s, struct store_db *db, int64_t now, char *msg, size
  * keeps the table non-empty and is always off. */
 const struct srv_job srv_jobs[] = {
     {"none", share_interval_off, noop},
+    {"index-month", index_month_interval, idx_job_month},
     {"federation-push", fed_push_interval, fed_job_push},
 };
 const size_t srv_njobs = sizeof(srv_jobs) / sizeof(srv_jobs[0]);

@@ -474,8 +474,29 @@ static const char migration_6[] =
     "ALTER TABLE c2_hits ADD COLUMN status_by @BIGINT@;\n"
     "ALTER TABLE c2_hits ADD COLUMN status_note TEXT NOT NULL DEFAULT '';\n";
 
-/* Migration 7 belongs to the infection index (branch `index`); this one is
- * numbered 8 and sits in the 7th slot until the two are merged in order. */
+/* The infection index (report/index.c).
+ *
+ *   index_snapshots  per agency and month (month_start = the month's first
+ *                    second in local time, month = "2026-11"), what cannot
+ *                    be recounted later: the managed machines, the expected
+ *                    ones and those whose database was older than
+ *                    stale_days when the month ended. Written once per
+ *                    month by the index-month job; a past month (a past
+ *                    quarter: its last month) reads them.
+ *
+ * c2_hits is read by period (last_seen >= start AND first_seen < end) on
+ * c2_hits_time; nothing else the index asks needs a new index. */
+static const char migration_7[] =
+    "CREATE TABLE index_snapshots ("
+    " agency_id @BIGINT@ NOT NULL REFERENCES agencies(id),"
+    " month_start @BIGINT@ NOT NULL,"
+    " month TEXT NOT NULL,"
+    " managed @BIGINT@ NOT NULL,"
+    " expected @BIGINT@ NOT NULL,"
+    " stale @BIGINT@ NOT NULL,"
+    " taken_at @BIGINT@ NOT NULL,"
+    " PRIMARY KEY (agency_id, month_start));\n"
+    "CREATE INDEX index_snapshots_month ON index_snapshots(month_start);\n";
 
 /* Federation (issue 7, report/federation.c, api_federation.c). On a parent
  * server: the provinces allowed to push (their secret kept as SHA-256 only,
@@ -507,9 +528,10 @@ static const char migration_8[] =
     " PRIMARY KEY (child_id, period));\n"
     "CREATE INDEX federation_stats_kind ON federation_stats(child_id, kind, period_start);\n";
 
+
 static const char *const migrations[] = {
-    migration_1, migration_2, migration_3, migration_4, migration_5, migration_6,
-    migration_8, /* 8: see above */
+    migration_1, migration_2, migration_3, migration_4, migration_5, migration_6, migration_7,
+    migration_8,
 };
 
 int store_migration_count(void)
