@@ -11,7 +11,13 @@
  * (unknown fields anywhere, missing fields, path-like or account-like
  * names, bad codes, counts out of range, non-canonical or mismatched
  * periods, parents not listed before, duplicates, wrong schema, non-JSON,
- * an oversized document) with a message naming the field.
+ * an oversized document) with a message naming the field. With a store
+ * (SQLite, and PostgreSQL when KHIEN_PG_URL names one): a document built
+ * from a seeded database by idx_compute carries its figures but none of its
+ * paths, host names, addresses or user names; on the parent a push with the
+ * province's token is stored and shown side by side, a revoked or unknown
+ * token is refused with 401, repeated refusals lock the address (429), and
+ * only administrators and auditors of the whole server see provinces.
  */
 #include "testutil.h"
 
@@ -21,7 +27,9 @@
 
 #include <jansson.h>
 
+#include "api.h"
 #include "federation.h"
+#include "store/store.h"
 
 #define OFFSET (7 * 3600)
 
@@ -362,6 +370,271 @@ static void malformed_and_oversized_input_is_refused(void **state)
     free(big);
 }
 
+/* ------------------------------------------------------------------------ */
+/* With a store.                                                             */
+/* ------------------------------------------------------------------------ */
+
+static const char *pg_url;
+
+struct fixture {
+    char dir[512];
+    struct store_db *db;
+    struct srv srv;
+    int64_t now;
+    struct srv_principal admin, auditor, officer;
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+
+    assert_non_null(f);
+    *state = f;
+    snprintf(f->dir, sizeof(f->dir), "%s", tu_mkdtemp());
+    if ((f->db = tu_store_open(f->dir, pg_url, 0)) == NULL)
+        return 0;
+    f->now = srv_now();
+    srv_report_config_defaults(&f->srv.cfg.report);
+    tu_principal_admin(&f->admin);
+    /* The administrator is a real user: children.created_by refers to it. */
+    assert_int_equal(store_query_int(f->db, &f->admin.user_id,
+                                     "INSERT INTO users (username, password_hash, role, created_at)"
+                                     " VALUES ('fedadmin', 'x', 'admin', $1) RETURNING id",
+                                     "i", f->now),
+                     STORE_ROW);
+    f->auditor = f->admin;
+    f->auditor.role = SRV_ROLE_AUDITOR;
+    f->officer = f->admin;
+    f->officer.role = SRV_ROLE_OFFICER;
+    f->officer.agency_id = 1;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    store_close(f->db);
+    tu_rmtree(f->dir);
+    free(f);
+    return 0;
+}
+
+static struct fixture *need_db(void **state)
+{
+    struct fixture *f = *state;
+    if (f->db == NULL) {
+        printf("SKIP: the store cannot be opened in this build\n");
+        skip();
+    }
+    return f;
+}
+
+static int64_t seed_agency(struct fixture *f, int64_t parent, const char *code, const char *name,
+                           int64_t expected)
+{
+    int64_t id = 0;
+    char path[64];
+    char *ppath = NULL;
+
+    if (parent != 0)
+        assert_int_equal(
+            store_query_text(f->db, &ppath, "SELECT path FROM agencies WHERE id = $1", "i", parent),
+            STORE_ROW);
+    if (parent == 0)
+        assert_int_equal(store_query_int(f->db, &id,
+                                         "INSERT INTO agencies (parent_id, code, name, kind,"
+                                         " expected_machines, created_at) VALUES (NULL, $1, $2,"
+                                         " 'agency', $3, $4) RETURNING id",
+                                         "ttii", code, name, expected, f->now),
+                         STORE_ROW);
+    else
+        assert_int_equal(store_query_int(f->db, &id,
+                                         "INSERT INTO agencies (parent_id, code, name, kind,"
+                                         " expected_machines, created_at) VALUES ($1, $2, $3,"
+                                         " 'agency', $4, $5) RETURNING id",
+                                         "ittii", parent, code, name, expected, f->now),
+                         STORE_ROW);
+    snprintf(path, sizeof(path), "%s%lld/", ppath ? ppath : "/", (long long)id);
+    free(ppath);
+    assert_int_equal(
+        store_execf(f->db, NULL, "UPDATE agencies SET path = $1 WHERE id = $2", "ti", path, id), 0);
+    return id;
+}
+
+static void seed_machine(struct fixture *f, const char *id, int64_t agency, const char *host)
+{
+    assert_int_equal(store_execf(f->db, NULL,
+                                 "INSERT INTO machines (id, agency_id, hostname, ips, db_time,"
+                                 " enrolled_at, last_seen) VALUES ($1, $2, $3, '10.77.66.55', $4,"
+                                 " $5, $4)",
+                                 "titii", id, agency, host, f->now, f->now - 86400),
+                     0);
+}
+
+static void seed_detection(struct fixture *f, const char *event, const char *machine,
+                           int64_t agency, const char *path, const char *status)
+{
+    assert_int_equal(store_execf(f->db, NULL,
+                                 "INSERT INTO detections (event_id, machine_id, agency_id, path,"
+                                 " signature, family, detected_at, received_at, status,"
+                                 " status_at) VALUES ($1, $2, $3, $4, 'Win.Trojan.Secret-1',"
+                                 " 'Win.Trojan.Secret', $5, $5, $6, $5)",
+                                 "ttitit", event, machine, agency, path, f->now - 30, status),
+                     0);
+}
+
+static void a_document_from_the_store_holds_figures_but_nothing_private(void **state)
+{
+    struct fixture *f = need_db(state);
+    struct rpt_period p;
+    struct idx_table t;
+    json_t *doc = NULL, *out = NULL;
+    char err[256] = "", *text;
+    static const char *const secrets[] = {"nguyenvanan", "AppData",    "PC-KETOAN", "10.77.66",
+                                          "aaaaaaaa-",   "Win.Trojan", "tranthib"};
+
+    int64_t p1 = seed_agency(f, 0, "TB", "Tỉnh / Thái Bình", 5);
+    int64_t a1 = seed_agency(f, p1, "TB.XA", "UBND xã @ An Bình", 3);
+    seed_machine(f, "aaaaaaaa-0000-4000-8000-000000000001", p1, "PC-KETOAN-1");
+    seed_machine(f, "aaaaaaaa-0000-4000-8000-000000000002", a1, "PC-KETOAN-2");
+    seed_machine(f, "aaaaaaaa-0000-4000-8000-000000000003", a1, "PC-KETOAN-3");
+    seed_detection(f, "e1", "aaaaaaaa-0000-4000-8000-000000000002", a1,
+                   "C:\\Users\\nguyenvanan\\AppData\\Local\\Temp\\x.exe", "new");
+    seed_detection(f, "e2", "aaaaaaaa-0000-4000-8000-000000000003", a1, "/home/tranthib/x.sh",
+                   "resolved");
+
+    rpt_period_at(f->now, RPT_MONTH, f->srv.cfg.report.utc_offset, &p);
+    memset(&t, 0, sizeof(t));
+    if (idx_compute(f->db, &f->srv.cfg.report, &p, 0, f->now, &t, err, sizeof(err)) != 0)
+        fail_msg("idx_compute: %s", err);
+    assert_int_equal(
+        fed_doc_build("H34", "Tỉnh Thái Bình", &t, 1, 600, f->now, &doc, err, sizeof(err)), 0);
+    idx_table_free(&t);
+    text = json_dumps(doc, JSON_COMPACT);
+    assert_non_null(text);
+    for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++)
+        if (strstr(text, secrets[i]) != NULL)
+            fail_msg("the document holds \"%s\": %s", secrets[i], text);
+    if (fed_doc_validate(text, strlen(text), &out, err, sizeof(err)) != 0)
+        fail_msg("the parent refuses the built document: %s", err);
+    json_t *tot = json_object_get(json_array_get(json_object_get(out, "periods"), 0), "totals");
+    assert_int_equal(json_integer_value(json_object_get(tot, "managed")), 3);
+    assert_int_equal(json_integer_value(json_object_get(tot, "expected")), 8);
+    assert_int_equal(json_integer_value(json_object_get(tot, "infected")), 1);
+    assert_int_equal(json_integer_value(json_object_get(tot, "detections")), 2);
+    assert_int_equal(json_integer_value(json_object_get(tot, "resolved")), 1);
+    assert_string_equal(json_string_value(json_object_get(agency(out, 0, 0), "name")),
+                        "Tỉnh - Thái Bình");
+    assert_string_equal(json_string_value(json_object_get(agency(out, 0, 1), "parent")), "TB");
+    free(text);
+    json_decref(out);
+    json_decref(doc);
+}
+
+/* POSTs `body` to the push handler with `token` as the Bearer token. */
+static json_t *push(struct fixture *f, const char *token, const char *body, unsigned *status)
+{
+    struct srv_req *r = calloc(1, sizeof(*r));
+    char authz[128];
+    const char *headers[3] = {"Authorization", authz, NULL};
+    json_t *j;
+
+    assert_non_null(r);
+    snprintf(authz, sizeof(authz), "Bearer %s", token);
+    r->srv = &f->srv;
+    r->db = f->db;
+    r->method = "POST";
+    r->path = "/api/v1/federation/push";
+    r->fake_headers = headers;
+    r->body = (const uint8_t *)body;
+    r->body_len = strlen(body);
+    snprintf(r->remote, sizeof(r->remote), "192.0.2.7");
+    r->resp.fd = -1;
+    assert_int_equal(api_federation_push(r), 0);
+    *status = r->resp.status;
+    j = r->resp.body ? json_loadb(r->resp.body, r->resp.body_len, 0, NULL) : NULL;
+    free(r->resp.body);
+    for (unsigned i = 0; i < r->resp.nheaders; i++) {
+        free(r->resp.headers[i].name);
+        free(r->resp.headers[i].value);
+    }
+    free(r);
+    return j;
+}
+
+static void a_push_is_stored_shown_and_refused_once_revoked(void **state)
+{
+    struct fixture *f = need_db(state);
+    json_t *j, *doc = built(), *prov;
+    unsigned status = 0;
+    char token[80], id[24], *body;
+
+    j = tu_call_handler(&f->srv, f->db, api_federation_children_create, &f->admin, "POST", NULL,
+                        NULL, "{\"code\":\"000.00.00.H34\",\"name\":\"Thái Bình\"}", 1, &status);
+    assert_int_equal(status, 201);
+    snprintf(token, sizeof(token), "%s", json_string_value(json_object_get(j, "token")));
+    snprintf(id, sizeof(id), "%lld", (long long)json_integer_value(json_object_get(j, "id")));
+    json_decref(j);
+    body = json_dumps(doc, JSON_COMPACT);
+
+    j = push(f, token, body, &status);
+    assert_int_equal(status, 200);
+    assert_int_equal(json_integer_value(json_object_get(j, "accepted")), 2);
+    json_decref(j);
+
+    j = tu_call_handler(&f->srv, f->db, api_federation_provinces, &f->auditor, "GET", NULL,
+                        "period=2026Q4", NULL, 1, &status);
+    assert_int_equal(status, 200);
+    prov = json_array_get(json_object_get(j, "provinces"), 0);
+    assert_string_equal(json_string_value(json_object_get(prov, "code")), "000.00.00.H34");
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_object_get(json_object_get(prov, "figures"), "totals"), "managed")),
+                     111);
+    assert_true(json_is_false(json_object_get(prov, "stale")));
+    assert_int_equal(json_array_size(json_object_get(prov, "trend")), 1);
+    json_decref(j);
+
+    j = tu_call_handler(&f->srv, f->db, api_federation_provinces, &f->officer, "GET", NULL, NULL,
+                        NULL, 1, &status);
+    assert_int_equal(status, 403);
+    json_decref(j);
+
+    /* Under another province's code. */
+    json_object_set_new(json_object_get(doc, "province"), "code", json_string("H99"));
+    free(body);
+    body = json_dumps(doc, JSON_COMPACT);
+    j = push(f, token, body, &status);
+    assert_int_equal(status, 403);
+    json_decref(j);
+
+    j = tu_call_handler(&f->srv, f->db, api_federation_children_revoke, &f->admin, "DELETE", id,
+                        NULL, NULL, 0, &status);
+    assert_int_equal(status, 204);
+    json_decref(j);
+    j = push(f, token, body, &status);
+    assert_int_equal(status, 401);
+    json_decref(j);
+    free(body);
+    json_decref(doc);
+}
+
+static void repeated_bad_tokens_lock_the_address(void **state)
+{
+    struct fixture *f = need_db(state);
+    unsigned status = 0;
+    json_t *j;
+    int i;
+
+    for (i = 0; i < 40; i++) {
+        j = push(f, "khf_0123", "{}", &status);
+        json_decref(j);
+        if (status != 401)
+            break;
+    }
+    assert_int_equal(status, 429);
+    assert_true(i >= 10);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -376,5 +649,20 @@ int main(void)
         cmocka_unit_test(parents_must_be_listed_before_and_codes_unique),
         cmocka_unit_test(malformed_and_oversized_input_is_refused),
     };
-    return cmocka_run_group_tests_name("federation", tests, NULL, NULL);
+    const struct CMUnitTest with_store[] = {
+        cmocka_unit_test_setup_teardown(a_document_from_the_store_holds_figures_but_nothing_private,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(a_push_is_stored_shown_and_refused_once_revoked, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(repeated_bad_tokens_lock_the_address, setup, teardown),
+    };
+    int failed = cmocka_run_group_tests_name("federation", tests, NULL, NULL);
+
+    failed += cmocka_run_group_tests_name("sqlite", with_store, NULL, NULL);
+    pg_url = tu_pg_private_url();
+    if (pg_url != NULL)
+        failed += cmocka_run_group_tests_name("postgresql", with_store, NULL, NULL);
+    else
+        printf("SKIP: the PostgreSQL run needs KHIEN_PG_URL (scripts/pg-throwaway start DIR)\n");
+    return failed;
 }
