@@ -85,4 +85,8 @@ int api_federation_provinces(struct srv_req *r); /* GET  /api/v1/federation/prov
 /* static.c: the dashboard's files (web/), compiled into the binary. */
 int api_static(struct srv_req *r); /* GET  anything not under /api/ */
 
+/* api_index.c: the infection index. */
+int api_index_get(struct srv_req *r);   /* GET  /api/v1/index?period=&agency= */
+int api_index_trend(struct srv_req *r); /* GET  /api/v1/index/trend?agency=&kind=&count=&period= */
+
 #endif

@@ -78,6 +78,10 @@ const struct srv_route srv_routes[] = {
     {"GET", "/api/v1/c2-hits", U, api_c2_hits_list},
     {"GET", "/api/v1/c2-hits/summary", U, api_c2_hits_summary},
 
+    /* The infection index (appended for the same reason). */
+    {"GET", "/api/v1/index", U, api_index_get},
+    {"GET", "/api/v1/index/trend", U, api_index_trend},
+
     /* Federation: provinces pushing to this server (appended, see above).
      * The push is public at the router and checks its own token. */
     {"POST", "/api/v1/federation/children", A, api_federation_children_create},

@@ -21,6 +21,7 @@ import * as users from './pages/users.js';
 import * as audit from './pages/audit.js';
 import * as account from './pages/account.js';
 import * as c2 from './pages/c2.js';
+import * as infection from './pages/infection.js';
 import * as provinces from './pages/provinces.js';
 
 const routes = [
@@ -31,6 +32,7 @@ const routes = [
     { path: '/detections', page: detections },
     { path: '/detections/:id', page: detection },
     { path: '/c2', page: c2 },
+    { path: '/infection', page: infection },
     { path: '/provinces', page: provinces },
     { path: '/agencies', page: agencies },
     { path: '/agencies/:id', page: agency },
@@ -45,6 +47,7 @@ const nav = [
     { path: '/machines', key: 'nav_machines' },
     { path: '/detections', key: 'nav_detections' },
     { path: '/c2', key: 'nav_c2' },
+    { path: '/infection', key: 'nav_infection' },
     { path: '/provinces', key: 'nav_provinces' },
     { path: '/agencies', key: 'nav_agencies' },
     { path: '/signatures', key: 'nav_signatures' },

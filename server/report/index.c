@@ -196,7 +196,8 @@ static int load_tree(struct store_db *db, int64_t root, struct idx_table *t, cha
     stack = calloc(n ? n : 1, sizeof(size_t));
     if (!t->rows || !parent || !kid_start || !kid_n || !kids || !stack)
         goto oom;
-    qsort(raw, n, sizeof(*raw), cmp_raw_id);
+    if (n > 0)
+        qsort(raw, n, sizeof(*raw), cmp_raw_id);
     /* Parent index of each (n = none in scope); then children grouped by
      * parent with a counting sort, and each group sorted by name. */
     for (size_t i = 0; i < n; i++) {
@@ -276,8 +277,10 @@ static int intern_build(char **names, size_t n, struct intern *out)
     out->s = malloc((n ? n : 1) * sizeof(char *));
     if (out->s == NULL)
         return -1;
-    memcpy(out->s, names, n * sizeof(char *));
-    qsort(out->s, n, sizeof(char *), cmp_pstr);
+    if (n > 0) {
+        memcpy(out->s, names, n * sizeof(char *));
+        qsort(out->s, n, sizeof(char *), cmp_pstr);
+    }
     size_t u = 0;
     for (size_t i = 0; i < n; i++)
         if (u == 0 || strcmp(out->s[u - 1], out->s[i]) != 0)
@@ -369,7 +372,8 @@ static size_t machine_find(const struct work *w, const char *id)
 {
     struct machine key;
     snprintf(key.id, sizeof(key.id), "%s", id != NULL ? id : "");
-    struct machine *m = bsearch(&key, w->m, w->nm, sizeof(*w->m), cmp_machine);
+    struct machine *m =
+        w->nm > 0 ? bsearch(&key, w->m, w->nm, sizeof(*w->m), cmp_machine) : NULL;
     return m != NULL ? (size_t)(m - w->m) : SIZE_MAX;
 }
 
@@ -438,11 +442,13 @@ static int load_machines(struct store_db *db, struct work *w, int64_t at, char *
         goto oom;
     for (size_t i = 0; i < w->nm; i++)
         memcpy(ids[i], w->m[i].id, sizeof(ids[i]));
-    qsort(w->m, w->nm, sizeof(*w->m), cmp_machine);
+    if (w->nm > 0)
+        qsort(w->m, w->nm, sizeof(*w->m), cmp_machine);
     for (size_t i = 0; i < w->nips; i++)
         w->ips[i].machine = machine_find(w, ids[w->ips[i].machine]);
     free(ids);
-    qsort(w->ips, w->nips, sizeof(*w->ips), cmp_ipref);
+    if (w->nips > 0)
+        qsort(w->ips, w->nips, sizeof(*w->ips), cmp_ipref);
     return 0;
 oom:
     store_finalize(st);
@@ -572,14 +578,16 @@ static int count_detections(struct store_db *db, struct work *w, int64_t start, 
 }
 
 /* C&C hits seen in [start, at): hits and hosts per agency, and the managed
- * machines with a host's address. */
+ * machines with a host's address. Grouped by host first: grouped by agency
+ * first, SQLite reads every hit ever through c2_hits_agency to skip a sort
+ * instead of the period's through c2_hits_time. */
 static int count_c2(struct store_db *db, struct work *w, int64_t start, int64_t at, char *err,
                     size_t errlen)
 {
     struct store_stmt *st = NULL;
     int q = store_queryf(db, &st,
                          "SELECT agency_id, host, count(*) FROM c2_hits"
-                         " WHERE last_seen >= $1 AND first_seen < $2 GROUP BY agency_id, host",
+                         " WHERE last_seen >= $1 AND first_seen < $2 GROUP BY host, agency_id",
                          "ii", start, at);
     while (q == STORE_ROW) {
         size_t row = row_of(w, store_col_int(st, 0));

@@ -209,6 +209,29 @@ try {
         });
     }
 
+    await step("the infection index page shows the province's index, and an agency drills down", page, async () => {
+        await tid(page, 'nav-infection').click();
+        await tid(page, 'infection-index').waitFor();
+        await tid(page, 'infection-trend').waitFor();
+        const api = await page.evaluate(async () => {
+            const r = await fetch('/api/v1/index', { credentials: 'same-origin' });
+            return r.json();
+        });
+        const shown = Number(await tid(page, 'infection-index').getAttribute('data-value'));
+        expect(Math.abs(shown - api.scope.index) < 1e-9, `the page shows ${shown}, the API ${api.scope.index}`);
+        expect(api.scope.components.managed > 0, 'the index counts no managed machine');
+        expect(
+            (await tid(page, 'infection-row').count()) === api.items.length,
+            'the table does not list every agency of the scope',
+        );
+        await page.locator(`[data-testid=infection-row][data-agency="${AGENCY_A}"] [data-testid=infection-drill]`).click();
+        await page.waitForFunction(
+            (a) => document.querySelector('[data-testid=infection-row]')?.getAttribute('data-agency') === a,
+            String(AGENCY_A),
+        );
+        expect(page.url().includes('agency=' + AGENCY_A), 'the address bar does not name agency A: ' + page.url());
+    });
+
     if (XSS_PATH) {
         await step('markup in API data is shown as text, never run', page, async () => {
             await page.goto(BASE + '/detections?q=' + encodeURIComponent('khien-xss'));

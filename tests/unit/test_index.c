@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api.h"
 #include "report/index.h"
 #include "server.h"
 #include "store/store.h"
@@ -482,6 +483,93 @@ static void the_trend_ends_with_the_periods_own_index(void **state)
     assert_int_not_equal(idx_trend(f->db, &f->cfg, &f->nov, 0, 0, now, pts, err, sizeof(err)), 0);
 }
 
+/* ------------------------------------------------------------------------ */
+/* The API.                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static json_t *call(struct fixture *f, int (*h)(struct srv_req *), const struct srv_principal *who,
+                    const char *query, unsigned want)
+{
+    struct srv srv;
+    unsigned status = 0;
+    memset(&srv, 0, sizeof(srv));
+    srv.cfg.report = f->cfg;
+    json_t *j = tu_call_handler(&srv, f->db, h, who, "GET", NULL, query, NULL, 1, &status);
+    if (status != want) {
+        char *text = json_dumps(j, JSON_COMPACT);
+        fail_msg("?%s: status %u, wanted %u: %s", query ? query : "", status, want, text);
+    }
+    return j;
+}
+
+static void the_api_answers_within_the_callers_scope(void **state)
+{
+    struct fixture *f = need_db(state);
+    struct srv_principal admin, officer;
+    tu_principal_admin(&admin);
+    officer = admin;
+    officer.role = SRV_ROLE_OFFICER;
+    officer.agency_id = f->d1;
+    snprintf(officer.scope_path, sizeof(officer.scope_path), "/%lld/%lld/%%", (long long)f->p,
+             (long long)f->d1);
+
+    json_t *j = call(f, api_index_get, &admin, "period=2026-11", 200);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "period"), "label")),
+                        "2026-11");
+    assert_string_equal(json_string_value(json_object_get(j, "formula")), f->cfg.index_formula);
+    assert_true(json_is_null(json_object_get(j, "agency_id")));
+    json_t *items = json_object_get(j, "items");
+    assert_int_equal(json_array_size(items), 6);
+    json_t *p = json_array_get(items, 0);
+    assert_int_equal(json_integer_value(json_object_get(p, "agency_id")), f->p);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(p, "components"), "infected")), 3);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(p, "own"), "infected")), 0);
+    assert_true(
+        fabs(json_real_value(json_object_get(json_object_get(p, "rates"), "infected_rate")) -
+             0.75) < 1e-9);
+    json_t *scope = json_object_get(j, "scope");
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(scope, "components"), "c2_hosts")), 3);
+    assert_true(fabs(json_real_value(json_object_get(scope, "index")) -
+                     json_real_value(json_object_get(p, "index"))) < 1e-9);
+    json_decref(j);
+
+    /* The officer of D1 sees D1 and below, by default and when asking for
+     * A1; D2 is not found. */
+    j = call(f, api_index_get, &officer, "period=2026-11", 200);
+    assert_int_equal(json_array_size(json_object_get(j, "items")), 3);
+    assert_int_equal(json_integer_value(json_object_get(j, "agency_id")), f->d1);
+    json_decref(j);
+    char q[96];
+    snprintf(q, sizeof(q), "period=2026Q4&agency=%lld", (long long)f->a1);
+    j = call(f, api_index_get, &officer, q, 200);
+    assert_int_equal(json_array_size(json_object_get(j, "items")), 1);
+    json_decref(j);
+    snprintf(q, sizeof(q), "period=2026-11&agency=%lld", (long long)f->d2);
+    json_decref(call(f, api_index_get, &officer, q, 404));
+    json_decref(call(f, api_index_get, &admin, "period=2026-13", 400));
+    json_decref(call(f, api_index_get, &admin, "agency=x", 400));
+
+    j = call(f, api_index_trend, &admin, "kind=quarter&count=2&period=2026Q4", 200);
+    json_t *pts = json_object_get(j, "points");
+    assert_int_equal(json_array_size(pts), 2);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(json_array_get(pts, 1), "period"), "label")),
+                        "2026Q4");
+    json_decref(j);
+    j = call(f, api_index_trend, &officer, "period=2026-11", 200);
+    pts = json_object_get(j, "points");
+    assert_int_equal(json_array_size(pts), 6);
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_object_get(json_array_get(pts, 5), "components"), "managed")),
+                     3);
+    json_decref(j);
+    json_decref(call(f, api_index_trend, &admin, "kind=year", 400));
+    json_decref(call(f, api_index_trend, &admin, "count=25", 400));
+    json_decref(call(f, api_index_trend, &admin, "kind=quarter&period=2026-11", 400));
+}
+
 int main(void)
 {
     const struct CMUnitTest plain[] = {
@@ -496,6 +584,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(the_current_month_is_counted_up_to_now, setup, teardown),
         cmocka_unit_test_setup_teardown(a_snapshot_keeps_a_past_months_machines, setup, teardown),
         cmocka_unit_test_setup_teardown(the_trend_ends_with_the_periods_own_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(the_api_answers_within_the_callers_scope, setup, teardown),
     };
     int failed = cmocka_run_group_tests_name("formula", plain, NULL, NULL);
 
