@@ -11,7 +11,8 @@
 #
 #   - the child's federation-push job reaches the parent, and the parent's
 #     GET /federation/provinces shows the child's figures for the current
-#     quarter and month equal to what was seeded;
+#     quarter and month equal to what was seeded and to the child's own
+#     GET /index (the province's and every agency's components and index);
 #   - none of the child's file paths, user names, host names or addresses
 #     appears anywhere in the parent's database (sqlite3 .dump);
 #   - a malformed document is refused with 400 naming the field, a document
@@ -271,6 +272,24 @@ month=$(sqlite3 "$tmp/parent/khien.db" "SELECT period FROM federation_stats WHER
 call parent GET "/federation/provinces?period=$month"
 jcheck "the month $month has the same figures" \
 	'.kind == "month" and (.provinces[0].figures.totals | .managed == 6 and .infected == 2 and .detections == 3)'
+# The child's own index (GET /index) for the same periods: the parent must
+# show exactly its components and index, for the province and per agency.
+for per in "$quarter" "$month"; do
+	call parent GET "/federation/provinces?period=$per"
+	cp "$tmp/body" "$tmp/parent-view.json"
+	sqlite3 "$tmp/parent/khien.db" "SELECT document FROM federation_stats WHERE period = '$per'" >"$tmp/parent-doc.json"
+	call child GET "/index?period=$per"
+	if jq -e --slurpfile pv "$tmp/parent-view.json" --slurpfile pd "$tmp/parent-doc.json" '
+		.scope.components == $pv[0].provinces[0].figures.totals and
+		.scope.index == $pv[0].provinces[0].figures.index and
+		([.items[] | {code, c: .components, own, index}] ==
+		 [$pd[0].agencies[] | {code, c: .total, own, index}])' "$tmp/body" >/dev/null; then
+		ok "the parent's figures for $per equal the child's own GET /index (province and every agency)"
+	else
+		fail "the parent's figures for $per differ from the child's GET /index"
+		echo "  parent: $(jq -c '.provinces[0].figures' "$tmp/parent-view.json")"
+	fi
+done
 call parent GET "/federation/provinces?period=2026-13"
 expect_status "a bad period is refused" 400
 n=$(sqlite3 "$tmp/parent/khien.db" "SELECT count(*) FROM federation_stats")
