@@ -81,6 +81,13 @@ int api_sharing_get(struct srv_req *r);      /* GET  /api/v1/sharing */
 int api_sharing_send_now(struct srv_req *r); /* POST /api/v1/sharing/send-now */
 int api_sharing_document(struct srv_req *r); /* GET  /api/v1/sharing/submissions/{id}/document */
 
+/* api_federation.c: provinces pushing their statistics to this (parent) server. */
+int api_federation_children_create(struct srv_req *r); /* POST /api/v1/federation/children */
+int api_federation_children_list(struct srv_req *r);   /* GET  /api/v1/federation/children */
+int api_federation_children_revoke(struct srv_req *r); /* DELETE /api/v1/federation/children/{id} */
+int api_federation_push(struct srv_req *r);      /* POST /api/v1/federation/push (province token) */
+int api_federation_provinces(struct srv_req *r); /* GET  /api/v1/federation/provinces?period= */
+
 /* static.c: the dashboard's files (web/), compiled into the binary. */
 int api_static(struct srv_req *r); /* GET  anything not under /api/ */
 

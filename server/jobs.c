@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "federation.h"
 #include "khx.h"
 #include "index.h"
 #include "server_int.h"
@@ -24,12 +25,6 @@
 #define LEASE 900 /* seconds a run may take before another server may take the job over */
 #define TICK  5   /* seconds between looks at the table */
 
-static unsigned share_interval_off(const struct srv_config *cfg)
-{
-    (void)cfg;
-    return 0;
-}
-
 /* The month's snapshots are written within an hour of the month's end. */
 static unsigned index_month_interval(const struct srv_config *cfg)
 {
@@ -37,19 +32,12 @@ static unsigned index_month_interval(const struct srv_config *cfg)
     return 3600;
 }
 
-static int noop(struct srv *s, struct store_db *db, int64_t now, char *msg, size_t msglen)
-{
-    (void)s, (void)db, (void)now;
-    snprintf(msg, msglen, "nothing to do");
-    return 0;
-}
-
-/* Each job is one row, added by the issue that brings it. The first entry
- * keeps the table non-empty and is always off. */
+/* Each job is one row: its name in the `jobs` table, how often it runs
+ * under the configuration (0 = off), and the run. */
 const struct srv_job srv_jobs[] = {
-    {"none", share_interval_off, noop},
-    {"index-month", index_month_interval, idx_job_month},
-    {SHARE_JOB_NAME, share_job_interval, share_job_run}, /* report/sharing.c */
+    {"index-month", index_month_interval, idx_job_month}, /* report/index.c */
+    {SHARE_JOB_NAME, share_job_interval, share_job_run},  /* report/sharing.c */
+    {"federation-push", fed_push_interval, fed_job_push}, /* report/federation_push.c */
 };
 const size_t srv_njobs = sizeof(srv_jobs) / sizeof(srv_jobs[0]);
 

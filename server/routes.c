@@ -93,6 +93,14 @@ const struct srv_route srv_routes[] = {
     {"GET", "/api/v1/sharing", U, api_sharing_get},
     {"POST", "/api/v1/sharing/send-now", A, api_sharing_send_now},
     {"GET", "/api/v1/sharing/submissions/{}/document", U, api_sharing_document},
+
+    /* Federation: provinces pushing to this server (appended, see above).
+     * The push is public at the router and checks its own token. */
+    {"POST", "/api/v1/federation/children", A, api_federation_children_create},
+    {"GET", "/api/v1/federation/children", U | SRV_ADMIN, api_federation_children_list},
+    {"DELETE", "/api/v1/federation/children/{}", A, api_federation_children_revoke},
+    {"POST", "/api/v1/federation/push", SRV_PUBLIC, api_federation_push},
+    {"GET", "/api/v1/federation/provinces", U, api_federation_provinces},
 };
 
 const size_t srv_nroutes = sizeof(srv_routes) / sizeof(srv_routes[0]);

@@ -24,6 +24,7 @@ import * as c2 from './pages/c2.js';
 import * as infection from './pages/infection.js';
 import * as reports from './pages/reports.js';
 import * as sharing from './pages/sharing.js';
+import * as provinces from './pages/provinces.js';
 
 const routes = [
     { path: '/login', page: login, public: true },
@@ -36,6 +37,7 @@ const routes = [
     { path: '/infection', page: infection },
     { path: '/reports', page: reports },
     { path: '/sharing', page: sharing },
+    { path: '/provinces', page: provinces },
     { path: '/agencies', page: agencies },
     { path: '/agencies/:id', page: agency },
     { path: '/signatures', page: signatures },
@@ -52,6 +54,7 @@ const nav = [
     { path: '/infection', key: 'nav_infection' },
     { path: '/reports', key: 'nav_reports' },
     { path: '/sharing', key: 'nav_sharing', roles: ['admin', 'auditor'] },
+    { path: '/provinces', key: 'nav_provinces', roles: ['admin', 'auditor'] },
     { path: '/agencies', key: 'nav_agencies' },
     { path: '/signatures', key: 'nav_signatures' },
     { path: '/users', key: 'nav_users', admin: true },

@@ -498,8 +498,40 @@ static const char migration_7[] =
     " PRIMARY KEY (agency_id, month_start));\n"
     "CREATE INDEX index_snapshots_month ON index_snapshots(month_start);\n";
 
+/* Federation (issue 7, report/federation.c, api_federation.c). On a parent
+ * server: the provinces allowed to push (their secret kept as SHA-256 only,
+ * as api_tokens and enroll_tokens do) and the last document each pushed
+ * for a period. On a child server the jobs row of "federation-push" records
+ * its pushes (last_message), so nothing is added for that side. */
+static const char migration_8[] =
+    "CREATE TABLE federation_children ("
+    " id @PK@,"
+    " code TEXT NOT NULL UNIQUE,"
+    " name TEXT NOT NULL,"
+    " token_hash TEXT NOT NULL UNIQUE,"
+    " prefix TEXT NOT NULL,"
+    " created_by @BIGINT@ REFERENCES users(id),"
+    " created_at @BIGINT@ NOT NULL,"
+    " revoked INTEGER NOT NULL DEFAULT 0,"
+    " push_interval @BIGINT@ NOT NULL DEFAULT 0,"
+    " last_push_at @BIGINT@ NOT NULL DEFAULT 0,"
+    " last_push_from TEXT NOT NULL DEFAULT '');\n"
+
+    "CREATE TABLE federation_stats ("
+    " child_id @BIGINT@ NOT NULL REFERENCES federation_children(id),"
+    " period TEXT NOT NULL,"
+    " kind TEXT NOT NULL,"
+    " period_start @BIGINT@ NOT NULL,"
+    " received_at @BIGINT@ NOT NULL,"
+    " summary TEXT NOT NULL," /* {"totals":{...},"index":x,"agencies":n} for lists and trends */
+    " document TEXT NOT NULL,"
+    " PRIMARY KEY (child_id, period));\n"
+    "CREATE INDEX federation_stats_kind ON federation_stats(child_id, kind, period_start);\n";
+
+
 static const char *const migrations[] = {
     migration_1, migration_2, migration_3, migration_4, migration_5, migration_6, migration_7,
+    migration_8,
 };
 
 int store_migration_count(void)
