@@ -244,6 +244,8 @@ try {
             String(AGENCY_A),
         );
         expect(page.url().includes('agency=' + AGENCY_A), 'the address bar does not name agency A: ' + page.url());
+    });
+
     await step('the quarterly report is produced from the dashboard; its PDF names the agencies and figures', page, async () => {
         await tid(page, 'nav-reports').click();
         await tid(page, 'report-deadline').waitFor();
@@ -280,6 +282,19 @@ try {
         fs.rmSync(dir, { recursive: true, force: true });
         await tid(page, 'report-download-xlsx').first().waitFor();
         await tid(page, 'report-download-csv').first().waitFor();
+    });
+
+    await step('the sharing page shows sharing is off; a child province is added on the provinces page', page, async () => {
+        await tid(page, 'nav-sharing').click();
+        await tid(page, 'sharing-page').waitFor();
+        await tid(page, 'nav-provinces').click();
+        await tid(page, 'provinces-page').waitFor();
+        await tid(page, 'child-code').fill('kontum');
+        await tid(page, 'child-name').fill('Tỉnh Kon Tum');
+        await tid(page, 'child-create').locator('button[type=submit]').click();
+        const token = await tid(page, 'child-token').inputValue();
+        expect(token.length >= 16, 'the child token is too short: ' + token);
+        await tid(page, 'child-row').filter({ hasText: 'Tỉnh Kon Tum' }).first().waitFor();
     });
 
     if (XSS_PATH) {

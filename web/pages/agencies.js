@@ -79,7 +79,7 @@ function createForm(list) {
     const code = h('input', {
         required: true,
         maxlength: 32,
-        pattern: '[A-Za-z0-9._-]+',
+        pattern: '[A-Za-z0-9._\\-]+',
         testid: 'agency-code',
     });
     const name = h('input', { required: true, maxlength: 200, testid: 'agency-name' });

@@ -122,7 +122,7 @@ function provincesTable(data) {
 function managePanel() {
     const listBox = h('div', { testid: 'federation-children' });
     const shown = h('div', { class: 'once' });
-    const code = h('input', { required: true, maxlength: 63, pattern: '[A-Za-z0-9._-]+', testid: 'child-code' });
+    const code = h('input', { required: true, maxlength: 63, pattern: '[A-Za-z0-9._\\-]+', testid: 'child-code' });
     const name = h('input', { required: true, maxlength: 255, testid: 'child-name' });
     const err = formError();
 

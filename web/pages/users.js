@@ -58,7 +58,7 @@ function createForm(agencies) {
     const username = h('input', {
         required: true,
         maxlength: 64,
-        pattern: '[A-Za-z0-9._@-]+',
+        pattern: '[A-Za-z0-9._@\\-]+',
         autocomplete: 'off',
         testid: 'user-username',
     });
