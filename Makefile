@@ -88,8 +88,8 @@ bench-sensor: build
 .PHONY: bench-report
 bench-report: build
 	$(BUILD)/bench/report_bench
-	@pg=$$(mktemp -d); \
+	@pg=$$(mktemp -d); chmod 755 $$pg; \
 	if url=$$(scripts/pg-throwaway start $$pg/db); then \
 	  $(BUILD)/bench/report_bench $$url; rc=$$?; scripts/pg-throwaway stop $$pg/db; \
-	else echo "bench-report: PostgreSQL skipped (no server binaries)"; rc=0; fi; \
+	else echo "bench-report: PostgreSQL skipped (it could not be started; see above)"; rc=0; fi; \
 	rm -rf $$pg; exit $$rc
