@@ -484,60 +484,9 @@ struct fixture {
     struct srv_principal admin, officer_p, officer_a, auditor, machine;
 };
 
-static int64_t add_agency(struct fixture *f, int64_t parent, const char *parent_path,
-                          const char *code, char *path, size_t pathlen)
-{
-    int64_t id = 0;
-
-    if (parent == 0)
-        assert_int_equal(store_query_int(f->db, &id,
-                                         "INSERT INTO agencies (parent_id, code, name, created_at)"
-                                         " VALUES (NULL, $1, $1, $2) RETURNING id",
-                                         "ti", code, f->now),
-                         STORE_ROW);
-    else
-        assert_int_equal(store_query_int(f->db, &id,
-                                         "INSERT INTO agencies (parent_id, code, name, created_at)"
-                                         " VALUES ($1, $2, $2, $3) RETURNING id",
-                                         "iti", parent, code, f->now),
-                         STORE_ROW);
-    snprintf(path, pathlen, "%s%lld/", parent_path, (long long)id);
-    assert_int_equal(
-        store_execf(f->db, NULL, "UPDATE agencies SET path = $1 WHERE id = $2", "ti", path, id), 0);
-    return id;
-}
-
-static void person(struct fixture *f, struct srv_principal *who, const char *name,
-                   enum srv_role role, int64_t agency, const char *agency_path)
-{
-    int64_t id = 0;
-    static const char *const roles[] = {"", "auditor", "officer", "admin"};
-
-    if (agency == 0)
-        assert_int_equal(store_query_int(f->db, &id,
-                                         "INSERT INTO users (username, password_hash, role,"
-                                         " created_at) VALUES ($1, 'x', $2, $3) RETURNING id",
-                                         "tti", name, roles[role], f->now),
-                         STORE_ROW);
-    else
-        assert_int_equal(store_query_int(f->db, &id,
-                                         "INSERT INTO users (username, password_hash, role,"
-                                         " agency_id, created_at) VALUES ($1, 'x', $2, $3, $4)"
-                                         " RETURNING id",
-                                         "ttii", name, roles[role], agency, f->now),
-                         STORE_ROW);
-    memset(who, 0, sizeof(*who));
-    who->role = role;
-    who->user_id = id;
-    who->agency_id = agency;
-    snprintf(who->username, sizeof(who->username), "%s", name);
-    snprintf(who->scope_path, sizeof(who->scope_path), "%s%%", agency ? agency_path : "");
-}
-
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    char pp[64], pa[64], pa1[64], pb[64];
 
     assert_non_null(f);
     *state = f;
@@ -547,14 +496,14 @@ static int setup(void **state)
     f->now = srv_now();
     f->srv.cfg.checkin_interval = 60;
     f->srv.cfg.offline_after = 180;
-    f->p = add_agency(f, 0, "/", "P", pp, sizeof(pp));
-    f->a = add_agency(f, f->p, pp, "A", pa, sizeof(pa));
-    f->a1 = add_agency(f, f->a, pa, "A1", pa1, sizeof(pa1));
-    f->b = add_agency(f, f->p, pp, "B", pb, sizeof(pb));
-    person(f, &f->admin, "admin", SRV_ROLE_ADMIN, 0, NULL);
-    person(f, &f->officer_p, "officer_p", SRV_ROLE_OFFICER, f->p, pp);
-    person(f, &f->officer_a, "officer_a", SRV_ROLE_OFFICER, f->a, pa);
-    person(f, &f->auditor, "auditor", SRV_ROLE_AUDITOR, 0, NULL);
+    f->p = tu_add_agency(f->db, 0, "P", NULL, f->now);
+    f->a = tu_add_agency(f->db, f->p, "A", NULL, f->now);
+    f->a1 = tu_add_agency(f->db, f->a, "A1", NULL, f->now);
+    f->b = tu_add_agency(f->db, f->p, "B", NULL, f->now);
+    tu_add_person(f->db, &f->admin, "admin", SRV_ROLE_ADMIN, 0, f->now);
+    tu_add_person(f->db, &f->officer_p, "officer_p", SRV_ROLE_OFFICER, f->p, f->now);
+    tu_add_person(f->db, &f->officer_a, "officer_a", SRV_ROLE_OFFICER, f->a, f->now);
+    tu_add_person(f->db, &f->auditor, "auditor", SRV_ROLE_AUDITOR, 0, f->now);
     assert_int_equal(store_execf(f->db, NULL,
                                  "INSERT INTO machines (id, agency_id, hostname, cert_sha256,"
                                  " enrolled_at, last_seen) VALUES ($1, $2, 'pc-a1', 'abc', $3, $3)",

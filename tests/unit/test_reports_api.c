@@ -30,41 +30,6 @@ struct fixture {
     struct srv_principal admin, officer_a, auditor;
 };
 
-static int64_t add_agency(struct fixture *f, int64_t parent, const char *parent_path,
-                          const char *code, const char *name, char *path, size_t pathlen)
-{
-    int64_t id = 0;
-    assert_int_equal(store_query_int(f->db, &id,
-                                     "INSERT INTO agencies (parent_id, code, name,"
-                                     " expected_machines, created_at) VALUES"
-                                     " (CASE WHEN $1 = 0 THEN NULL ELSE $1 END, $2, $3, 4, $4)"
-                                     " RETURNING id",
-                                     "itti", parent, code, name, f->now),
-                     STORE_ROW);
-    snprintf(path, pathlen, "%s%lld/", parent_path, (long long)id);
-    assert_int_equal(
-        store_execf(f->db, NULL, "UPDATE agencies SET path = $1 WHERE id = $2", "ti", path, id), 0);
-    return id;
-}
-
-static void person(struct fixture *f, struct srv_principal *who, const char *name,
-                   enum srv_role role, int64_t agency, const char *agency_path)
-{
-    static const char *const roles[] = {"", "auditor", "officer", "admin"};
-    int64_t id = 0;
-    assert_int_equal(store_query_int(f->db, &id,
-                                     "INSERT INTO users (username, password_hash, role,"
-                                     " created_at) VALUES ($1, 'x', $2, $3) RETURNING id",
-                                     "tti", name, roles[role], f->now),
-                     STORE_ROW);
-    memset(who, 0, sizeof(*who));
-    who->role = role;
-    who->user_id = id;
-    who->agency_id = agency;
-    snprintf(who->username, sizeof(who->username), "%s", name);
-    snprintf(who->scope_path, sizeof(who->scope_path), "%s%%", agency ? agency_path : "");
-}
-
 static void machine(struct fixture *f, const char *id, int64_t agency, const char *host,
                     const char *family)
 {
@@ -87,7 +52,6 @@ static void machine(struct fixture *f, const char *id, int64_t agency, const cha
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    char pp[64], pa[64], pa1[64], pb[64];
     assert_non_null(f);
     *state = f;
     snprintf(f->dir, sizeof(f->dir), "%s", tu_mkdtemp());
@@ -99,13 +63,13 @@ static int setup(void **state)
     struct rpt_period q;
     rpt_period_at(f->now, RPT_QUARTER, f->srv.cfg.report.utc_offset, &q);
     snprintf(f->quarter, sizeof(f->quarter), "%s", q.label);
-    f->p = add_agency(f, 0, "/", "tinh", "Tỉnh", pp, sizeof(pp));
-    f->a = add_agency(f, f->p, pp, "so-a", "Sở Giáo dục và Đào tạo", pa, sizeof(pa));
-    f->a1 = add_agency(f, f->a, pa, "truong-a1", "Trường THPT Lê Lợi", pa1, sizeof(pa1));
-    f->b = add_agency(f, f->p, pp, "huyen-b", "UBND huyện Đắk Hà", pb, sizeof(pb));
-    person(f, &f->admin, "admin", SRV_ROLE_ADMIN, 0, NULL);
-    person(f, &f->officer_a, "officer_a", SRV_ROLE_OFFICER, f->a, pa);
-    person(f, &f->auditor, "auditor", SRV_ROLE_AUDITOR, 0, NULL);
+    f->p = tu_add_agency(f->db, 0, "tinh", "Tỉnh", f->now);
+    f->a = tu_add_agency(f->db, f->p, "so-a", "Sở Giáo dục và Đào tạo", f->now);
+    f->a1 = tu_add_agency(f->db, f->a, "truong-a1", "Trường THPT Lê Lợi", f->now);
+    f->b = tu_add_agency(f->db, f->p, "huyen-b", "UBND huyện Đắk Hà", f->now);
+    tu_add_person(f->db, &f->admin, "admin", SRV_ROLE_ADMIN, 0, f->now);
+    tu_add_person(f->db, &f->officer_a, "officer_a", SRV_ROLE_OFFICER, f->a, f->now);
+    tu_add_person(f->db, &f->auditor, "auditor", SRV_ROLE_AUDITOR, 0, f->now);
     machine(f, "m-a1", f->a1, "pc-le-loi-01", "Win.Trojan.Emotet");
     machine(f, "m-b", f->b, "pc-dak-ha-01", "Win.Worm.Conficker");
     return 0;

@@ -280,6 +280,56 @@ void tu_principal_admin(struct srv_principal *p)
     snprintf(p->scope_path, sizeof(p->scope_path), "%%");
 }
 
+int64_t tu_add_agency(struct store_db *db, int64_t parent, const char *code, const char *name,
+                      int64_t now)
+{
+    int64_t id = 0;
+    char *parent_path = NULL, path[256];
+
+    if (parent != 0)
+        assert_int_equal(store_query_text(db, &parent_path,
+                                          "SELECT path FROM agencies WHERE id = $1", "i", parent),
+                         STORE_ROW);
+    assert_int_equal(store_query_int(db, &id,
+                                     "INSERT INTO agencies (parent_id, code, name, created_at)"
+                                     " VALUES (CASE WHEN $1 = 0 THEN NULL ELSE $1 END, $2, $3, $4)"
+                                     " RETURNING id",
+                                     "itti", parent, code, name != NULL ? name : code, now),
+                     STORE_ROW);
+    snprintf(path, sizeof(path), "%s%" PRId64 "/", parent_path != NULL ? parent_path : "/", id);
+    free(parent_path);
+    assert_int_equal(
+        store_execf(db, NULL, "UPDATE agencies SET path = $1 WHERE id = $2", "ti", path, id), 0);
+    return id;
+}
+
+void tu_add_person(struct store_db *db, struct srv_principal *who, const char *name, int role,
+                   int64_t agency, int64_t now)
+{
+    static const char *const roles[] = {"", "auditor", "officer", "admin"};
+    char *path = NULL;
+    int64_t id = 0;
+
+    assert_true(role >= SRV_ROLE_AUDITOR && role <= SRV_ROLE_ADMIN);
+    if (agency != 0)
+        assert_int_equal(
+            store_query_text(db, &path, "SELECT path FROM agencies WHERE id = $1", "i", agency),
+            STORE_ROW);
+    assert_int_equal(store_query_int(db, &id,
+                                     "INSERT INTO users (username, password_hash, role, agency_id,"
+                                     " created_at) VALUES ($1, 'x', $2,"
+                                     " CASE WHEN $3 = 0 THEN NULL ELSE $3 END, $4) RETURNING id",
+                                     "ttii", name, roles[role], agency, now),
+                     STORE_ROW);
+    memset(who, 0, sizeof(*who));
+    who->role = (enum srv_role)role;
+    who->user_id = id;
+    who->agency_id = agency;
+    snprintf(who->username, sizeof(who->username), "%s", name);
+    snprintf(who->scope_path, sizeof(who->scope_path), "%s%%", path != NULL ? path : "");
+    free(path);
+}
+
 int tu_publisher_open(struct srv *srv, char *dir, struct store_db **db, unsigned keep, int postgres)
 {
     char err[256] = "";

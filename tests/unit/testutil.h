@@ -61,6 +61,15 @@ json_t *tu_call_handler(struct srv *srv, struct store_db *db, int (*h)(struct sr
                         const struct srv_principal *who, const char *method, const char *param,
                         const char *query, const char *body, int strict, unsigned *status);
 
+/* An agency under `parent` (0: a root) named `name` (the code when NULL),
+ * with its materialized path; returns its id. Fails the test on error. */
+int64_t tu_add_agency(struct store_db *db, int64_t parent, const char *code, const char *name,
+                      int64_t now);
+/* A user of `role` (enum srv_role) scoped to `agency` (0: the whole
+ * province), and *who as that user with the agency's scope. */
+void tu_add_person(struct store_db *db, struct srv_principal *who, const char *name, int role,
+                   int64_t agency, int64_t now);
+
 /* Fills *p as the built-in administrator (user 1, whole province). */
 void tu_principal_admin(struct srv_principal *p);
 
