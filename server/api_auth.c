@@ -103,7 +103,7 @@ static int load_user(struct store_db *db, int64_t id, json_t **out)
 /* ------------------------------------------------------------------------ */
 
 /* Seconds until `key` may try again (0 when it is not locked), or < 0. */
-static int64_t locked_for(struct store_db *db, const char *key, int64_t now)
+int64_t srv_attempt_locked_for(struct store_db *db, const char *key, int64_t now)
 {
     int64_t until = 0;
     int s = store_query_int(db, &until, "SELECT locked_until FROM login_attempts WHERE key = $1",
@@ -117,7 +117,7 @@ static int64_t locked_for(struct store_db *db, const char *key, int64_t now)
 /* Counts one failure for `key` and locks it when `limit` failures fall in
  * one window. One upsert, so concurrent failures from several server
  * processes are all counted. */
-static int record_failure(struct store_db *db, const char *key, int64_t limit, int64_t now)
+int srv_attempt_failed(struct store_db *db, const char *key, int64_t limit, int64_t now)
 {
     static const char sql[] =
         "INSERT INTO login_attempts (key, failures, window_start, locked_until)"
@@ -237,8 +237,8 @@ int api_login(struct srv_req *r)
 
     /* A locked name or address is refused before its password is checked, so
      * guessing cannot continue while locked and costs us no hashing. */
-    wait_u = locked_for(r->db, ukey, now);
-    wait_i = locked_for(r->db, ikey, now);
+    wait_u = srv_attempt_locked_for(r->db, ukey, now);
+    wait_i = srv_attempt_locked_for(r->db, ikey, now);
     if (wait_u < 0 || wait_i < 0) {
         srv_reply_store_error(r, (int)(wait_u < 0 ? wait_u : wait_i));
         goto out;
@@ -271,8 +271,8 @@ int api_login(struct srv_req *r)
     ok = srv_password_verify(hash, password);
 
     if (!ok || disabled) {
-        if ((s = record_failure(r->db, ukey, LOGIN_USER_LIMIT, now)) < 0 ||
-            (s = record_failure(r->db, ikey, LOGIN_IP_LIMIT, now)) < 0) {
+        if ((s = srv_attempt_failed(r->db, ukey, LOGIN_USER_LIMIT, now)) < 0 ||
+            (s = srv_attempt_failed(r->db, ikey, LOGIN_IP_LIMIT, now)) < 0) {
             srv_reply_store_error(r, s);
             goto out;
         }
@@ -378,7 +378,7 @@ int api_me_password(struct srv_req *r)
     /* The old password is a second factor against a stolen session: it is
      * rate limited like a sign-in. */
     snprintf(ukey, sizeof(ukey), "user:%s", r->who.username);
-    if ((wait = locked_for(r->db, ukey, now)) < 0) {
+    if ((wait = srv_attempt_locked_for(r->db, ukey, now)) < 0) {
         srv_reply_store_error(r, (int)wait);
         goto out;
     }
@@ -393,7 +393,7 @@ int api_me_password(struct srv_req *r)
         goto out;
     }
     if (!srv_password_verify(s == STORE_ROW ? hash : NULL, old)) {
-        if ((s = record_failure(r->db, ukey, LOGIN_USER_LIMIT, now)) < 0) {
+        if ((s = srv_attempt_failed(r->db, ukey, LOGIN_USER_LIMIT, now)) < 0) {
             srv_reply_store_error(r, s);
             goto out;
         }

@@ -25,11 +25,9 @@
 
 #include <sodium.h>
 
-#define PUSH_WINDOW   (15 * 60) /* seconds over which failed pushes are counted */
-#define PUSH_LOCK     (15 * 60) /* how long an address stays locked after too many */
-#define PUSH_IP_LIMIT 20
-#define STALE_PUSHES  3 /* a province is stale after this many missed intervals */
-#define TREND_POINTS  6 /* periods of the trend shown per province */
+#define PUSH_IP_LIMIT 20 /* failed pushes from one address in 15 minutes before it is locked */
+#define STALE_PUSHES  3  /* a province is stale after this many missed intervals */
+#define TREND_POINTS  6  /* periods of the trend shown per province */
 #define CHILDREN_MAX  1000
 
 /* ------------------------------------------------------------------------ */
@@ -167,45 +165,10 @@ int api_federation_children_revoke(struct srv_req *r)
 /* POST /federation/push                                                     */
 /* ------------------------------------------------------------------------ */
 
-static int push_locked_for(struct store_db *db, const char *key, int64_t now, int64_t *wait)
-{
-    int64_t until = 0;
-    int s = store_query_int(db, &until, "SELECT locked_until FROM login_attempts WHERE key = $1",
-                            "t", key);
-
-    if (s < 0)
-        return s;
-    *wait = until > now ? until - now : 0;
-    return 0;
-}
-
-/* One failed push from the caller's address, with one upsert (several
- * server processes may count at once); locks at PUSH_IP_LIMIT. */
-static int push_failure(struct store_db *db, const char *key, int64_t now)
-{
-    static const char sql[] =
-        "INSERT INTO login_attempts (key, failures, window_start, locked_until)"
-        " VALUES ($1, 1, $2, 0) ON CONFLICT (key) DO UPDATE SET"
-        " failures = CASE WHEN login_attempts.window_start <= $3 THEN 1"
-        " ELSE login_attempts.failures + 1 END,"
-        " window_start = CASE WHEN login_attempts.window_start <= $3 THEN $2"
-        " ELSE login_attempts.window_start END"
-        " RETURNING failures";
-    int64_t failures = 0;
-    int s = store_query_int(db, &failures, sql, "tii", key, now, now - PUSH_WINDOW);
-
-    if (s < 0)
-        return s;
-    if (failures >= PUSH_IP_LIMIT)
-        s = store_execf(db, NULL, "UPDATE login_attempts SET locked_until = $1 WHERE key = $2",
-                        "it", now + PUSH_LOCK, key);
-    return s < 0 ? s : 0;
-}
-
 /* Replies 401 and counts the failure. */
 static int push_refuse(struct srv_req *r, const char *key, int64_t now, const char *message)
 {
-    int s = push_failure(r->db, key, now);
+    int s = srv_attempt_failed(r->db, key, PUSH_IP_LIMIT, now);
 
     if (s < 0)
         return srv_reply_store_error(r, s);
@@ -285,8 +248,8 @@ int api_federation_push(struct srv_req *r)
     int s;
 
     snprintf(key, sizeof(key), "fedpush:%s", r->remote);
-    if ((s = push_locked_for(r->db, key, now, &wait)) < 0)
-        return srv_reply_store_error(r, s);
+    if ((wait = srv_attempt_locked_for(r->db, key, now)) < 0)
+        return srv_reply_store_error(r, (int)wait);
     if (wait > 0) {
         char secs[24];
         snprintf(secs, sizeof(secs), "%" PRId64, wait);

@@ -29,38 +29,39 @@
  * in docs/SERVER.md). Whatever the regulations leave uncertain (the index's
  * weights, the deadline, the receiver's address) is a key here, not code. */
 struct srv_report_config {
-    int utc_offset;         /* seconds east of UTC of months, quarters and deadlines; default +07:00 */
-    unsigned stale_days;    /* a machine whose database is older is "not updated"; default 15 */
-    char index_formula[512];  /* the index as an expression of the components (report/index.h) */
-    unsigned deadline_day;  /* the quarterly report is due before this day of the quarter's last month; default 20 */
-    unsigned reminder_day;  /* the dashboard reminds from this day of that month; default 1 */
+    int utc_offset;      /* seconds east of UTC of months, quarters and deadlines; default +07:00 */
+    unsigned stale_days; /* a machine whose database is older is "not updated"; default 15 */
+    char index_formula[512]; /* the index as an expression of the components (report/index.h) */
+    unsigned deadline_day;   /* the quarterly report is due before this day of the quarter's last
+                                month; default 20 */
+    unsigned reminder_day;   /* the dashboard reminds from this day of that month; default 1 */
     /* The province's identity: report headers, the edXML From, federation. */
-    char org_id[64];        /* e.g. 000.00.00.H34 */
+    char org_id[64]; /* e.g. 000.00.00.H34 */
     char org_name[256];
     char org_address[256];
     char org_email[128];
     char org_phone[64];
     char org_fax[64];
     char org_website[256];
-    char org_place[128];    /* the place on the report's date line, e.g. "Kon Tum" */
-    char product_name[64];  /* AVReport@name; default "Khien" */
+    char org_place[128];   /* the place on the report's date line, e.g. "Kon Tum" */
+    char product_name[64]; /* AVReport@name; default "Khien" */
     /* Sharing with the national malware monitoring system (report/sharing.c). */
-    char share_url[512];    /* HTTPS endpoint; empty = sharing off */
-    unsigned share_interval;  /* one submission per interval; default 1 d */
-    unsigned share_retry;     /* first retry after a failure, doubling to 6 h; default 10 min */
-    char share_pkcs12[600];   /* signing key + certificate as a PKCS#12 file, or: */
+    char share_url[512];     /* HTTPS endpoint; empty = sharing off */
+    unsigned share_interval; /* one submission per interval; default 1 d */
+    unsigned share_retry;    /* first retry after a failure, doubling to 6 h; default 10 min */
+    char share_pkcs12[600];  /* signing key + certificate as a PKCS#12 file, or: */
     char share_pkcs12_pass_file[600];
     char share_pkcs11_module[600]; /* a PKCS#11 module (e.g. /usr/lib/softhsm/libsofthsm2.so) */
     char share_pkcs11_key[600];    /* the key on the token, as a pkcs11: URI */
     char share_pkcs11_pin_file[600];
-    char share_cert[600];     /* the signing certificate (PEM) when the key is on a token */
-    char share_ca[600];       /* CA bundle for the receiver's certificate; default: the system's */
+    char share_cert[600]; /* the signing certificate (PEM) when the key is on a token */
+    char share_ca[600];   /* CA bundle for the receiver's certificate; default: the system's */
     char share_reject_text[128]; /* a 200 whose body contains this is a failure; empty = any 200 */
     /* Federation: push aggregated statistics to a parent server (report/federation.c). */
-    char parent_url[512];     /* the parent's public URL; empty = no parent */
+    char parent_url[512];        /* the parent's public URL; empty = no parent */
     char parent_token_file[600]; /* the token the parent issued to this province */
-    char parent_ca[600];      /* CA bundle for the parent's certificate; default: the system's */
-    unsigned parent_interval; /* default 1 h */
+    char parent_ca[600];         /* CA bundle for the parent's certificate; default: the system's */
+    unsigned parent_interval;    /* default 1 h */
 };
 
 /* Defaults, and one `key = value` of the server's configuration file:
@@ -248,6 +249,14 @@ int64_t srv_now(void); /* Unix seconds */
 /* Appends a row to the audit log: who (from r->who or the machine), from
  * where (r->remote), what and on which target; detail may be NULL (stolen). */
 void srv_audit(struct srv_req *r, const char *action, const char *target, json_t *detail);
+
+/* Rate limiting of secrets guessed over the network (api_auth.c), shared
+ * by every server process through the login_attempts table: `key` is
+ * "user:NAME", "ip:ADDR", ... Seconds until `key` may try again (0 when it
+ * is not locked) or a negative store error; and one failure counted, which
+ * locks the key for 15 minutes once `limit` fall within 15 minutes. */
+int64_t srv_attempt_locked_for(struct store_db *db, const char *key, int64_t now);
+int srv_attempt_failed(struct store_db *db, const char *key, int64_t limit, int64_t now);
 
 /* True when agency `agency_id` is inside the caller's scope. */
 int srv_agency_in_scope(struct srv_req *r, int64_t agency_id);
