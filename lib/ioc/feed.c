@@ -390,10 +390,8 @@ int feed_emit_plain(struct feed_run *run, const char *line, size_t n, int *r)
 {
     char val[IOC_VALUE_MAX + 1], cat[IOC_WORD_MAX + 1], src[IOC_WORD_MAX + 1];
     struct ioc_record rec;
-    /* A tab in the value makes the fast path refuse it. */
-    const char *blank = memchr(line, ' ', n);
-    size_t v = blank != NULL ? (size_t)(blank - line) : n;
-    int got = feed_fast_value(-1, line, v, val);
+    size_t v = 0;
+    int got = feed_fast_value(-1, line, n, val, &v);
     if (got < 0)
         return 0;
     rec.category = run->cat_clean;

@@ -67,8 +67,10 @@ int feed_emit(struct feed_run *run, int kind, const char *value, size_t len,
  * form or nearly (plain domains, possibly upper-case; dotted IPv4 with an
  * optional :port or /len). Writes the same text the full normaliser would
  * and returns the kind, or returns -1 when the value needs the full path
- * (which also words any error). s[0..n) must be trimmed. */
-int feed_fast_value(int kind, const char *s, size_t n, char *out);
+ * (which also words any error). With used == NULL s[0..n) is the trimmed
+ * value; otherwise the value is the token at s, ended by the end or a blank,
+ * and *used gets its length. */
+int feed_fast_value(int kind, const char *s, size_t n, char *out, size_t *used);
 
 /* For a plain-list line "value [category [source]]" whose value the fast
  * path takes and whose words need no cleaning: emits it as the general path

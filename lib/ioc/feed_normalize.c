@@ -544,9 +544,16 @@ static size_t fast_num(const char *s, size_t n, size_t maxd, unsigned *v)
     return i;
 }
 
+/* Whether a value that the fast path read up to e ends there: at the end of
+ * the text, or, when the caller reads a token (used != NULL), at a blank. */
+static int ends_at(const char *s, size_t n, size_t e, const size_t *used)
+{
+    return e == n || (used != NULL && e < n && (s[e] == ' ' || s[e] == '\t'));
+}
+
 /* "a.b.c.d", "a.b.c.d:port" or "a.b.c.d/len" as inet_pton and the general
  * path read them. */
-static int fast_ipv4(int kind, const char *s, size_t n, char *out)
+static int fast_ipv4(int kind, const char *s, size_t n, char *out, size_t *used)
 {
     uint32_t a = 0;
     size_t i = 0;
@@ -569,22 +576,26 @@ static int fast_ipv4(int kind, const char *s, size_t n, char *out)
     unsigned port = 0, bits = 32;
     if (i < n && s[i] == ':') {
         size_t d = fast_num(s + i + 1, n - i - 1, 5, &port);
-        if (d == 0 || port == 0 || port > 65535 || i + 1 + d != n)
+        if (d == 0 || port == 0 || port > 65535 || !ends_at(s, n, i + 1 + d, used))
             return -1;
         got = IOC_IP_PORT;
+        i += 1 + d;
     } else if (i < n && s[i] == '/') {
         size_t d = fast_num(s + i + 1, n - i - 1, 2, &bits);
-        if (d == 0 || bits == 0 || bits > 32 || i + 1 + d != n)
+        if (d == 0 || bits == 0 || bits > 32 || !ends_at(s, n, i + 1 + d, used))
             return -1;
+        i += 1 + d;
         if (bits < 32) {
             a &= ~0u << (32 - bits);
             got = IOC_CIDR;
         }
-    } else if (i != n) {
+    } else if (!ends_at(s, n, i, used)) {
         return -1;
     }
     if (!kind_ok(kind, got))
         return -1;
+    if (used != NULL)
+        *used = i;
     size_t o = 0;
     for (int k = 3; k >= 0; k--) {
         o += put_uint(out + o, (a >> (8 * k)) & 0xff);
@@ -622,30 +633,36 @@ static const char dom_lower[256] = {
  * two labels or more, the last not all digits, no leading or trailing dot.
  * Names in large lists mix letters and digits at random, so the character
  * loop has no branch on the kind of character. */
-static int fast_domain(int kind, const char *s, size_t n, char *out)
+static int fast_domain(int kind, const char *s, size_t n, char *out, size_t *used)
 {
-    size_t i = 0, start = 0, dots = 0;
-    if (n > DOMAIN_MAX || (kind >= 0 && kind != IOC_DOMAIN))
+    /* Where each dot is, noted without a branch: a name of DOMAIN_MAX
+     * characters has fewer than DOMAIN_MAX / 2 + 1 of them when valid, and
+     * the copy stops before that many. */
+    uint8_t dot[DOMAIN_MAX / 2 + 2];
+    size_t i = 0, nd = 0;
+    if (kind >= 0 && kind != IOC_DOMAIN)
         return -1;
-    /* One pass copies and lowercases, stopping at anything else ... */
-    for (; i < n; i++) {
+    size_t lim = KHX_MIN(n, (size_t)DOMAIN_MAX + 1);
+    for (; i < lim; i++) {
         char c = dom_lower[(unsigned char)s[i]];
         if (c == 0)
-            return -1;
-        out[i] = c;
-    }
-    /* ... and the labels are checked from dot to dot. */
-    for (;;) {
-        const char *dot = memchr(out + start, '.', n - start);
-        size_t end = dot != NULL ? (size_t)(dot - out) : n;
-        if (end == start || end - start > LABEL_MAX)
-            return -1;
-        if (dot == NULL)
             break;
-        dots++;
-        start = end + 1;
+        out[i] = c;
+        dot[nd] = (uint8_t)i;
+        nd += c == '.';
+        if (nd > DOMAIN_MAX / 2)
+            return -1;
     }
-    if (dots == 0)
+    if (i > DOMAIN_MAX || !ends_at(s, n, i, used) || nd == 0)
+        return -1;
+    n = i;
+    size_t start = 0;
+    for (size_t k = 0; k < nd; k++) {
+        if (dot[k] == start || dot[k] - start > LABEL_MAX)
+            return -1;
+        start = (size_t)dot[k] + 1;
+    }
+    if (start == n || n - start > LABEL_MAX)
         return -1;
     /* The last label may not be all digits (the general path says why). */
     for (i = start; i < n && out[i] >= '0' && out[i] <= '9'; i++)
@@ -653,19 +670,21 @@ static int fast_domain(int kind, const char *s, size_t n, char *out)
     if (i == n)
         return -1;
     out[n] = '\0';
+    if (used != NULL)
+        *used = n;
     return IOC_DOMAIN;
 }
 
-int feed_fast_value(int kind, const char *s, size_t n, char *out)
+int feed_fast_value(int kind, const char *s, size_t n, char *out, size_t *used)
 {
-    if (n == 0 || n > DOMAIN_MAX)
+    if (n == 0)
         return -1;
     if (is_digit(s[0])) {
-        int got = fast_ipv4(kind, s, n, out);
+        int got = fast_ipv4(kind, s, n, out, used);
         if (got >= 0)
             return got;
     }
-    return fast_domain(kind, s, n, out);
+    return fast_domain(kind, s, n, out, used);
 }
 
 int ioc_normalize_value(int kind, const char *value, size_t len, char *out, char *err,
@@ -679,7 +698,7 @@ int ioc_normalize_value(int kind, const char *value, size_t len, char *out, char
             v++, n--;
         while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t' || v[n - 1] == '\r'))
             n--;
-        int got = feed_fast_value(kind, v, n, out);
+        int got = feed_fast_value(kind, v, n, out, NULL);
         if (got >= 0)
             return got;
     }

@@ -407,14 +407,14 @@ static const uint8_t name_class[256] = {
 };
 
 /* Copies a domain from s to d lowercased, checking its syntax on the way:
- * one branch-free pass over the characters, then the labels dot to dot
- * (names in large lists mix letters and digits at random, which a branch
- * per character class mispredicts). */
+ * one pass over the characters with no branch on their class (names in
+ * large lists mix letters and digits at random, which such a branch
+ * mispredicts), noting where the dots are, then the labels between them. */
 static int domain_ok(const char *s, char *d, size_t len)
 {
-    size_t start = 0;
+    uint8_t dot[DOMAIN_MAX + 1];
+    size_t nd = 0, start = 0;
     unsigned bad = 0;
-    int labels = 0;
     if (len == 0 || len > DOMAIN_MAX)
         return 0;
     for (size_t i = 0; i < len; i++) {
@@ -422,20 +422,17 @@ static int domain_ok(const char *s, char *d, size_t len)
         unsigned k = name_class[c];
         bad |= k == 0;
         d[i] = (char)(c | (k == 2 ? 0x20 : 0));
+        dot[nd] = (uint8_t)i;
+        nd += k == 3;
     }
-    if (bad)
+    if (bad || nd == 0)
         return 0;
-    for (;;) {
-        const char *dot = memchr(d + start, '.', len - start);
-        size_t end = dot != NULL ? (size_t)(dot - d) : len;
-        if (end == start || end - start > 63)
+    for (size_t j = 0; j < nd; j++) {
+        if (dot[j] == start || dot[j] - start > 63)
             return 0;
-        if (dot == NULL)
-            break;
-        labels++;
-        start = end + 1;
+        start = (size_t)dot[j] + 1;
     }
-    return labels >= 1;
+    return start < len && len - start <= 63;
 }
 
 /* Turns (kind, value) into an internal kind and key bytes in out (at least
