@@ -261,8 +261,8 @@ void feed_run_init(struct feed_run *run, enum ioc_format fmt, const struct ioc_r
         strcpy(run->cat_clean, "malware");
     if (clean_word(run->source, strlen(run->source), run->src_clean) != 0)
         strcpy(run->src_clean, "-");
-    run->fam_ok = run->family != NULL &&
-                  clean_text(run->family, strlen(run->family), run->fam_clean) == 0;
+    run->fam_ok =
+        run->family != NULL && clean_text(run->family, strlen(run->family), run->fam_clean) == 0;
 }
 
 void feed_reject(struct feed_run *run, const char *fmt, ...)

@@ -36,7 +36,7 @@ struct feed_run {
     char cat_clean[IOC_WORD_MAX + 1];
     char src_clean[IOC_WORD_MAX + 1];
     char fam_clean[IOC_WORD_MAX + 1];
-    int fam_ok; /* fam_clean holds the cleaned default family */
+    int fam_ok;         /* fam_clean holds the cleaned default family */
     unsigned line_base; /* lines of a streamed plain file already read */
 };
 
@@ -82,8 +82,7 @@ int feed_emit_plain(struct feed_run *run, const char *line, size_t n, int *r);
  * the same order, overlapping parsing with the callback's work
  * (feed_pipe.c). Falls back to one thread when no thread can be started.
  * Returns what the reader or the callback returned. */
-int feed_read_piped(struct feed_run *run, int (*read)(struct feed_run *run, void *arg),
-                    void *arg);
+int feed_read_piped(struct feed_run *run, int (*read)(struct feed_run *run, void *arg), void *arg);
 
 /* ioc_category_word without its fallback: NULL when nothing is recognised. */
 const char *feed_category_lookup(const char *text, size_t len);
