@@ -467,11 +467,10 @@ static int read_text(struct feed_run *run, enum ioc_format fmt, const char *text
     }
 }
 
-/* Whether a large feed is parsed on a second thread (feed_pipe.c). The
- * hand-over costs CPU time of its own (every record is packed and unpacked),
- * which on this project's 2-core test machine ate the overlap, so it is on
- * by default only with 4 cores or more. KHIEN_FEED_THREADS=1 or 2 decides
- * instead. */
+/* Whether a large feed is parsed on a second thread (feed_pipe.c): when the
+ * machine has a second core. KHIEN_FEED_THREADS=1 or 2 decides instead (a
+ * busy host whose other cores are taken loses the CPU time the hand-over
+ * costs). */
 static int use_threads(void)
 {
     static atomic_long cpus;
@@ -483,7 +482,7 @@ static int use_threads(void)
         n = sysconf(_SC_NPROCESSORS_ONLN);
         atomic_store_explicit(&cpus, n, memory_order_relaxed);
     }
-    return n >= 4;
+    return n >= 2;
 }
 
 struct text_arg {

@@ -14,6 +14,7 @@
  * what the read returns.
  */
 #include <pthread.h>
+#include <stdalign.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,13 +33,19 @@ enum { PF_CAT = 1, PF_SRC = 2, PF_FAM = 4, PF_FAM_DEFAULT = 8 };
  * then the value and any flagged strings, each NUL-terminated. */
 #define PREC_HDR 13
 
+/* A batch sits alone in its cache line(s): the reader writes `used` for
+ * every record, and the other thread must not be reading a neighbour's
+ * fields from the same line meanwhile. */
 struct batch {
-    size_t used;
+    alignas(64) size_t used;
     uint8_t *data;
 };
 
 struct pipe {
-    struct feed_run *run; /* the reader's run (its defaults are read by both) */
+    struct feed_run *run; /* the reader's run */
+    /* Copies of the run's cleaned defaults for the caller's thread, which
+     * thus never reads the run that the reader writes next to. */
+    char cat[IOC_WORD_MAX + 1], src[IOC_WORD_MAX + 1], fam[IOC_WORD_MAX + 1];
     ioc_record_fn fn;     /* the caller's callback and context */
     void *ctx;
     pthread_mutex_t mu;
@@ -153,10 +160,10 @@ static void *reader_main(void *arg)
 /* Unpacks one batch and calls the caller's callback per record. */
 static int replay(struct pipe *p, const struct batch *b)
 {
-    const struct feed_run *run = p->run;
-    size_t off = 0;
-    while (off + PREC_HDR <= b->used) {
-        const uint8_t *o = b->data + off;
+    const uint8_t *data = b->data;
+    size_t off = 0, used = b->used;
+    while (off + PREC_HDR <= used) {
+        const uint8_t *o = data + off;
         uint16_t len;
         struct ioc_record rec;
         memcpy(&len, o, 2);
@@ -167,9 +174,9 @@ static int replay(struct pipe *p, const struct batch *b)
         const char *s = (const char *)o + PREC_HDR;
         rec.value = s;
         s += strlen(s) + 1;
-        rec.category = run->cat_clean;
-        rec.source = run->src_clean;
-        rec.family = flags & PF_FAM_DEFAULT ? run->fam_clean : NULL;
+        rec.category = p->cat;
+        rec.source = p->src;
+        rec.family = flags & PF_FAM_DEFAULT ? p->fam : NULL;
         if (flags & PF_CAT) {
             rec.category = s;
             s += strlen(s) + 1;
@@ -196,6 +203,9 @@ int feed_read_piped(struct feed_run *run, int (*read)(struct feed_run *run, void
     int r = KH_ENOMEM, started = 0, sync = 0;
     memset(&p, 0, sizeof(p));
     p.run = run;
+    memcpy(p.cat, run->cat_clean, sizeof(p.cat));
+    memcpy(p.src, run->src_clean, sizeof(p.src));
+    memcpy(p.fam, run->fam_clean, sizeof(p.fam));
     p.fn = run->fn;
     p.ctx = run->ctx;
     atomic_init(&p.stop, 0);
