@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <stdalign.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,7 +28,10 @@
 
 /* Flags of a packed record: which strings follow the value; the others are
  * the run's defaults (or no family). */
-enum { PF_CAT = 1, PF_SRC = 2, PF_FAM = 4, PF_FAM_DEFAULT = 8 };
+enum { PF_CAT = 1, PF_SRC = 2, PF_FAM = 4, PF_FAM_DEFAULT = 8, PF_CAT_PREV = 16, PF_SRC_PREV = 32 };
+/* PF_CAT_PREV, PF_SRC_PREV: the same category (source) as the batch's
+ * previous record that carried one, so the word is not packed again: in a
+ * list of "value category source" lines it is the same on every line. */
 
 /* A packed record: [len u16][kind u8][confidence u8][flags u8][expires i64]
  * then the value and any flagged strings, each NUL-terminated. */
@@ -46,7 +50,10 @@ struct pipe {
     /* Copies of the run's cleaned defaults for the caller's thread, which
      * thus never reads the run that the reader writes next to. */
     char cat[IOC_WORD_MAX + 1], src[IOC_WORD_MAX + 1], fam[IOC_WORD_MAX + 1];
-    ioc_record_fn fn;     /* the caller's callback and context */
+    /* The reader's side: the words last packed in the batch it fills. */
+    char last_cat[IOC_WORD_MAX + 1], last_src[IOC_WORD_MAX + 1];
+    int have_cat, have_src;
+    ioc_record_fn fn; /* the caller's callback and context */
     void *ctx;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -89,12 +96,20 @@ static int push(void *ctx, const struct ioc_record *r)
     uint8_t flags = 0;
     size_t need = PREC_HDR + str_bytes(r->value);
     if (r->category != p->run->cat_clean) {
-        flags |= PF_CAT;
-        need += str_bytes(r->category);
+        if (p->have_cat && strcmp(r->category, p->last_cat) == 0) {
+            flags |= PF_CAT_PREV;
+        } else {
+            flags |= PF_CAT;
+            need += str_bytes(r->category);
+        }
     }
     if (r->source != p->run->src_clean) {
-        flags |= PF_SRC;
-        need += str_bytes(r->source);
+        if (p->have_src && strcmp(r->source, p->last_src) == 0) {
+            flags |= PF_SRC_PREV;
+        } else {
+            flags |= PF_SRC;
+            need += str_bytes(r->source);
+        }
     }
     if (r->family != NULL && r->family == p->run->fam_clean) {
         flags |= PF_FAM_DEFAULT;
@@ -108,6 +123,16 @@ static int push(void *ctx, const struct ioc_record *r)
         if ((stop = atomic_load(&p->stop)) != 0)
             return stop;
         b = &p->b[p->fill];
+        /* A batch stands alone: its first record carries its words. */
+        p->have_cat = p->have_src = 0;
+        if (flags & PF_CAT_PREV) {
+            flags = (uint8_t)((flags & ~PF_CAT_PREV) | PF_CAT);
+            need += str_bytes(r->category);
+        }
+        if (flags & PF_SRC_PREV) {
+            flags = (uint8_t)((flags & ~PF_SRC_PREV) | PF_SRC);
+            need += str_bytes(r->source);
+        }
     }
     uint8_t *o = b->data + b->used;
     uint16_t len = (uint16_t)need;
@@ -125,10 +150,16 @@ static int push(void *ctx, const struct ioc_record *r)
         k += l_ + 1;                                                                               \
     } while (0)
     PUT(r->value);
-    if (flags & PF_CAT)
+    if (flags & PF_CAT) {
         PUT(r->category);
-    if (flags & PF_SRC)
+        snprintf(p->last_cat, sizeof(p->last_cat), "%s", r->category);
+        p->have_cat = 1;
+    }
+    if (flags & PF_SRC) {
         PUT(r->source);
+        snprintf(p->last_src, sizeof(p->last_src), "%s", r->source);
+        p->have_src = 1;
+    }
     if (flags & PF_FAM)
         PUT(r->family);
 #undef PUT
@@ -161,6 +192,7 @@ static void *reader_main(void *arg)
 static int replay(struct pipe *p, const struct batch *b)
 {
     const uint8_t *data = b->data;
+    const char *pcat = p->cat, *psrc = p->src;
     size_t off = 0, used = b->used;
     while (off + PREC_HDR <= used) {
         const uint8_t *o = data + off;
@@ -178,12 +210,16 @@ static int replay(struct pipe *p, const struct batch *b)
         rec.source = p->src;
         rec.family = flags & PF_FAM_DEFAULT ? p->fam : NULL;
         if (flags & PF_CAT) {
-            rec.category = s;
+            rec.category = pcat = s;
             s += strlen(s) + 1;
+        } else if (flags & PF_CAT_PREV) {
+            rec.category = pcat;
         }
         if (flags & PF_SRC) {
-            rec.source = s;
+            rec.source = psrc = s;
             s += strlen(s) + 1;
+        } else if (flags & PF_SRC_PREV) {
+            rec.source = psrc;
         }
         if (flags & PF_FAM)
             rec.family = s;
