@@ -9,12 +9,19 @@
  *
  * Only the first packet of a datagram is looked at: a client's Initial is
  * always first when packets are coalesced. A ClientHello that continues in
- * another packet (large post-quantum key shares) gives 0; the decoder counts
- * it. docs/internals/sensor-tls-quic.md has the details and limits.
+ * other Initial packets of the same connection (large post-quantum key
+ * shares make Chrome's and Firefox's hellos span two or three) is joined
+ * across them in a bounded table (struct sen_quic_joins): keyed by the
+ * client's and server's addresses and ports and the DCID, at most
+ * QUIC_CRYPTO_MAX bytes per connection, a fixed number of connections with
+ * the oldest evicted, and entries that wait longer than a timeout dropped.
+ * docs/internals/sensor-tls-quic.md has the details and limits.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sys/socket.h>
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -279,18 +286,27 @@ static int walk_frames(const uint8_t *p, size_t len, struct crypto_join *j)
     return 0;
 }
 
-int sen_quic_initial(const uint8_t *data, size_t len, struct sen_client_hello *ch)
+/* One client Initial opened: its DCID, whether its tag verified, and its
+ * CRYPTO data in j. */
+struct opened {
+    uint8_t dcid[QUIC_MAX_CID];
+    size_t dcid_len;
+    int authentic;
+};
+
+/* Decrypts one Initial and walks its frames into j. Returns 1 when that
+ * worked, 0 when the packet is not a client Initial we can open (or, for a
+ * packet whose tag did not verify, anything else went wrong), -1 when it
+ * is malformed. */
+static int open_initial(const uint8_t *data, size_t len, struct crypto_join *j, struct opened *o)
 {
     struct initial_keys k;
-    struct crypto_join *j = NULL;
     uint8_t *pt = NULL;
     uint8_t mask[16], pnb[4], nonce[12];
     uint64_t token_len, length;
     size_t off = 5;
     int r = -1;
 
-    if (data == NULL || ch == NULL)
-        return -1;
     memset(&k, 0, sizeof(k));
     if (len < 7 || !(data[0] & 0x80))
         return 0; /* a short header packet: not an Initial */
@@ -304,6 +320,8 @@ int sen_quic_initial(const uint8_t *data, size_t len, struct sen_client_hello *c
     if (dcid_len > QUIC_MAX_CID || len - off < dcid_len + 1)
         return -1;
     const uint8_t *dcid = data + off;
+    memcpy(o->dcid, dcid, dcid_len);
+    o->dcid_len = dcid_len;
     off += dcid_len;
     size_t scid_len = data[off++];
     if (scid_len > QUIC_MAX_CID || len - off < scid_len)
@@ -339,12 +357,13 @@ int sen_quic_initial(const uint8_t *data, size_t len, struct sen_client_hello *c
 
     const uint8_t *ct = data + pn_offset + pn_len;
     size_t ct_len = (size_t)length - pn_len - 16;
-    if ((pt = malloc(ct_len + 16)) == NULL || (j = calloc(1, sizeof(*j))) == NULL)
+    if ((pt = malloc(ct_len + 16)) == NULL)
         goto out;
     int authentic = gcm_open(&k, nonce, first, data + 1, pn_offset - 1, pnb, pn_len, ct, ct_len,
                              ct + ct_len, pt);
     if (authentic < 0)
         goto out;
+    o->authentic = authentic;
 
     /* A packet whose tag does not verify is most often one the client keys
      * do not fit (a server's Initial, a client's Initial after a Retry).
@@ -353,22 +372,251 @@ int sen_quic_initial(const uint8_t *data, size_t len, struct sen_client_hello *c
      * generators write Initials with a wrong tag that real parsers (which
      * do not check it) read. Anything less from such a packet gives 0,
      * never "malformed". */
-    int walked = walk_frames(pt, ct_len, j);
-    size_t prefix = walked == 0 ? crypto_prefix(j) : 0;
-    if (walked != 0) {
+    if (walk_frames(pt, ct_len, j) != 0) {
         r = authentic ? -1 : 0;
         goto out;
     }
+    r = 1;
+out:
+    OPENSSL_cleanse(&k, sizeof(k));
+    free(pt);
+    return r;
+}
+
+int sen_quic_initial(const uint8_t *data, size_t len, struct sen_client_hello *ch)
+{
+    struct crypto_join *j = NULL;
+    struct opened o;
+    int r = -1;
+
+    if (data == NULL || ch == NULL)
+        return -1;
+    memset(&o, 0, sizeof(o));
+    if ((j = calloc(1, sizeof(*j))) == NULL)
+        return -1;
+    int opened = open_initial(data, len, j, &o);
+    if (opened <= 0) {
+        r = opened;
+        goto out;
+    }
+    size_t prefix = crypto_prefix(j);
     if (prefix == 0) {
         r = 0; /* no ClientHello start in this packet */
         goto out;
     }
     r = sen_tls_client_hello(j->data, prefix, 0, 1, ch);
-    if (!authentic && r != 1)
+    if (!o.authentic && r != 1)
         r = 0;
 out:
-    OPENSSL_cleanse(&k, sizeof(k));
     free(j);
-    free(pt);
+    return r;
+}
+
+/* ---- joining a ClientHello across Initial packets ---- */
+
+/* One connection whose ClientHello is incomplete. */
+struct quic_join {
+    struct sen_tuple t; /* client -> server as on the wire */
+    uint8_t dcid[QUIC_MAX_CID];
+    size_t dcid_len;
+    int64_t first_us; /* when its first packet came */
+    struct crypto_join *j;
+};
+
+struct sen_quic_joins {
+    size_t max, n;
+    int64_t timeout_us;
+    struct quic_join *e; /* e[0..n), in no order */
+    uint64_t joined, dropped;
+};
+
+struct sen_quic_joins *sen_quic_joins_new(size_t max_conns, unsigned timeout_s)
+{
+    struct sen_quic_joins *t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        return NULL;
+    t->max = max_conns > 0 ? max_conns : 256;
+    t->timeout_us = (int64_t)(timeout_s > 0 ? timeout_s : 10) * 1000000;
+    if ((t->e = calloc(t->max, sizeof(*t->e))) == NULL) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+void sen_quic_joins_free(struct sen_quic_joins *t)
+{
+    if (t == NULL)
+        return;
+    for (size_t i = 0; i < t->n; i++)
+        free(t->e[i].j);
+    free(t->e);
+    free(t);
+}
+
+size_t sen_quic_joins_count(const struct sen_quic_joins *t)
+{
+    return t != NULL ? t->n : 0;
+}
+
+void sen_quic_joins_stats(const struct sen_quic_joins *t, uint64_t *joined, uint64_t *dropped)
+{
+    *joined = t != NULL ? t->joined : 0;
+    *dropped = t != NULL ? t->dropped : 0;
+}
+
+static void join_remove(struct sen_quic_joins *t, size_t i)
+{
+    free(t->e[i].j);
+    t->e[i] = t->e[--t->n];
+    memset(&t->e[t->n], 0, sizeof(t->e[t->n]));
+}
+
+void sen_quic_joins_expire(struct sen_quic_joins *t, int64_t now_us)
+{
+    if (t == NULL)
+        return;
+    for (size_t i = 0; i < t->n;) {
+        if (now_us - t->e[i].first_us > t->timeout_us) {
+            join_remove(t, i);
+            t->dropped++;
+        } else {
+            i++;
+        }
+    }
+}
+
+static int same_tuple(const struct sen_tuple *a, const struct sen_tuple *b)
+{
+    size_t al = a->family == AF_INET6 ? 16 : 4;
+    return a->family == b->family && a->sport == b->sport && a->dport == b->dport &&
+           memcmp(a->src, b->src, al) == 0 && memcmp(a->dst, b->dst, al) == 0;
+}
+
+static struct quic_join *join_find(struct sen_quic_joins *t, const struct sen_tuple *tu,
+                                   const struct opened *o)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        struct quic_join *e = &t->e[i];
+        if (e->dcid_len == o->dcid_len && memcmp(e->dcid, o->dcid, o->dcid_len) == 0 &&
+            same_tuple(&e->t, tu))
+            return e;
+    }
+    return NULL;
+}
+
+/* Adds j's bytes to the entry's; -1 when the two disagree. */
+static int join_merge(struct crypto_join *into, const struct crypto_join *j)
+{
+    for (size_t w = 0; w < sizeof(j->have); w++) {
+        uint8_t bits = j->have[w];
+        if (bits == 0)
+            continue;
+        for (unsigned b = 0; b < 8; b++) {
+            if (!(bits & (1u << b)))
+                continue;
+            size_t at = w * 8 + b;
+            if (into->have[w] & (1u << b)) {
+                if (into->data[at] != j->data[at])
+                    return -1;
+                continue;
+            }
+            into->have[w] |= (uint8_t)(1u << b);
+            into->data[at] = j->data[at];
+        }
+    }
+    return 0;
+}
+
+/* The ClientHello's whole length (handshake header included) once its
+ * first 4 bytes are present, else 0. */
+static size_t hello_need(const struct crypto_join *j, size_t prefix)
+{
+    if (prefix < 4)
+        return 0;
+    return 4 + ((size_t)j->data[1] << 16 | (size_t)j->data[2] << 8 | j->data[3]);
+}
+
+static int has_any(const struct crypto_join *j)
+{
+    for (size_t w = 0; w < sizeof(j->have); w++)
+        if (j->have[w] != 0)
+            return 1;
+    return 0;
+}
+
+int sen_quic_initial_join(struct sen_quic_joins *t, const struct sen_tuple *tu, int64_t ts_us,
+                          const uint8_t *data, size_t len, struct sen_client_hello *ch)
+{
+    struct crypto_join *j = NULL;
+    struct opened o;
+    int r = -1;
+
+    if (t == NULL || tu == NULL)
+        return sen_quic_initial(data, len, ch);
+    if (data == NULL || ch == NULL)
+        return -1;
+    memset(&o, 0, sizeof(o));
+    if ((j = calloc(1, sizeof(*j))) == NULL)
+        return -1;
+    int opened = open_initial(data, len, j, &o);
+    if (opened <= 0) {
+        r = opened;
+        goto out;
+    }
+    struct quic_join *e = join_find(t, tu, &o);
+    if (!o.authentic && e == NULL) {
+        /* Only packets the client's keys open start a join; anything else
+         * is read on its own, as sen_quic_initial does. */
+        size_t prefix = crypto_prefix(j);
+        r = prefix > 0 ? sen_tls_client_hello(j->data, prefix, 0, 1, ch) : 0;
+        if (r != 1)
+            r = 0;
+        goto out;
+    }
+    if (e != NULL && o.authentic) {
+        if (join_merge(e->j, j) != 0) {
+            /* Two packets that disagree about the same bytes: evasion. */
+            join_remove(t, (size_t)(e - t->e));
+            r = -1;
+            goto out;
+        }
+    }
+    const struct crypto_join *cj = e != NULL ? e->j : j;
+    size_t prefix = crypto_prefix(cj);
+    if (prefix > 0) {
+        /* 1 parsed, -1 not a ClientHello, 0 the length says it goes on. */
+        r = sen_tls_client_hello(cj->data, prefix, 0, 1, ch);
+        if (r != 0 || hello_need(cj, prefix) > QUIC_CRYPTO_MAX) {
+            if (e != NULL) {
+                t->joined += r == 1;
+                join_remove(t, (size_t)(e - t->e));
+            }
+            if (!o.authentic && r != 1)
+                r = 0;
+            goto out;
+        }
+    }
+    /* Incomplete: keep (or go on keeping) this connection's bytes. */
+    r = 0;
+    if (e != NULL || !has_any(j))
+        goto out;
+    if (t->n == t->max) {
+        size_t old = 0;
+        for (size_t i = 1; i < t->n; i++)
+            if (t->e[i].first_us < t->e[old].first_us)
+                old = i;
+        join_remove(t, old);
+        t->dropped++;
+    }
+    e = &t->e[t->n++];
+    e->t = *tu;
+    memcpy(e->dcid, o.dcid, o.dcid_len);
+    e->dcid_len = o.dcid_len;
+    e->first_us = ts_us;
+    e->j = j;
+    j = NULL;
+out:
+    free(j);
     return r;
 }

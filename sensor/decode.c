@@ -41,6 +41,7 @@ struct sen_decoder {
     unsigned timeout_s;
     struct sen_decode_stats st;
     struct dec_flow_table *flows;
+    struct sen_quic_joins *quic; /* ClientHellos spanning several Initials */
 };
 
 /* What the IP layer hands to TCP/UDP for one packet. */
@@ -89,7 +90,8 @@ int sen_decoder_new(const struct sen_decoder_opts *opts, sen_obs_fn fn, void *ct
      * that nothing we parse needs joining. */
     if (buffer > 65537)
         buffer = 65537;
-    if ((d->flows = dec_flow_table_new(max_flows, buffer)) == NULL)
+    if ((d->flows = dec_flow_table_new(max_flows, buffer)) == NULL ||
+        (d->quic = sen_quic_joins_new(0, 0)) == NULL)
         goto out;
     *out = d;
     d = NULL;
@@ -104,18 +106,22 @@ void sen_decoder_free(struct sen_decoder *d)
     if (d == NULL)
         return;
     dec_flow_table_free(d->flows);
+    sen_quic_joins_free(d->quic);
     free(d);
 }
 
 void sen_decoder_stats(const struct sen_decoder *d, struct sen_decode_stats *st)
 {
     *st = d->st;
+    sen_quic_joins_stats(d->quic, &st->quic_joined, &st->quic_join_dropped);
 }
 
 void sen_decoder_expire(struct sen_decoder *d, int64_t now_us)
 {
     if (dec_flow_count(d->flows) > 0)
         dec_flow_expire(d->flows, now_us - (int64_t)d->timeout_s * 1000000);
+    if (sen_quic_joins_count(d->quic) > 0)
+        sen_quic_joins_expire(d->quic, now_us);
 }
 
 /* ---- observations ---- */
@@ -430,7 +436,7 @@ static void udp_payload(struct sen_decoder *d, const struct dec_pkt *pk, const u
         unsigned type = (p[0] >> 4) & 3;
         if ((ver == 1 && type == 0) || (ver == 0x6b3343cf && type == 1)) {
             struct sen_client_hello ch;
-            int r = sen_quic_initial(p, len, &ch);
+            int r = sen_quic_initial_join(d->quic, &pk->t, pk->ts_us, p, len, &ch);
             d->st.quic_initials++;
             if (r > 0)
                 emit_hello(d, pk, &ch, SEN_QUIC_SNI);

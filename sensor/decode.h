@@ -41,6 +41,8 @@ struct sen_decode_stats {
     uint64_t unsupported_link; /* link types we cannot decode */
     uint64_t fragments;        /* non-first IP fragments (not reassembled) */
     uint64_t flows, flow_evictions, reassembly_gaps;
+    uint64_t quic_joined;       /* QUIC ClientHellos joined from several packets */
+    uint64_t quic_join_dropped; /* ... given up (evicted, expired) before complete */
 };
 
 struct sen_decoder;
@@ -101,7 +103,32 @@ int sen_http_request(const uint8_t *data, size_t len, char host[256], char url[1
 /* Decrypts a QUIC v1/v2 Initial packet from a client (RFC 9001 keys from the
  * DCID) and parses the ClientHello in its CRYPTO frames (fragments in one
  * packet are joined by offset). Returns 1 with *ch, 0 when not an Initial or
- * the ClientHello continues in another packet, -1 malformed. */
+ * the ClientHello continues in another packet, -1 malformed. The decoder
+ * uses sen_quic_initial_join, which joins packets. */
 int sen_quic_initial(const uint8_t *data, size_t len, struct sen_client_hello *ch);
+
+/* A bounded table of connections whose ClientHello spans several Initial
+ * packets (app_quic.c). Each holds at most 16 KiB of CRYPTO data; at most
+ * max_conns (0 = 256) are held, the oldest evicted when a new one needs
+ * room, and one waiting longer than timeout_s (0 = 10) is dropped by
+ * sen_quic_joins_expire. One table per thread. */
+struct sen_quic_joins;
+struct sen_quic_joins *sen_quic_joins_new(size_t max_conns, unsigned timeout_s);
+void sen_quic_joins_free(struct sen_quic_joins *t); /* NULL-safe */
+size_t sen_quic_joins_count(const struct sen_quic_joins *t);
+void sen_quic_joins_expire(struct sen_quic_joins *t, int64_t now_us);
+/* ClientHellos completed from more than one packet, and connections
+ * dropped (evicted or expired) before theirs was complete. */
+void sen_quic_joins_stats(const struct sen_quic_joins *t, uint64_t *joined, uint64_t *dropped);
+
+/* sen_quic_initial for a packet of the connection t (client -> server as on
+ * the wire) seen at ts_us: CRYPTO data is joined, in any order, with the
+ * earlier Initials of the same addresses, ports and DCID. Returns 1 with *ch
+ * when this packet completed the ClientHello, 0 when it is not a client
+ * Initial or the ClientHello is still incomplete, -1 malformed (including
+ * two packets that disagree about the same CRYPTO bytes). With joins NULL
+ * it is sen_quic_initial. */
+int sen_quic_initial_join(struct sen_quic_joins *joins, const struct sen_tuple *t, int64_t ts_us,
+                          const uint8_t *data, size_t len, struct sen_client_hello *ch);
 
 #endif

@@ -455,6 +455,8 @@ char *sen_run_stats_json(struct sen_run *run)
     JSET(dec, "fragments", total.fragments);
     JSET(dec, "flows", total.flows);
     JSET(dec, "reassembly_gaps", total.reassembly_gaps);
+    JSET(dec, "quic_joined", total.quic_joined);
+    JSET(dec, "quic_join_dropped", total.quic_join_dropped);
     json_t *obs = json_object(), *mat = json_object();
     for (int w = 0; w < SEN_WHERE_COUNT; w++) {
         JSET(obs, sen_where_name(w), ds.observations[w]);

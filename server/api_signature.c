@@ -13,6 +13,7 @@
  * written to the audit log.
  */
 #include "api.h"
+#include "feed.h"
 
 #include <dirent.h>
 #include <inttypes.h>
@@ -42,7 +43,10 @@ static const char *const cvd_exts[] = {"cvd", "cld", NULL};
 static const char *const yara_exts[] = {"yar", "yara", NULL};
 static const char *const hashlist_exts[] = {"hashes", "hashlist", "md5", "sha1", "sha256",
                                             "txt",    "hdb",      "hsb", NULL};
-static const char *const indicator_exts[] = {"ioc", "txt", "csv", "list", NULL};
+/* ioc, txt, csv and list are read as the plain text form (lib/ioc/ioc.h);
+ * the others name a feed format and are converted on upload. */
+static const char *const indicator_exts[] = {"ioc",   "txt",   "csv",  "list", "netset",
+                                             "ipset", "intel", "json", NULL};
 
 static const struct {
     const char *kind;
@@ -338,6 +342,118 @@ out:
 
 /* Problems the builder reports while checking an upload: counted, and the
  * first few shown to whoever uploaded it. */
+/* ---- indicator lists in feed formats ---- */
+
+/* The size a converted indicator list may reach. */
+#define CONVERTED_MAX ((size_t)256 << 20)
+
+/* The feed format of an indicator upload: the `format` parameter when it
+ * is given, else what the extension says (netset/ipset: firehol, intel:
+ * Zeek intel, json: STIX or MISP by content), else the plain text form the
+ * server always took. Returns -1 for an unknown format name. */
+static int upload_format(const char *format, enum ioc_format *out)
+{
+    if (format == NULL || format[0] == '\0') {
+        *out = IOC_FMT_COUNT; /* decided by the name later */
+        return 0;
+    }
+    enum ioc_format f = ioc_format_from_name(format);
+    if (f == IOC_FMT_COUNT || f == IOC_FMT_AUTO || f == IOC_FMT_WARNINGLIST)
+        return -1;
+    *out = f;
+    return 0;
+}
+
+static enum ioc_format format_of_name(const char *name)
+{
+    const char *ext = khx_path_ext(name);
+    if (strcmp(ext, "netset") == 0 || strcmp(ext, "ipset") == 0)
+        return IOC_FMT_FIREHOL;
+    if (strcmp(ext, "intel") == 0)
+        return IOC_FMT_ZEEK_INTEL;
+    if (strcmp(ext, "json") == 0)
+        return IOC_FMT_AUTO;
+    return IOC_FMT_PLAIN;
+}
+
+struct convert {
+    struct khx_buf *out;
+    size_t kept, not_bundled;
+};
+
+/* Writes one record as a text-form line "value category source". Agent
+ * bundles carry addresses, prefixes, address:port pairs and domains; URLs
+ * and TLS fingerprints are for the sensor's own lists and are counted. */
+static int convert_record(void *ctx, const struct ioc_record *rec)
+{
+    struct convert *c = ctx;
+    char line[IOC_VALUE_MAX + 2 * IOC_WORD_MAX + 8];
+    if (rec->kind != IOC_IP && rec->kind != IOC_CIDR && rec->kind != IOC_IP_PORT &&
+        rec->kind != IOC_DOMAIN) {
+        c->not_bundled++;
+        return 0;
+    }
+    int n = snprintf(line, sizeof(line), "%s %s %s\n", rec->value, rec->category, rec->source);
+    if (n < 0 || (size_t)n >= sizeof(line))
+        return 0;
+    if (khx_buf_append(c->out, line, (size_t)n) != KH_OK)
+        return KH_ELIMIT;
+    c->kept++;
+    return 0;
+}
+
+/* Converts an upload in feed format fmt into the text form in out; fills
+ * `info` with what was read. Returns 0, or -1 with the reason in err. */
+static int convert_upload(const char *name, enum ioc_format fmt, const uint8_t *body, size_t len,
+                          struct khx_buf *out, json_t *info, char *err, size_t errlen)
+{
+    struct convert c = {out, 0, 0};
+    struct ioc_read_stats st;
+    char src[IOC_WORD_MAX + 1];
+    size_t k = 0;
+    /* The list's name without its extension is the records' default source. */
+    for (; name[k] != '\0' && name[k] != '.' && k < IOC_WORD_MAX; k++)
+        src[k] = name[k];
+    src[k] = '\0';
+    if (fmt == IOC_FMT_AUTO)
+        fmt = ioc_format_guess(name, (const char *)body, len);
+    if (fmt == IOC_FMT_WARNINGLIST) {
+        snprintf(err, errlen, "the file is a MISP warninglist (an allowlist), not indicators");
+        return -1;
+    }
+    struct ioc_read_opts ro = {.source = src};
+    int rc = ioc_read_feed(fmt, (const char *)body, len, &ro, convert_record, &c, &st);
+    if (rc == KH_EFORMAT) {
+        snprintf(err, errlen, "the file is not a %s list", ioc_format_name(fmt));
+        return -1;
+    }
+    if (rc == KH_ELIMIT) {
+        snprintf(err, errlen, "the converted list is larger than %zu MiB", CONVERTED_MAX >> 20);
+        return -1;
+    }
+    if (rc != KH_OK) {
+        snprintf(err, errlen, "reading the %s list failed: %s", ioc_format_name(fmt),
+                 kh_strerror(rc));
+        return -1;
+    }
+    json_object_set_new(info, "format", json_string(ioc_format_name(fmt)));
+    json_object_set_new(info, "indicators", json_integer((json_int_t)c.kept));
+    json_object_set_new(info, "not_bundled", json_integer((json_int_t)c.not_bundled));
+    json_object_set_new(info, "rejected", json_integer((json_int_t)st.rejected));
+    json_object_set_new(info, "skipped", json_integer((json_int_t)st.skipped));
+    if (st.first_error[0] != '\0')
+        json_object_set_new(info, "first_rejected", json_string(st.first_error));
+    if (c.kept == 0) {
+        snprintf(err, errlen,
+                 "the %s list holds no address, prefix or domain an agent bundle carries "
+                 "(%zu entries rejected%s%s)",
+                 ioc_format_name(fmt), st.rejected, st.first_error[0] ? "; the first: " : "",
+                 st.first_error);
+        return -1;
+    }
+    return 0;
+}
+
 struct upload_diags {
     unsigned n;
     json_t *messages;
@@ -407,13 +523,20 @@ int api_sources_upload(struct srv_req *r)
     /* The kind is resolved before the name is read: in unit tests both
      * parameters come from one reused buffer. */
     int k = find_kind(srv_query(r, "kind"));
+    enum ioc_format fmt = IOC_FMT_COUNT;
+    int bad_format = upload_format(srv_query(r, "format"), &fmt);
     const char *name = srv_query(r, "name");
     struct upload_diags d = {0, json_array()};
     struct store_stmt *st = NULL;
-    json_t *item = NULL;
+    json_t *item = NULL, *converted = NULL;
+    struct khx_buf conv;
+    const uint8_t *body = r->body;
+    size_t body_len = r->body_len;
     char err[512] = "", target[32];
     int64_t id = 0;
     int replaced = 0, rc;
+
+    khx_buf_init(&conv, CONVERTED_MAX);
 
     if (k < 0 || !kinds[k].uploadable) {
         rc = srv_reply_field(r, "kind", "must be one of clamav, cvd, yara, hashlist, indicators");
@@ -431,12 +554,32 @@ int api_sources_upload(struct srv_req *r)
         rc = srv_reply_error(r, 400, "bad_request", "the request body must be the file");
         goto out;
     }
+    if (bad_format != 0 || (fmt != IOC_FMT_COUNT && !is_indicators(k))) {
+        rc = srv_reply_field(r, "format",
+                             "must be one of plain, csv, maltrail, ipsum, firehol, iprep, zeek, "
+                             "stix, misp (indicator lists only)");
+        goto out;
+    }
+    if (is_indicators(k) && fmt == IOC_FMT_COUNT)
+        fmt = format_of_name(name);
+    if (is_indicators(k) && fmt != IOC_FMT_PLAIN) {
+        /* A feed format is turned into the text form here, once: what is
+         * stored, published and shown is the normalised list. */
+        converted = json_object();
+        if (converted == NULL || convert_upload(name, fmt, r->body, r->body_len, &conv, converted,
+                                                err, sizeof(err)) != 0) {
+            rc = srv_reply_error(r, 400, "bad_request", "%s", err[0] ? err : "out of memory");
+            goto out;
+        }
+        body = conv.data;
+        body_len = conv.len;
+    }
     if (is_indicators(k)) {
         /* An indicator list is checked line by line, as a publish will, and
          * one with any bad line is refused: it would fail every publish
          * until replaced. The first few problems are shown as for other
          * uploads. */
-        int bad = srv_indicators_check(name, r->body, r->body_len, NULL, NULL, upload_diag, &d);
+        int bad = srv_indicators_check(name, body, body_len, NULL, NULL, upload_diag, &d);
         if (bad != 0) {
             json_t *first = json_array_get(d.messages, 0);
             char msg[DIAG_TEXT + 80];
@@ -473,15 +616,18 @@ int api_sources_upload(struct srv_req *r)
     store_finalize(st);
     if (rc < 0)
         goto store_failed;
-    rc = replaced ? update_content(r->db, id, kinds[k].kind, r->body, r->body_len, r->who.user_id)
-                  : insert_source(r->db, kinds[k].kind, name, "", r->body, r->body_len, 1,
-                                  r->who.user_id, &id);
+    rc = replaced ? update_content(r->db, id, kinds[k].kind, body, body_len, r->who.user_id)
+                  : insert_source(r->db, kinds[k].kind, name, "", body, body_len, 1, r->who.user_id,
+                                  &id);
     if (rc < 0)
         goto store_failed;
     snprintf(target, sizeof(target), "source:%" PRId64, id);
-    srv_audit(r, "signature_source.upload", target,
-              json_pack("{s:s, s:s, s:I, s:b, s:i}", "kind", kinds[k].kind, "name", name, "size",
-                        (json_int_t)r->body_len, "replaced", replaced, "problems", (int)d.n));
+    srv_audit(
+        r, "signature_source.upload", target,
+        json_pack("{s:s, s:s, s:I, s:b, s:i, s:s}", "kind", kinds[k].kind, "name", name, "size",
+                  (json_int_t)r->body_len, "replaced", replaced, "problems", (int)d.n, "format",
+                  is_indicators(k) ? ioc_format_name(fmt == IOC_FMT_COUNT ? IOC_FMT_PLAIN : fmt)
+                                   : ""));
     if ((rc = store_commit(r->db)) != 0)
         goto store_failed;
     if ((rc = load_source(r->db, id, &item)) != STORE_ROW) {
@@ -491,6 +637,8 @@ int api_sources_upload(struct srv_req *r)
     json_object_set_new(item, "replaced", json_boolean(replaced));
     json_object_set_new(item, "problems", json_integer(d.n));
     json_object_set_new(item, "messages", d.messages ? json_incref(d.messages) : json_array());
+    if (converted != NULL)
+        json_object_set_new(item, "converted", json_incref(converted));
     rc = srv_reply_json(r, replaced ? 200 : 201, item);
     goto out;
 store_failed:
@@ -498,6 +646,8 @@ store_failed:
     rc = srv_reply_store_error(r, rc);
 out:
     json_decref(d.messages);
+    json_decref(converted);
+    khx_buf_free(&conv);
     return rc;
 }
 

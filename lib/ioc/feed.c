@@ -6,12 +6,16 @@
  * themselves live in feed_text.c (line formats) and feed_json.c (STIX, MISP).
  */
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <stdatomic.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <zlib.h>
@@ -24,6 +28,9 @@
 #define FEED_FILE_MAX ((size_t)1 << 30)
 /* A MISP feed folder may name at most this many events. */
 #define MISP_FEED_EVENTS_MAX 100000
+/* A text at least this large is read on two threads (feed_pipe.c): below
+ * it the thread costs more than the overlap saves. */
+#define FEED_PIPE_MIN ((size_t)4 << 20)
 
 static const char *const format_names[IOC_FMT_COUNT] = {
     "auto",  "plain", "csv",  "maltrail", "ipsum",      "firehol",
@@ -222,6 +229,9 @@ int feed_parse_time(const char *s, size_t n, int64_t *out)
     return 0;
 }
 
+static int clean_word(const char *s, size_t n, char out[IOC_WORD_MAX + 1]);
+static int clean_text(const char *s, size_t n, char out[IOC_WORD_MAX + 1]);
+
 void feed_run_init(struct feed_run *run, enum ioc_format fmt, const struct ioc_read_opts *opts,
                    ioc_record_fn fn, void *ctx, struct ioc_read_stats *st)
 {
@@ -247,6 +257,12 @@ void feed_run_init(struct feed_run *run, enum ioc_format fmt, const struct ioc_r
     run->fn = fn;
     run->ctx = ctx;
     run->st = st;
+    if (clean_word(run->category, strlen(run->category), run->cat_clean) != 0)
+        strcpy(run->cat_clean, "malware");
+    if (clean_word(run->source, strlen(run->source), run->src_clean) != 0)
+        strcpy(run->src_clean, "-");
+    run->fam_ok =
+        run->family != NULL && clean_text(run->family, strlen(run->family), run->fam_clean) == 0;
 }
 
 void feed_reject(struct feed_run *run, const char *fmt, ...)
@@ -324,26 +340,103 @@ int feed_emit(struct feed_run *run, int kind, const char *value, size_t len,
         run->st->skipped++;
         return 0;
     }
-    const char *c = m->category != NULL ? m->category : run->category;
-    const char *s = m->source != NULL ? m->source : run->source;
-    if (clean_word(c, strlen(c), cat) != 0)
-        strcpy(cat, "malware");
-    if (clean_word(s, strlen(s), src) != 0)
-        strcpy(src, "-");
-    const char *f = m->family != NULL ? m->family : run->family;
-    size_t fl =
-        f == NULL ? 0 : (m->family != NULL && m->family_len != 0 ? m->family_len : strlen(f));
     rec.kind = got;
     rec.value = val;
-    rec.category = cat;
-    rec.source = src;
-    rec.family = f != NULL && clean_text(f, fl, fam) == 0 ? fam : NULL;
+    rec.category = run->cat_clean;
+    rec.source = run->src_clean;
+    rec.family = run->fam_ok ? run->fam_clean : NULL;
+    if (m->category != NULL) {
+        if (clean_word(m->category, strlen(m->category), cat) != 0)
+            strcpy(cat, "malware");
+        rec.category = cat;
+    }
+    if (m->source != NULL) {
+        if (clean_word(m->source, strlen(m->source), src) != 0)
+            strcpy(src, "-");
+        rec.source = src;
+    }
+    if (m->family != NULL) {
+        size_t fl = m->family_len != 0 ? m->family_len : strlen(m->family);
+        rec.family = clean_text(m->family, fl, fam) == 0 ? fam : NULL;
+    }
     rec.confidence = m->confidence >= 0 ? (uint8_t)KHX_MIN(m->confidence, 100) : run->confidence;
     rec.expires = m->expires;
     int r = run->fn != NULL ? run->fn(run->ctx, &rec) : 0;
     if (r == 0)
         run->st->records++;
     return r;
+}
+
+/* A category or source field that clean_word would only lowercase: copies
+ * it lowercased (cut to IOC_WORD_MAX as text_form and clean_word cut it).
+ * Returns 0, or -1 to leave the line to the general path. */
+static int plain_word(const char *p, size_t n, char out[IOC_WORD_MAX + 1])
+{
+    n = KHX_MIN(n, (size_t)IOC_WORD_MAX);
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (c >= 'A' && c <= 'Z')
+            c = (char)(c - 'A' + 'a');
+        else if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+                   c == '-'))
+            return -1;
+        out[i] = c;
+    }
+    out[n] = '\0';
+    return 0;
+}
+
+int feed_emit_plain(struct feed_run *run, const char *line, size_t n, int *r)
+{
+    char val[IOC_VALUE_MAX + 1], cat[IOC_WORD_MAX + 1], src[IOC_WORD_MAX + 1];
+    struct ioc_record rec;
+    size_t v = 0;
+    int got = feed_fast_value(-1, line, n, val, &v);
+    if (got < 0)
+        return 0;
+    rec.category = run->cat_clean;
+    rec.source = run->src_clean;
+    if (v < n) {
+        /* "value category [source]": anything more (a confidence, an
+         * expiry, a comment, a comma, a hosts-file line) takes the general
+         * path. */
+        const char *f[3];
+        size_t fl[3], nf = 0, i = v;
+        if (feed_word_eq(line, v, "127.0.0.1"))
+            return 0;
+        while (i < n) {
+            while (i < n && (line[i] == ' ' || line[i] == '\t'))
+                i++;
+            if (i == n)
+                break;
+            if (nf == 2)
+                return 0;
+            f[nf] = line + i;
+            while (i < n && line[i] != ' ' && line[i] != '\t')
+                i++;
+            fl[nf] = (size_t)(line + i - f[nf]);
+            nf++;
+        }
+        for (size_t k = 0; k < nf; k++) {
+            if (fl[k] == 1 && f[k][0] == '-')
+                continue;
+            if (plain_word(f[k], fl[k], k == 0 ? cat : src) != 0)
+                return 0;
+            if (k == 0)
+                rec.category = cat;
+            else
+                rec.source = src;
+        }
+    }
+    rec.kind = got;
+    rec.value = val;
+    rec.family = run->fam_ok ? run->fam_clean : NULL;
+    rec.confidence = run->confidence;
+    rec.expires = 0;
+    *r = run->fn != NULL ? run->fn(run->ctx, &rec) : 0;
+    if (*r == 0)
+        run->st->records++;
+    return 1;
 }
 
 static int read_text(struct feed_run *run, enum ioc_format fmt, const char *text, size_t len)
@@ -374,6 +467,132 @@ static int read_text(struct feed_run *run, enum ioc_format fmt, const char *text
     }
 }
 
+/* Whether a large feed is parsed on a second thread (feed_pipe.c): when the
+ * machine has a second core. KHIEN_FEED_THREADS=1 or 2 decides instead (a
+ * busy host whose other cores are taken loses the CPU time the hand-over
+ * costs). */
+static int use_threads(void)
+{
+    static atomic_long cpus;
+    const char *env = getenv("KHIEN_FEED_THREADS");
+    if (env != NULL && (strcmp(env, "1") == 0 || strcmp(env, "2") == 0))
+        return env[0] == '2';
+    long n = atomic_load_explicit(&cpus, memory_order_relaxed);
+    if (n == 0) {
+        n = sysconf(_SC_NPROCESSORS_ONLN);
+        atomic_store_explicit(&cpus, n, memory_order_relaxed);
+    }
+    return n >= 2;
+}
+
+struct text_arg {
+    enum ioc_format fmt;
+    const char *text;
+    size_t len;
+};
+
+static int read_text_arg(struct feed_run *run, void *arg)
+{
+    const struct text_arg *a = arg;
+    return read_text(run, a->fmt, a->text, a->len);
+}
+
+/* Reads a text, on two threads when it is large and use_threads says so. */
+static int read_any(struct feed_run *run, enum ioc_format fmt, const char *text, size_t len)
+{
+    struct text_arg a = {fmt, text, len};
+    if (len >= FEED_PIPE_MIN && run->fn != NULL && use_threads())
+        return feed_read_piped(run, read_text_arg, &a);
+    return read_text(run, fmt, text, len);
+}
+
+/* A large plain list is read in pieces of STREAM_CHUNK bytes cut at line
+ * ends, so the text is parsed while it is still in the cache and no copy of
+ * the whole file is made. */
+#define STREAM_CHUNK ((size_t)1 << 20)
+
+struct stream_arg {
+    int fd;
+    const char *path;
+};
+
+static int read_plain_stream(struct feed_run *run, void *arg)
+{
+    const struct stream_arg *a = arg;
+    char *buf = malloc(STREAM_CHUNK);
+    size_t have = 0;
+    int r = KH_OK, eof = 0;
+    if (buf == NULL)
+        return KH_ENOMEM;
+    while (!eof || have > 0) {
+        if (!eof && have < STREAM_CHUNK) {
+            ssize_t k = read(a->fd, buf + have, STREAM_CHUNK - have);
+            if (k < 0 && errno == EINTR)
+                continue;
+            if (k < 0) {
+                snprintf(run->st->first_error, sizeof(run->st->first_error), "%.200s: cannot read",
+                         a->path);
+                r = KH_EIO;
+                break;
+            }
+            if (k == 0)
+                eof = 1;
+            have += (size_t)k;
+            if (!eof && have < STREAM_CHUNK)
+                continue;
+        }
+        /* Up to the last line end; all of it at the end of the file, or when
+         * one line fills the buffer (the reader refuses it as too long). */
+        size_t cut = have;
+        if (!eof) {
+            while (cut > 0 && buf[cut - 1] != '\n')
+                cut--;
+            if (cut == 0)
+                cut = have;
+        }
+        if ((r = feed_read_plain(run, buf, cut)) != KH_OK)
+            break;
+        memmove(buf, buf + cut, have - cut);
+        have -= cut;
+    }
+    free(buf);
+    return r;
+}
+
+/* Reads path as a plain list in pieces when it is a large uncompressed one:
+ * returns 1 with *rc set when it did, 0 to read the file whole. */
+static int try_stream(struct feed_run *run, const char *path, const struct stat *sb,
+                      enum ioc_format fmt, int *rc)
+{
+    char head[4096];
+    if (sb->st_size < (off_t)FEED_PIPE_MIN || (size_t)sb->st_size > FEED_FILE_MAX ||
+        (fmt != IOC_FMT_PLAIN && fmt != IOC_FMT_AUTO))
+        return 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t k = pread(fd, head, sizeof(head), 0);
+    if (k < 2 || ((uint8_t)head[0] == 0x1f && (uint8_t)head[1] == 0x8b)) {
+        close(fd);
+        return 0;
+    }
+    if (fmt == IOC_FMT_AUTO) {
+        char name[512];
+        snprintf(name, sizeof(name), "%s", khx_path_base(path));
+        if (ioc_format_guess(name, head, (size_t)k) != IOC_FMT_PLAIN) {
+            close(fd);
+            return 0;
+        }
+    }
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    struct stream_arg a = {fd, path};
+    run->line_base = 0;
+    *rc = run->fn != NULL && use_threads() ? feed_read_piped(run, read_plain_stream, &a)
+                                           : read_plain_stream(run, &a);
+    close(fd);
+    return 1;
+}
+
 int ioc_read_feed(enum ioc_format fmt, const char *text, size_t len,
                   const struct ioc_read_opts *opts, ioc_record_fn fn, void *ctx,
                   struct ioc_read_stats *stats)
@@ -390,7 +609,7 @@ int ioc_read_feed(enum ioc_format fmt, const char *text, size_t len,
     if ((int)fmt <= IOC_FMT_AUTO || fmt >= IOC_FMT_COUNT)
         return KH_EINVAL;
     feed_run_init(&run, fmt, opts, fn, ctx, stats);
-    return read_text(&run, fmt, text != NULL ? text : "", len);
+    return read_any(&run, fmt, text != NULL ? text : "", len);
 }
 
 static int name_ends(const char *name, const char *suffix)
@@ -669,6 +888,11 @@ int ioc_read_path(const char *path, enum ioc_format fmt, const struct ioc_read_o
         r = KH_EINVAL;
         goto out;
     }
+    if (fmt == IOC_FMT_PLAIN || fmt == IOC_FMT_AUTO) {
+        feed_run_init(&run, IOC_FMT_PLAIN, &o, fn, ctx, stats);
+        if (try_stream(&run, path, &sb, fmt, &r))
+            goto out;
+    }
     if ((r = load_file(path, stats, &data, &len)) != 0)
         goto out;
     if (fmt == IOC_FMT_AUTO) {
@@ -682,7 +906,7 @@ int ioc_read_path(const char *path, enum ioc_format fmt, const struct ioc_read_o
     if (fmt == IOC_FMT_MALTRAIL)
         maltrail_static_defaults(path, &o, fam, sizeof(fam));
     feed_run_init(&run, fmt, &o, fn, ctx, stats);
-    r = read_text(&run, fmt, (const char *)data, len);
+    r = read_any(&run, fmt, (const char *)data, len);
 out:
     free(data);
     return r;

@@ -31,6 +31,13 @@ struct feed_run {
     ioc_record_fn fn;
     void *ctx;
     struct ioc_read_stats *st;
+    /* The defaults above as feed_emit would clean them, done once per run
+     * rather than once per record. */
+    char cat_clean[IOC_WORD_MAX + 1];
+    char src_clean[IOC_WORD_MAX + 1];
+    char fam_clean[IOC_WORD_MAX + 1];
+    int fam_ok;         /* fam_clean holds the cleaned default family */
+    unsigned line_base; /* lines of a streamed plain file already read */
 };
 
 /* What a reader knows about one value besides the value itself; NULL or -1
@@ -55,6 +62,27 @@ void feed_reject(struct feed_run *run, const char *fmt, ...) __attribute__((form
  * record, a skip. Returns 0 or the callback's non-zero value. */
 int feed_emit(struct feed_run *run, int kind, const char *value, size_t len,
               const struct feed_meta *m, const char *unit, size_t n);
+
+/* The fast path of ioc_normalize_value for values already in canonical
+ * form or nearly (plain domains, possibly upper-case; dotted IPv4 with an
+ * optional :port or /len). Writes the same text the full normaliser would
+ * and returns the kind, or returns -1 when the value needs the full path
+ * (which also words any error). With used == NULL s[0..n) is the trimmed
+ * value; otherwise the value is the token at s, ended by the end or a blank,
+ * and *used gets its length. */
+int feed_fast_value(int kind, const char *s, size_t n, char *out, size_t *used);
+
+/* For a plain-list line "value [category [source]]" whose value the fast
+ * path takes and whose words need no cleaning: emits it as the general path
+ * would. Returns 1 when it was handled (r holds the callback's value), 0 to
+ * take the general path. */
+int feed_emit_plain(struct feed_run *run, const char *line, size_t n, int *r);
+
+/* Runs read(run, arg) on a second thread and calls run->fn on this one, in
+ * the same order, overlapping parsing with the callback's work
+ * (feed_pipe.c). Falls back to one thread when no thread can be started.
+ * Returns what the reader or the callback returned. */
+int feed_read_piped(struct feed_run *run, int (*read)(struct feed_run *run, void *arg), void *arg);
 
 /* ioc_category_word without its fallback: NULL when nothing is recognised. */
 const char *feed_category_lookup(const char *text, size_t len);

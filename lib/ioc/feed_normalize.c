@@ -20,7 +20,7 @@
 #include <arpa/inet.h>
 #include <string.h>
 
-#include "feed.h"
+#include "feed_int.h"
 #include "khx.h"
 
 /* Inputs longer than this are refused before looking at them. */
@@ -507,9 +507,200 @@ static int classify(int kind, const char *s, size_t n, char *out, const char *sh
     return parse_hostport(s, n, out, &port, show, err, errlen);
 }
 
+/* ---- fast paths ----
+ *
+ * Nearly every line of a large list is a plain domain or a dotted IPv4
+ * address (with a port or a prefix length) that is already in its canonical
+ * form. These take that case in one pass without the copies, the defanging
+ * scan and inet_pton/inet_ntop of the general path. Each either produces
+ * exactly what the general path would, or returns -1 to say "not mine", and
+ * the general path then decides (and words any error). */
+
+/* Writes v in decimal at out; returns the number of digits. */
+static size_t put_uint(char *out, unsigned v)
+{
+    char tmp[10];
+    size_t t = 0, n = 0;
+    do {
+        tmp[t++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    while (t > 0)
+        out[n++] = tmp[--t];
+    return n;
+}
+
+/* A decimal number without a leading zero (except "0" itself) of at most
+ * `maxd` digits; returns the digits consumed or 0. */
+static size_t fast_num(const char *s, size_t n, size_t maxd, unsigned *v)
+{
+    size_t i = 0;
+    unsigned x = 0;
+    while (i < n && i < maxd + 1 && is_digit(s[i]))
+        x = x * 10 + (unsigned)(s[i++] - '0');
+    if (i == 0 || i > maxd || (i > 1 && s[0] == '0'))
+        return 0;
+    *v = x;
+    return i;
+}
+
+/* Whether a value that the fast path read up to e ends there: at the end of
+ * the text, or, when the caller reads a token (used != NULL), at a blank. */
+static int ends_at(const char *s, size_t n, size_t e, const size_t *used)
+{
+    return e == n || (used != NULL && e < n && (s[e] == ' ' || s[e] == '\t'));
+}
+
+/* "a.b.c.d", "a.b.c.d:port" or "a.b.c.d/len" as inet_pton and the general
+ * path read them. */
+static int fast_ipv4(int kind, const char *s, size_t n, char *out, size_t *used)
+{
+    uint32_t a = 0;
+    size_t i = 0;
+    unsigned v;
+    for (int k = 0; k < 4; k++) {
+        size_t d = fast_num(s + i, n - i, 3, &v);
+        if (d == 0 || v > 255)
+            return -1;
+        a = a << 8 | v;
+        i += d;
+        if (k < 3) {
+            if (i >= n || s[i] != '.')
+                return -1;
+            i++;
+        }
+    }
+    if (a == 0)
+        return -1; /* the unspecified address: the general path says so */
+    int got = IOC_IP;
+    unsigned port = 0, bits = 32;
+    if (i < n && s[i] == ':') {
+        size_t d = fast_num(s + i + 1, n - i - 1, 5, &port);
+        if (d == 0 || port == 0 || port > 65535 || !ends_at(s, n, i + 1 + d, used))
+            return -1;
+        got = IOC_IP_PORT;
+        i += 1 + d;
+    } else if (i < n && s[i] == '/') {
+        size_t d = fast_num(s + i + 1, n - i - 1, 2, &bits);
+        if (d == 0 || bits == 0 || bits > 32 || !ends_at(s, n, i + 1 + d, used))
+            return -1;
+        i += 1 + d;
+        if (bits < 32) {
+            a &= ~0u << (32 - bits);
+            got = IOC_CIDR;
+        }
+    } else if (!ends_at(s, n, i, used)) {
+        return -1;
+    }
+    if (!kind_ok(kind, got))
+        return -1;
+    if (used != NULL)
+        *used = i;
+    size_t o = 0;
+    for (int k = 3; k >= 0; k--) {
+        o += put_uint(out + o, (a >> (8 * k)) & 0xff);
+        if (k > 0)
+            out[o++] = '.';
+    }
+    if (got == IOC_IP_PORT) {
+        out[o++] = ':';
+        o += put_uint(out + o, port);
+    } else if (got == IOC_CIDR) {
+        out[o++] = '/';
+        o += put_uint(out + o, bits);
+    }
+    out[o] = '\0';
+    return got;
+}
+
+/* Per character, for fast_domain: the lowercased character for a letter,
+ * digit, '-', '_' or '.', and 0 for anything else. */
+static const char dom_lower[256] = {
+    ['-'] = '-', ['_'] = '_', ['.'] = '.', ['0'] = '0', ['1'] = '1', ['2'] = '2', ['3'] = '3',
+    ['4'] = '4', ['5'] = '5', ['6'] = '6', ['7'] = '7', ['8'] = '8', ['9'] = '9', ['a'] = 'a',
+    ['b'] = 'b', ['c'] = 'c', ['d'] = 'd', ['e'] = 'e', ['f'] = 'f', ['g'] = 'g', ['h'] = 'h',
+    ['i'] = 'i', ['j'] = 'j', ['k'] = 'k', ['l'] = 'l', ['m'] = 'm', ['n'] = 'n', ['o'] = 'o',
+    ['p'] = 'p', ['q'] = 'q', ['r'] = 'r', ['s'] = 's', ['t'] = 't', ['u'] = 'u', ['v'] = 'v',
+    ['w'] = 'w', ['x'] = 'x', ['y'] = 'y', ['z'] = 'z', ['A'] = 'a', ['B'] = 'b', ['C'] = 'c',
+    ['D'] = 'd', ['E'] = 'e', ['F'] = 'f', ['G'] = 'g', ['H'] = 'h', ['I'] = 'i', ['J'] = 'j',
+    ['K'] = 'k', ['L'] = 'l', ['M'] = 'm', ['N'] = 'n', ['O'] = 'o', ['P'] = 'p', ['Q'] = 'q',
+    ['R'] = 'r', ['S'] = 's', ['T'] = 't', ['U'] = 'u', ['V'] = 'v', ['W'] = 'w', ['X'] = 'x',
+    ['Y'] = 'y', ['Z'] = 'z',
+};
+
+/* A plain domain name: [A-Za-z0-9_-] labels of 1..63 joined by single dots,
+ * two labels or more, the last not all digits, no leading or trailing dot.
+ * Names in large lists mix letters and digits at random, so the character
+ * loop has no branch on the kind of character. */
+static int fast_domain(int kind, const char *s, size_t n, char *out, size_t *used)
+{
+    /* Where each dot is, noted without a branch: a name of DOMAIN_MAX
+     * characters has fewer than DOMAIN_MAX / 2 + 1 of them when valid, and
+     * the copy stops before that many. */
+    uint8_t dot[DOMAIN_MAX / 2 + 2];
+    size_t i = 0, nd = 0;
+    if (kind >= 0 && kind != IOC_DOMAIN)
+        return -1;
+    size_t lim = KHX_MIN(n, (size_t)DOMAIN_MAX + 1);
+    for (; i < lim; i++) {
+        char c = dom_lower[(unsigned char)s[i]];
+        if (c == 0)
+            break;
+        out[i] = c;
+        dot[nd] = (uint8_t)i;
+        nd += c == '.';
+        if (nd > DOMAIN_MAX / 2)
+            return -1;
+    }
+    if (i > DOMAIN_MAX || !ends_at(s, n, i, used) || nd == 0)
+        return -1;
+    n = i;
+    size_t start = 0;
+    for (size_t k = 0; k < nd; k++) {
+        if (dot[k] == start || dot[k] - start > LABEL_MAX)
+            return -1;
+        start = (size_t)dot[k] + 1;
+    }
+    if (start == n || n - start > LABEL_MAX)
+        return -1;
+    /* The last label may not be all digits (the general path says why). */
+    for (i = start; i < n && out[i] >= '0' && out[i] <= '9'; i++)
+        ;
+    if (i == n)
+        return -1;
+    out[n] = '\0';
+    if (used != NULL)
+        *used = n;
+    return IOC_DOMAIN;
+}
+
+int feed_fast_value(int kind, const char *s, size_t n, char *out, size_t *used)
+{
+    if (n == 0)
+        return -1;
+    if (is_digit(s[0])) {
+        int got = fast_ipv4(kind, s, n, out, used);
+        if (got >= 0)
+            return got;
+    }
+    return fast_domain(kind, s, n, out, used);
+}
+
 int ioc_normalize_value(int kind, const char *value, size_t len, char *out, char *err,
                         size_t errlen)
 {
+    if (kind < IOC_KIND_COUNT) {
+        /* Values straight from a reader may still carry blanks around them. */
+        const char *v = value;
+        size_t n = len;
+        while (n > 0 && (v[0] == ' ' || v[0] == '\t'))
+            v++, n--;
+        while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t' || v[n - 1] == '\r'))
+            n--;
+        int got = feed_fast_value(kind, v, n, out, NULL);
+        if (got >= 0)
+            return got;
+    }
     char buf[RAW_MAX + 1];
     char show[SHOW_MAX];
     while (len > 0 && (value[0] == ' ' || value[0] == '\t'))

@@ -98,12 +98,19 @@ int feed_read_plain(struct feed_run *run, const char *text, size_t len)
     struct ioc_field f[8];
     int r;
     khx_lines_init(&it, text, len);
+    it.lineno = run->line_base; /* a streamed file arrives in pieces */
     while (khx_lines_next(&it, &line, &n)) {
         int g = lines_guard(run, &it, n);
         if (g == 1)
             continue;
         if (g == 2)
             break;
+        /* Most lines of a large list are a bare canonical value. */
+        if (n > 0 && feed_emit_plain(run, line, n, &r)) {
+            if (r != 0)
+                return r;
+            continue;
+        }
         cut_comment(line, &n);
         ioc__trim(&line, &n);
         if (n == 0)
@@ -132,6 +139,7 @@ int feed_read_plain(struct feed_run *run, const char *text, size_t len)
         if ((r = text_form(run, f, nf, it.lineno)) != 0)
             return r;
     }
+    run->line_base = it.lineno;
     return KH_OK;
 }
 

@@ -315,11 +315,36 @@ static int set_intern(struct ioc_builder *b, const uint32_t *w, size_t n, uint32
 /* Parsing normalised values into keys.                                      */
 /* ------------------------------------------------------------------------ */
 
+/* Dotted IPv4 as the feed readers write it (no leading zeros, which
+ * inet_pton refuses too); 0 when it is one, -1 to leave it to inet_pton. */
+static int fast_v4(const char *s, size_t len, uint8_t out[4])
+{
+    size_t i = 0;
+    for (int k = 0; k < 4; k++) {
+        unsigned v = 0;
+        size_t d = 0;
+        while (i < len && d < 4 && s[i] >= '0' && s[i] <= '9') {
+            v = v * 10 + (unsigned)(s[i++] - '0');
+            d++;
+        }
+        if (d == 0 || d > 3 || v > 255 || (d > 1 && s[i - d] == '0'))
+            return -1;
+        out[k] = (uint8_t)v;
+        if (k < 3 && (i >= len || s[i++] != '.'))
+            return -1;
+    }
+    return i == len ? 0 : -1;
+}
+
 static int parse_addr(const char *s, size_t len, uint8_t out[16], int *v6)
 {
     char buf[INET6_ADDRSTRLEN + 1];
     if (len == 0 || len >= sizeof(buf))
         return -1;
+    if (s[0] >= '0' && s[0] <= '9' && len <= 15 && fast_v4(s, len, out) == 0) {
+        *v6 = 0;
+        return 0;
+    }
     memcpy(buf, s, len);
     buf[len] = '\0';
     if (inet_pton(AF_INET, buf, out) == 1) {
@@ -365,27 +390,47 @@ void ioc_sb_mask_bits(uint8_t *a, size_t bytes, unsigned len)
     }
 }
 
-static int domain_ok(char *d, size_t len)
+/* 1: a lower-case letter, digit, '-' or '_'; 2: an upper-case letter; 3:
+ * the dot; 0: anything else. */
+static const uint8_t name_class[256] = {
+    ['-'] = 1, ['_'] = 1, ['.'] = 3, ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1,
+    ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1,
+    ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1,
+    ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1,
+    ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1, ['A'] = 2,
+    ['B'] = 2, ['C'] = 2, ['D'] = 2, ['E'] = 2, ['F'] = 2, ['G'] = 2, ['H'] = 2, ['I'] = 2,
+    ['J'] = 2, ['K'] = 2, ['L'] = 2, ['M'] = 2, ['N'] = 2, ['O'] = 2, ['P'] = 2, ['Q'] = 2,
+    ['R'] = 2, ['S'] = 2, ['T'] = 2, ['U'] = 2, ['V'] = 2, ['W'] = 2, ['X'] = 2, ['Y'] = 2,
+    ['Z'] = 2,
+};
+
+/* Copies a domain from s to d lowercased, checking its syntax on the way:
+ * one pass over the characters with no branch on their class (names in
+ * large lists mix letters and digits at random, which such a branch
+ * mispredicts), noting where the dots are, then the labels between them. */
+static int domain_ok(const char *s, char *d, size_t len)
 {
-    size_t label = 0, labels = 0;
+    uint8_t dot[DOMAIN_MAX + 1];
+    size_t nd = 0, start = 0;
+    unsigned bad = 0;
     if (len == 0 || len > DOMAIN_MAX)
         return 0;
     for (size_t i = 0; i < len; i++) {
-        char c = d[i];
-        if (c >= 'A' && c <= 'Z')
-            d[i] = c = (char)(c - 'A' + 'a');
-        if (c == '.') {
-            if (label == 0 || label > 63)
-                return 0;
-            labels++;
-            label = 0;
-        } else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_') {
-            label++;
-        } else {
-            return 0;
-        }
+        unsigned char c = (unsigned char)s[i];
+        unsigned k = name_class[c];
+        bad |= k == 0;
+        d[i] = (char)(c | (k == 2 ? 0x20 : 0));
+        dot[nd] = (uint8_t)i;
+        nd += k == 3;
     }
-    return label > 0 && label <= 63 && labels >= 1;
+    if (bad || nd == 0)
+        return 0;
+    for (size_t j = 0; j < nd; j++) {
+        if (dot[j] == start || dot[j] - start > 63)
+            return 0;
+        start = (size_t)dot[j] + 1;
+    }
+    return start < len && len - start <= 63;
 }
 
 /* Turns (kind, value) into an internal kind and key bytes in out (at least
@@ -450,10 +495,9 @@ static int parse_value(int kind, int allow, const char *v, uint8_t *out, uint8_t
         return v6 ? 18 : 6;
     }
     case IOC_DOMAIN:
-        memcpy(out, v, len);
-        if (len > 0 && out[len - 1] == '.')
+        if (len > 0 && v[len - 1] == '.')
             len--;
-        if (!domain_ok((char *)out, len))
+        if (!domain_ok(v, (char *)out, len))
             return -1;
         *sk = allow ? SK_ADOMAIN : SK_DOMAIN;
         return (int)len;

@@ -322,6 +322,57 @@ static void signature_api_checks_indicator_lists(void **state)
     json_decref(j);
     assert_int_equal(count(e.db, "SELECT COUNT(*) FROM sig_sources WHERE name = 'bad.csv'"), 0);
 
+    /* Feed formats are converted into the text form on upload: by the
+     * format parameter, or by an extension that names one. Agent bundles
+     * carry no URL, so a URL is counted, not stored. */
+    j = call(&e, api_sources_upload, "kind=indicators&format=csv&name=feodo.txt",
+             "first_seen_utc,dst_ip,dst_port,c2_status,last_online,malware\n"
+             "2024-01-01 00:00:00,203.0.113.50,443,online,2024-01-02,Emotet\n"
+             "2024-01-01 00:00:00,198.51.100.60,8080,offline,2024-01-02,QakBot\n",
+             &status);
+    assert_int_equal(status, 201);
+    json_t *conv = json_object_get(j, "converted");
+    assert_non_null(conv);
+    assert_string_equal(json_string_value(json_object_get(conv, "format")), "csv");
+    /* The offline C2 is skipped, as the sensor's reader skips it. */
+    assert_int_equal(json_integer_value(json_object_get(conv, "indicators")), 1);
+    assert_int_equal(json_integer_value(json_object_get(conv, "skipped")), 1);
+    json_decref(j);
+    char *stored = NULL;
+    assert_int_equal(store_query_text(e.db, &stored,
+                                      "SELECT content FROM sig_sources WHERE name = 'feodo.txt'",
+                                      ""),
+                     STORE_ROW);
+    assert_non_null(strstr(stored, "203.0.113.50:443 malware feodo\n"));
+    free(stored);
+    j = call(&e, api_sources_upload, "kind=indicators&name=blocklist.netset",
+             "# FireHOL blocklist\n192.0.2.0/24\n203.0.113.9\n", &status);
+    assert_int_equal(status, 201);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(j, "converted"), "format")), "firehol");
+    json_decref(j);
+    j = call(&e, api_sources_upload, "kind=indicators&name=intel.json",
+             "{\"type\":\"bundle\",\"id\":\"bundle--1\",\"objects\":[{\"type\":\"indicator\","
+             "\"id\":\"indicator--1\",\"pattern_type\":\"stix\",\"pattern\":"
+             "\"[domain-name:value = 'c2.evil.example'] OR [url:value = "
+             "'http://x.evil.example/a']\",\"indicator_types\":[\"malicious-activity\"]}]}",
+             &status);
+    assert_int_equal(status, 201);
+    conv = json_object_get(j, "converted");
+    assert_string_equal(json_string_value(json_object_get(conv, "format")), "stix");
+    assert_int_equal(json_integer_value(json_object_get(conv, "indicators")), 1);
+    assert_int_equal(json_integer_value(json_object_get(conv, "not_bundled")), 1);
+    json_decref(j);
+    /* Nothing usable, or a format the server does not know, is refused. */
+    j = call(&e, api_sources_upload, "kind=indicators&format=zeek&name=empty.txt",
+             "no fields line here\n", &status);
+    assert_int_equal(status, 400);
+    json_decref(j);
+    j = call(&e, api_sources_upload, "kind=indicators&format=pdf&name=x.txt", "1.2.3.4\n", &status);
+    assert_int_equal(status, 400);
+    assert_string_equal(json_string_value(json_object_get(j, "field")), "format");
+    json_decref(j);
+
     /* Extensions of the kind only. */
     j = call(&e, api_sources_upload, "kind=indicators&name=feed.hdb", "203.0.113.7\n", &status);
     assert_int_equal(status, 400);
@@ -368,12 +419,13 @@ static void signature_api_checks_indicator_lists(void **state)
         if (json_object_get(item, "indicators") != NULL)
             lists++;
     }
-    assert_int_equal(lists, 2);
+    assert_int_equal(lists, 5);
     json_decref(j);
     struct khx_bundle_manifest m;
     size_t len = 0, off = 0;
     free(fetch(&e, 1, &len, &m, &off));
-    assert_int_equal(m.indicators, 3);
+    /* feed.txt (2), server.list (1), feodo.txt (1), blocklist.netset (2), intel.json (1) */
+    assert_int_equal(m.indicators, 7);
     free(path);
     env_close(&e);
 }

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <zlib.h>
 
@@ -177,6 +178,146 @@ static void feed_normalize_gives_canonical_forms_and_undoes_defanging(void **sta
     big[1999] = '\0';
     norm_refused(-1, big);
     free(big);
+}
+
+/* The fast path (plain domains and dotted IPv4) must give exactly what the
+ * general path gives, and leave everything it does not fully understand to
+ * it, errors included. */
+static void feed_fast_path_agrees_with_the_general_normaliser(void **state)
+{
+    (void)state;
+    norm_is("Evil-Host_1.EXAMPLE", IOC_DOMAIN, "evil-host_1.example");
+    norm_is("a1b2.c3d4", IOC_DOMAIN, "a1b2.c3d4");
+    norm_is("123.example", IOC_DOMAIN, "123.example");
+    norm_is("1.2.3.4a", IOC_DOMAIN, "1.2.3.4a");
+    norm_is("203.0.113.9", IOC_IP, "203.0.113.9");
+    norm_is("203.0.113.255/25", IOC_CIDR, "203.0.113.128/25");
+    norm_is("203.0.113.9/32", IOC_IP, "203.0.113.9");
+    norm_is("203.0.113.9:65535", IOC_IP_PORT, "203.0.113.9:65535");
+    norm_is("203.0.113.9:080", IOC_IP_PORT, "203.0.113.9:80"); /* general path */
+    norm_is("203.0.113.9/08", IOC_CIDR, "203.0.0.0/8");        /* general path */
+    norm_is(" \tevil.example \r", IOC_DOMAIN, "evil.example");
+    norm_refused(-1, "203.0.113.256");
+    norm_refused(-1, "203.0.113");
+    norm_refused(-1, "01.2.3.4");
+    norm_refused(-1, "example.123");
+    norm_refused(-1, "a..example");
+    norm_refused(-1, ".");
+    norm_refused(IOC_DOMAIN, "203.0.113.9");
+    norm_refused(IOC_IP, "203.0.113.9:80");
+    norm_refused(IOC_IP_PORT, "203.0.113.9");
+    norm_refused(IOC_URL, "203.0.113.9 x");
+    char label[80];
+    memset(label, 'a', 64);
+    memcpy(label + 64, ".example", 9);
+    norm_refused(-1, label); /* a 64-character label */
+    /* Asked for a CIDR list, an address is accepted (as the general path does). */
+    char out[IOC_VALUE_MAX + 1], err[100];
+    assert_int_equal(ioc_normalize_value(IOC_CIDR, "203.0.113.9", 11, out, err, 100), IOC_IP);
+    assert_int_equal(ioc_normalize_value(IOC_URL, "evil.example", 12, out, err, 100), IOC_URL);
+    assert_string_equal(out, "evil.example/");
+}
+
+/* Records of a large list, in order, as one string per record. */
+struct seq {
+    size_t n, bad_order;
+    char last[IOC_VALUE_MAX + 1];
+    size_t next; /* the index expected next */
+};
+
+static int check_seq(void *ctx, const struct ioc_record *r)
+{
+    struct seq *q = ctx;
+    char want[64];
+    /* Every 7th record is an address, and the 1000th (+1) a line with a category. */
+    if (q->next % 7 == 0)
+        snprintf(want, sizeof(want), "10%zu.%zu.%zu.%zu", q->next % 10, (q->next >> 16) & 255,
+                 (q->next >> 8) & 255, q->next & 255);
+    else
+        snprintf(want, sizeof(want), "host-%zu.example", q->next);
+    if (strcmp(r->value, want) != 0 || strcmp(r->source, "big") != 0 ||
+        strcmp(r->category, q->next % 1000 == 1 && q->next % 7 != 0 ? "phishing" : "c2") != 0)
+        q->bad_order++;
+    q->next++;
+    q->n++;
+    return 0;
+}
+
+/* A list over the size where the reader streams the file and parses it on a
+ * second thread: the records arrive complete, in order, with the file's line
+ * numbers in errors, and with a line that straddles the reader's pieces. */
+static void feed_large_plain_list_is_read_in_order_with_line_numbers(void **state)
+{
+    (void)state;
+    const char *dir = tu_mkdtemp();
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/big.txt", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    size_t n = 500000, lines = 0, badline = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i == 300000) {
+            fprintf(f, "bad value here too many fields x y\n");
+            badline = ++lines;
+        }
+        if (i % 7 == 0)
+            fprintf(f, "10%zu.%zu.%zu.%zu\n", i % 10, (i >> 16) & 255, (i >> 8) & 255, i & 255);
+        else if (i % 1000 == 1)
+            fprintf(f, "HOST-%zu.Example phishing # with a comment\r\n", i);
+        else
+            fprintf(f, "host-%zu.example\n", i);
+        lines++;
+        if (i % 50000 == 0) {
+            fprintf(f, "# a comment line\n\n");
+            lines += 2;
+        }
+    }
+    assert_int_equal(fclose(f), 0);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    assert_true(sb.st_size > 4 << 20); /* the size where streaming and the second thread start */
+    struct seq q;
+    struct ioc_read_opts o = {.source = "big", .category = "c2"};
+    struct ioc_read_stats st;
+    char want[64];
+    snprintf(want, sizeof(want), "line %zu:", badline);
+    /* Streamed on one thread, then parsed on a second one. */
+    for (int threads = 1; threads <= 2; threads++) {
+        setenv("KHIEN_FEED_THREADS", threads == 1 ? "1" : "2", 1);
+        memset(&q, 0, sizeof(q));
+        assert_int_equal(ioc_read_path(path, IOC_FMT_AUTO, &o, check_seq, &q, &st), KH_OK);
+        assert_int_equal(q.n, n);
+        assert_int_equal(q.bad_order, 0);
+        assert_int_equal(st.records, n);
+        assert_int_equal(st.rejected, 1);
+        if (strncmp(st.first_error, want, strlen(want)) != 0)
+            fail_msg("first error '%s', expected it on line %zu", st.first_error, badline);
+    }
+    /* The same text in memory gives the same records. */
+    uint8_t *text = NULL;
+    size_t len = 0;
+    assert_int_equal(khx_read_file(path, (size_t)1 << 30, &text, &len), 0);
+    memset(&q, 0, sizeof(q));
+    assert_int_equal(ioc_read_feed(IOC_FMT_PLAIN, (const char *)text, len, &o, check_seq, &q, &st),
+                     KH_OK);
+    assert_int_equal(q.n, n);
+    assert_int_equal(q.bad_order, 0);
+    assert_int_equal(st.rejected, 1);
+    /* A callback that stops the read stops it, on any thread. */
+    struct got g;
+    memset(&g, 0, sizeof(g));
+    g.stop_after = 123457;
+    assert_int_equal(ioc_read_path(path, IOC_FMT_PLAIN, &o, collect, &g, &st), 99);
+    assert_int_equal(g.total, 123457);
+    setenv("KHIEN_FEED_THREADS", "1", 1);
+    memset(&g, 0, sizeof(g));
+    g.stop_after = 123457;
+    assert_int_equal(ioc_read_path(path, IOC_FMT_PLAIN, &o, collect, &g, &st), 99);
+    assert_int_equal(g.total, 123457);
+    unsetenv("KHIEN_FEED_THREADS");
+    free(text);
+    unlink(path);
+    rmdir(dir);
 }
 
 static void feed_category_word_maps_feed_vocabularies(void **state)
@@ -912,6 +1053,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(feed_normalize_gives_canonical_forms_and_undoes_defanging),
+        cmocka_unit_test(feed_fast_path_agrees_with_the_general_normaliser),
+        cmocka_unit_test(feed_large_plain_list_is_read_in_order_with_line_numbers),
         cmocka_unit_test(feed_category_word_maps_feed_vocabularies),
         cmocka_unit_test(feed_plain_reads_text_form_hosts_files_and_counts_bad_lines),
         cmocka_unit_test(feed_csv_reads_abuse_ch_shapes),

@@ -17,9 +17,11 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <stdio.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <openssl/evp.h>
@@ -27,6 +29,7 @@
 #include <pcap/pcap.h>
 
 #include "decode.h"
+#include "pcapgen.h"
 #include "khx.h"
 #include "testutil.h"
 
@@ -479,11 +482,13 @@ static void expand_label(const uint8_t *secret, const char *label, uint8_t *out,
     memcpy(out, t, n);
 }
 
-static size_t seal_initial(const uint8_t *frames, size_t flen, uint8_t *out, size_t cap)
+/* Seals with DCID 1..7,dcid_last and packet number pn. */
+static size_t seal_initial_pn(const uint8_t *frames, size_t flen, unsigned pn, uint8_t dcid_last,
+                              uint8_t *out, size_t cap)
 {
     static const uint8_t salt[] = {0x38, 0x76, 0x2c, 0xf7, 0xf5, 0x59, 0x34, 0xb3, 0x4d, 0x17,
                                    0x9a, 0xe6, 0xa4, 0xc8, 0x0c, 0xad, 0xcc, 0xbb, 0x7f, 0x0a};
-    static const uint8_t dcid[] = {1, 2, 3, 4, 5, 6, 7, 8};
+    uint8_t dcid[] = {1, 2, 3, 4, 5, 6, 7, dcid_last};
     uint8_t initial[32], client[32], key[16], iv[12], hp[16], mask[16];
     unsigned il = 0;
     int n = 0;
@@ -507,10 +512,11 @@ static size_t seal_initial(const uint8_t *frames, size_t flen, uint8_t *out, siz
     out[len++] = (uint8_t)(0x40 | (length >> 8));
     out[len++] = (uint8_t)(length & 0xff);
     size_t pn_off = len;
-    out[len++] = 0, out[len++] = 7; /* packet number 7 */
+    out[len++] = (uint8_t)(pn >> 8), out[len++] = (uint8_t)pn;
     uint8_t nonce[12];
     memcpy(nonce, iv, 12);
-    nonce[11] ^= 7;
+    nonce[10] ^= (uint8_t)(pn >> 8);
+    nonce[11] ^= (uint8_t)pn;
     uint8_t *pt = calloc(1, payload);
     assert_non_null(pt);
     memcpy(pt, frames, flen);
@@ -533,6 +539,11 @@ static size_t seal_initial(const uint8_t *frames, size_t flen, uint8_t *out, siz
     out[pn_off] ^= mask[1];
     out[pn_off + 1] ^= mask[2];
     return len;
+}
+
+static size_t seal_initial(const uint8_t *frames, size_t flen, uint8_t *out, size_t cap)
+{
+    return seal_initial_pn(frames, flen, 7, 8, out, cap);
 }
 
 /* Appends a CRYPTO frame for hs[off, off+n) with 2-byte varints. */
@@ -592,6 +603,220 @@ static void quic_crypto_frames_join_by_offset_and_gaps_wait(void **state)
     put8(&f, 0x06), put8(&f, 0), put16(&f, 0x7fff);
     n = seal_initial(f.b, f.n, pkt, sizeof(pkt));
     assert_int_equal(sen_quic_initial(pkt, n, &ch), -1);
+}
+
+/* Hello A with a post-quantum key share of `share` bytes (X25519MLKEM768,
+ * 0x11ec, is 1,216 bytes from a client), as Chrome and Firefox send it: the
+ * hello no longer fits in one Initial. JA3 and JA4 do not look at the key
+ * share's contents, so they stay Hello A's. */
+static void hello_big(struct hb *h, size_t share)
+{
+    static const unsigned ciphers[] = {0x2a2a, 0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f};
+    static const unsigned groups[] = {0x3a3a, 0x001d, 0x0017, 0x0018};
+    static const unsigned sigalgs[] = {0x0403, 0x0804, 0x0401};
+    static const unsigned versions[] = {0x5a5a, 0x0304, 0x0303};
+    static const char *const alpn[] = {"h2", "http/1.1"};
+    static const size_t alpn_len[] = {2, 8};
+    static const uint8_t formats[] = {1, 0}, reneg[] = {0}, one[] = {0};
+    h->n = 0;
+    size_t at = hello_begin(h, 0x0303, ciphers, 6, 32);
+    size_t ext = open_len(h, 2);
+    ext_raw(h, 0x0a0a, NULL, 0);
+    ext_sni(h, "pq.Example.COM");
+    ext_raw(h, 0x0017, NULL, 0);
+    ext_raw(h, 0xff01, reneg, 1);
+    ext_u16_list(h, 0x000a, 2, groups, 4);
+    ext_raw(h, 0x000b, formats, 2);
+    ext_alpn(h, alpn, alpn_len, 2);
+    ext_u16_list(h, 0x000d, 2, sigalgs, 3);
+    ext_u16_list(h, 0x002b, 1, versions, 3);
+    put16(h, 0x0033);
+    size_t e = open_len(h, 2), l = open_len(h, 2);
+    put16(h, 0x11ec);
+    put16(h, (unsigned)share);
+    for (size_t i = 0; i < share; i++)
+        put8(h, (unsigned)(i * 7 + 3));
+    close_len(h, l, 2);
+    close_len(h, e, 2);
+    ext_raw(h, 0x1a1a, one, 1);
+    close_len(h, ext, 2);
+    close_len(h, at, 3);
+}
+
+static struct sen_tuple client_tuple(uint16_t sport)
+{
+    struct sen_tuple t;
+    memset(&t, 0, sizeof(t));
+    t.family = AF_INET;
+    t.proto = IPPROTO_UDP;
+    t.sport = sport;
+    t.dport = 443;
+    t.src[0] = 10, t.src[3] = 5;
+    t.dst[0] = 203, t.dst[2] = 113, t.dst[3] = 9;
+    return t;
+}
+
+/* Seals hs[from, to) as one Initial (CRYPTO frames of at most 1,000 bytes,
+ * in the order given by `reverse`). */
+static size_t seal_part(const struct hb *hs, size_t from, size_t to, unsigned pn, int reverse,
+                        uint8_t *pkt, size_t cap)
+{
+    static struct hb f;
+    f.n = 0;
+    size_t cuts[8], nc = 0;
+    for (size_t o = from; o < to && nc < 8; o += 1000)
+        cuts[nc++] = o;
+    for (size_t k = 0; k < nc; k++) {
+        size_t i = reverse ? nc - 1 - k : k;
+        size_t end = i + 1 < nc ? cuts[i + 1] : to;
+        crypto_frame(&f, hs, cuts[i], end - cuts[i]);
+    }
+    while (f.n < 1170) /* PADDING, so that the datagram is 1,200 bytes or more */
+        put8(&f, 0);
+    return seal_initial_pn(f.b, f.n, pn, 8, pkt, cap);
+}
+
+static void quic_client_hello_across_two_and_three_initials_is_joined(void **state)
+{
+    (void)state;
+    static struct hb hs;
+    static uint8_t p1[4096], p2[4096], p3[4096];
+    struct sen_client_hello ch;
+    struct sen_quic_joins *t = sen_quic_joins_new(4, 10);
+    assert_non_null(t);
+    struct sen_tuple tu = client_tuple(50000);
+    uint64_t joined, dropped;
+
+    /* Two packets, in order: the first waits, the second completes. */
+    hello_big(&hs, 1216);
+    assert_true(hs.n > 1300 && hs.n < 2000);
+    size_t n1 = seal_part(&hs, 0, 1100, 0, 0, p1, sizeof(p1));
+    size_t n2 = seal_part(&hs, 1100, hs.n, 1, 0, p2, sizeof(p2));
+    assert_int_equal(sen_quic_initial(p1, n1, &ch), 0); /* alone, it cannot */
+    assert_int_equal(sen_quic_initial_join(t, &tu, 1000, p1, n1, &ch), 0);
+    assert_int_equal(sen_quic_joins_count(t), 1);
+    assert_int_equal(sen_quic_initial_join(t, &tu, 2000, p2, n2, &ch), 1);
+    assert_string_equal(ch.sni, "pq.example.com");
+    assert_string_equal(ch.ja4, "q13d0509h2_e133e205ac38_f5e0aee4b195");
+    assert_string_equal(ch.ja3, HELLO_A_JA3);
+    assert_int_equal(sen_quic_joins_count(t), 0);
+
+    /* Three packets arriving 3, 1, 2, with the frames inside each reversed. */
+    hello_big(&hs, 2600);
+    assert_true(hs.n > 2400);
+    size_t third = hs.n / 3;
+    n1 = seal_part(&hs, 0, third, 0, 1, p1, sizeof(p1));
+    n2 = seal_part(&hs, third, 2 * third, 1, 1, p2, sizeof(p2));
+    size_t n3 = seal_part(&hs, 2 * third, hs.n, 2, 1, p3, sizeof(p3));
+    assert_int_equal(sen_quic_initial_join(t, &tu, 3000, p3, n3, &ch), 0);
+    assert_int_equal(sen_quic_initial_join(t, &tu, 3001, p1, n1, &ch), 0);
+    assert_int_equal(sen_quic_joins_count(t), 1);
+    memset(&ch, 0, sizeof(ch));
+    assert_int_equal(sen_quic_initial_join(t, &tu, 3002, p2, n2, &ch), 1);
+    assert_string_equal(ch.sni, "pq.example.com");
+    assert_string_equal(ch.ja4, "q13d0509h2_e133e205ac38_f5e0aee4b195");
+    assert_int_equal(sen_quic_joins_count(t), 0);
+    sen_quic_joins_stats(t, &joined, &dropped);
+    assert_int_equal(joined, 2);
+    assert_int_equal(dropped, 0);
+
+    /* Another connection (other port) does not complete this one. */
+    struct sen_tuple other = client_tuple(50001);
+    assert_int_equal(sen_quic_initial_join(t, &tu, 4000, p1, n1, &ch), 0);
+    assert_int_equal(sen_quic_initial_join(t, &other, 4001, p2, n2, &ch), 0);
+    assert_int_equal(sen_quic_initial_join(t, &other, 4002, p3, n3, &ch), 0);
+    assert_int_equal(sen_quic_joins_count(t), 2);
+
+    /* A retransmission that repeats bytes is fine; one that changes them is
+     * refused and drops the connection. */
+    assert_int_equal(sen_quic_initial_join(t, &tu, 4003, p1, n1, &ch), 0);
+    n2 = seal_part(&hs, third, 2 * third, 1, 0, p2, sizeof(p2));
+    assert_int_equal(sen_quic_initial_join(t, &tu, 4004, p2, n2, &ch), 0);
+    static struct hb bad;
+    bad = hs;
+    bad.b[third + 5] ^= 0x55;
+    size_t nb = seal_part(&bad, third, 2 * third, 3, 0, p2, sizeof(p2));
+    assert_int_equal(sen_quic_initial_join(t, &tu, 4005, p2, nb, &ch), -1);
+    assert_int_equal(sen_quic_joins_count(t), 1);
+    sen_quic_joins_free(t);
+}
+
+/* A connection whose next packet never comes is dropped after the timeout
+ * or when the table needs room, and nothing is reported for it. The
+ * sanitizer build checks that its buffer is freed. */
+static void quic_incomplete_client_hello_is_dropped_without_a_hit(void **state)
+{
+    (void)state;
+    static struct hb hs;
+    static uint8_t p1[4096];
+    struct sen_client_hello ch;
+    uint64_t joined, dropped;
+    hello_big(&hs, 1216);
+    size_t n1 = seal_part(&hs, 0, 1100, 0, 0, p1, sizeof(p1));
+
+    struct sen_quic_joins *t = sen_quic_joins_new(2, 10);
+    assert_non_null(t);
+    struct sen_tuple a = client_tuple(1), b = client_tuple(2), c = client_tuple(3);
+    assert_int_equal(sen_quic_initial_join(t, &a, 1000000, p1, n1, &ch), 0);
+    assert_int_equal(sen_quic_initial_join(t, &b, 2000000, p1, n1, &ch), 0);
+    /* Full: the oldest (a) makes room for c. */
+    assert_int_equal(sen_quic_initial_join(t, &c, 3000000, p1, n1, &ch), 0);
+    assert_int_equal(sen_quic_joins_count(t), 2);
+    sen_quic_joins_stats(t, &joined, &dropped);
+    assert_int_equal(dropped, 1);
+    /* 10 s later b goes, c stays; then c goes too. */
+    sen_quic_joins_expire(t, 12500000);
+    assert_int_equal(sen_quic_joins_count(t), 1);
+    sen_quic_joins_expire(t, 13500000);
+    assert_int_equal(sen_quic_joins_count(t), 0);
+    sen_quic_joins_stats(t, &joined, &dropped);
+    assert_int_equal(joined, 0);
+    assert_int_equal(dropped, 3);
+    /* One left waiting is freed with the table. */
+    assert_int_equal(sen_quic_initial_join(t, &a, 20000000, p1, n1, &ch), 0);
+    sen_quic_joins_free(t);
+    sen_quic_joins_free(NULL);
+}
+
+static void count_quic_sni(void *ctx, const struct sen_obs *o)
+{
+    if (o->where == SEN_QUIC_SNI && o->text != NULL && strcmp(o->text, "pq.example.com") == 0)
+        (*(int *)ctx)++;
+}
+
+/* Through the packet decoder: the two datagrams of one connection give one
+ * quic.sni, and the stats say it was joined. */
+static void decoder_joins_a_quic_client_hello_from_two_datagrams(void **state)
+{
+    (void)state;
+    static struct hb hs;
+    static uint8_t p1[4096], p2[4096], frame[8192];
+    struct sen_decoder *d = NULL;
+    int hits = 0;
+    hello_big(&hs, 1216);
+    size_t n1 = seal_part(&hs, 0, 1100, 0, 0, p1, sizeof(p1));
+    size_t n2 = seal_part(&hs, 1100, hs.n, 1, 0, p2, sizeof(p2));
+    assert_int_equal(sen_decoder_new(NULL, count_quic_sni, &hits, &d), 0);
+    const uint8_t *pl[2] = {p1, p2};
+    size_t pn[2] = {n1, n2};
+    for (int i = 0; i < 2; i++) {
+        struct pg_spec sp = {.family = AF_INET, .src = "10.0.0.5", .dst = "203.0.113.9"};
+        sp.proto = IPPROTO_UDP;
+        sp.sport = 50000;
+        sp.dport = 443;
+        sp.payload = pl[i];
+        sp.plen = pn[i];
+        size_t n = pg_frame(&sp, frame, sizeof(frame));
+        assert_true(n > 0);
+        sen_decode_packet(d, pg_link_dlt(sp.link), frame, n, 1700000000000000LL + i);
+    }
+    struct sen_decode_stats st;
+    sen_decoder_stats(d, &st);
+    assert_int_equal(hits, 1);
+    assert_int_equal(st.quic_initials, 2);
+    assert_int_equal(st.quic_joined, 1);
+    assert_int_equal(st.malformed_quic, 0);
+    sen_decoder_free(d);
 }
 
 /* ---- captures ---- */
@@ -1033,6 +1258,9 @@ int main(void)
         cmocka_unit_test(tls_other_messages_and_bad_lengths_are_refused),
         cmocka_unit_test(quic_rfc9001_and_rfc9369_client_initials_decrypt),
         cmocka_unit_test(quic_crypto_frames_join_by_offset_and_gaps_wait),
+        cmocka_unit_test(quic_client_hello_across_two_and_three_initials_is_joined),
+        cmocka_unit_test(quic_incomplete_client_hello_is_dropped_without_a_hit),
+        cmocka_unit_test(decoder_joins_a_quic_client_hello_from_two_datagrams),
         cmocka_unit_test(captures_match_suricata_verify_ja3_ja4),
         cmocka_unit_test(captures_match_tshark_sni_and_ja3),
     };
