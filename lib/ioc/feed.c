@@ -22,6 +22,7 @@
 
 #include "feed_int.h"
 #include "khx.h"
+#include "store.h"
 
 /* A feed file larger than this is refused (the largest public lists are a
  * few hundred MB); a gzip file may not inflate beyond it either. */
@@ -342,6 +343,7 @@ int feed_emit(struct feed_run *run, int kind, const char *value, size_t len,
     }
     rec.kind = got;
     rec.value = val;
+    run->rec_hints = 0;
     rec.category = run->cat_clean;
     rec.source = run->src_clean;
     rec.family = run->fam_ok ? run->fam_clean : NULL;
@@ -388,7 +390,7 @@ static int plain_word(const char *p, size_t n, char out[IOC_WORD_MAX + 1])
 
 int feed_emit_plain(struct feed_run *run, const char *line, size_t n, int *r)
 {
-    char val[IOC_VALUE_MAX + 1], cat[IOC_WORD_MAX + 1], src[IOC_WORD_MAX + 1];
+    char val[IOC_VALUE_MAX + 1];
     struct ioc_record rec;
     size_t v = 0;
     int got = feed_fast_value(-1, line, n, val, &v);
@@ -420,16 +422,29 @@ int feed_emit_plain(struct feed_run *run, const char *line, size_t n, int *r)
         for (size_t k = 0; k < nf; k++) {
             if (fl[k] == 1 && f[k][0] == '-')
                 continue;
-            if (plain_word(f[k], fl[k], k == 0 ? cat : src) != 0)
-                return 0;
+            /* a word as the previous line wrote it is not cleaned again */
+            if (!run->word_ok[k] || fl[k] != run->word_rawlen[k] ||
+                memcmp(f[k], run->word_raw[k], fl[k]) != 0) {
+                run->word_ok[k] = 0;
+                run->word_gen[k]++;
+                if (plain_word(f[k], fl[k], run->word[k]) != 0)
+                    return 0;
+                if (fl[k] <= IOC_WORD_MAX) {
+                    memcpy(run->word_raw[k], f[k], fl[k]);
+                    run->word_rawlen[k] = fl[k];
+                    run->word_ok[k] = 1;
+                }
+            }
             if (k == 0)
-                rec.category = cat;
+                rec.category = run->word[0];
             else
-                rec.source = src;
+                rec.source = run->word[1];
         }
     }
     rec.kind = got;
     rec.value = val;
+    /* the fast path lowercased and checked the name as the builder would */
+    run->rec_hints = got == IOC_DOMAIN ? IOC_HINT_CANONICAL : 0;
     rec.family = run->fam_ok ? run->fam_clean : NULL;
     rec.confidence = run->confidence;
     rec.expires = 0;

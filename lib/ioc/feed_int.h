@@ -38,6 +38,19 @@ struct feed_run {
     char fam_clean[IOC_WORD_MAX + 1];
     int fam_ok;         /* fam_clean holds the cleaned default family */
     unsigned line_base; /* lines of a streamed plain file already read */
+    /* feed_emit_plain's category (0) and source (1) words: the last field
+     * as written and as cleaned. A line repeating it reuses the cleaned
+     * word, which thus stays at one address; word_gen[k] counts the times
+     * word[k] was rewritten, so that the same address and count mean the
+     * same word (feed_pipe.c packs it once a batch by that). */
+    char word_raw[2][IOC_WORD_MAX + 1];
+    char word[2][IOC_WORD_MAX + 1];
+    size_t word_rawlen[2];
+    int word_ok[2];
+    unsigned word_gen[2];
+    /* IOC_HINT_* (store.h) for the record being passed to fn: feed_pipe.c
+     * carries them to the store builder */
+    unsigned rec_hints;
 };
 
 /* What a reader knows about one value besides the value itself; NULL or -1

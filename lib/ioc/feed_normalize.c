@@ -19,6 +19,9 @@
  */
 #include <arpa/inet.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "feed_int.h"
 #include "khx.h"
@@ -628,6 +631,52 @@ static const char dom_lower[256] = {
     ['Y'] = 'y', ['Z'] = 'z',
 };
 
+#if defined(__SSE2__)
+/* The SSE2 part of fast_domain's copy: 16 characters at a time while 16
+ * remain in s[0..n), stopping at the first one that is not a letter,
+ * digit, '-', '_' or '.', or at lim. Copies them lowercased into out
+ * (which may get up to 15 bytes past the stop: it holds IOC_VALUE_MAX + 1
+ * and lim is at most DOMAIN_MAX + 1) and notes the dots as the scalar loop
+ * does. Returns where it stopped, or SIZE_MAX for too many dots. */
+static size_t domain_chunks(const char *s, size_t n, size_t lim, char *out, uint8_t *dot,
+                            size_t *ndp)
+{
+    size_t i = 0, nd = *ndp;
+    const __m128i a1 = _mm_set1_epi8('a' - 1), z1 = _mm_set1_epi8('z' + 1);
+    const __m128i ua1 = _mm_set1_epi8('A' - 1), uz1 = _mm_set1_epi8('Z' + 1);
+    const __m128i d1 = _mm_set1_epi8('0' - 1), d9 = _mm_set1_epi8('9' + 1);
+    const __m128i dash = _mm_set1_epi8('-'), under = _mm_set1_epi8('_');
+    const __m128i dotc = _mm_set1_epi8('.'), bit5 = _mm_set1_epi8(0x20);
+    while (i < lim && i + 16 <= n) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+        /* bytes of 0x80 and above are negative: no range takes them */
+        __m128i lower = _mm_and_si128(_mm_cmpgt_epi8(v, a1), _mm_cmplt_epi8(v, z1));
+        __m128i upper = _mm_and_si128(_mm_cmpgt_epi8(v, ua1), _mm_cmplt_epi8(v, uz1));
+        __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(v, d1), _mm_cmplt_epi8(v, d9));
+        __m128i dots = _mm_cmpeq_epi8(v, dotc);
+        __m128i ok = _mm_or_si128(_mm_or_si128(lower, upper), _mm_or_si128(digit, dots));
+        ok = _mm_or_si128(ok, _mm_or_si128(_mm_cmpeq_epi8(v, dash), _mm_cmpeq_epi8(v, under)));
+        _mm_storeu_si128((__m128i *)(void *)(out + i), _mm_or_si128(v, _mm_and_si128(upper, bit5)));
+        unsigned good = (unsigned)_mm_movemask_epi8(ok);
+        size_t k = good == 0xffff ? 16 : (size_t)__builtin_ctz(~good);
+        if (k > lim - i)
+            k = lim - i;
+        unsigned dm = (unsigned)_mm_movemask_epi8(dots) & ((1u << k) - 1);
+        while (dm != 0) {
+            if (nd >= DOMAIN_MAX / 2)
+                return SIZE_MAX;
+            dot[nd++] = (uint8_t)(i + (size_t)__builtin_ctz(dm));
+            dm &= dm - 1;
+        }
+        i += k;
+        if (k < 16)
+            break;
+    }
+    *ndp = nd;
+    return i;
+}
+#endif
+
 /* A plain domain name: [A-Za-z0-9_-] labels of 1..63 joined by single dots,
  * two labels or more, the last not all digits, no leading or trailing dot.
  * Names in large lists mix letters and digits at random, so the character
@@ -642,6 +691,12 @@ static int fast_domain(int kind, const char *s, size_t n, char *out, size_t *use
     if (kind >= 0 && kind != IOC_DOMAIN)
         return -1;
     size_t lim = KHX_MIN(n, (size_t)DOMAIN_MAX + 1);
+#if defined(__SSE2__)
+    /* the scalar loop below finishes the tail (or stops at once where the
+     * chunks stopped at a character it stops at too) */
+    if ((i = domain_chunks(s, n, lim, out, dot, &nd)) == SIZE_MAX)
+        return -1;
+#endif
     for (; i < lim; i++) {
         char c = dom_lower[(unsigned char)s[i]];
         if (c == 0)

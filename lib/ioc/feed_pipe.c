@@ -20,15 +20,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <khien/khien.h>
+
 #include "feed_int.h"
 #include "khx.h"
+#include "store.h"
 
 #define PIPE_BATCH_BYTES ((size_t)64 << 10)
 #define PIPE_BATCHES     8
 
 /* Flags of a packed record: which strings follow the value; the others are
  * the run's defaults (or no family). */
-enum { PF_CAT = 1, PF_SRC = 2, PF_FAM = 4, PF_FAM_DEFAULT = 8, PF_CAT_PREV = 16, PF_SRC_PREV = 32 };
+enum {
+    PF_CAT = 1,
+    PF_SRC = 2,
+    PF_FAM = 4,
+    PF_FAM_DEFAULT = 8,
+    PF_CAT_PREV = 16,
+    PF_SRC_PREV = 32,
+    PF_CANONICAL = 64 /* the record's IOC_HINT_CANONICAL */
+};
 /* PF_CAT_PREV, PF_SRC_PREV: the same category (source) as the batch's
  * previous record that carried one, so the word is not packed again: in a
  * list of "value category source" lines it is the same on every line. */
@@ -53,6 +64,10 @@ struct pipe {
     /* The reader's side: the words last packed in the batch it fills. */
     char last_cat[IOC_WORD_MAX + 1], last_src[IOC_WORD_MAX + 1];
     int have_cat, have_src;
+    /* where last_cat (last_src) was copied from when that was the run's
+     * word[0] (word[1]), and its word_gen then; else NULL */
+    const char *last_word[2];
+    unsigned last_gen[2];
     ioc_record_fn fn; /* the caller's callback and context */
     void *ctx;
     pthread_mutex_t mu;
@@ -86,6 +101,19 @@ static size_t str_bytes(const char *s)
     return strnlen(s, IOC_VALUE_MAX) + 1;
 }
 
+/* Whether s is the run's word k unchanged since it was last packed: then
+ * it equals last_cat (k = 0) or last_src (k = 1) without comparing. */
+static int same_word(const struct pipe *p, int k, const char *s)
+{
+    return s == p->last_word[k] && p->run->word_gen[k] == p->last_gen[k];
+}
+
+static void note_word(struct pipe *p, int k, const char *s)
+{
+    p->last_word[k] = s == p->run->word[k] ? s : NULL;
+    p->last_gen[k] = p->run->word_gen[k];
+}
+
 /* The reader's callback: packs one record. */
 static int push(void *ctx, const struct ioc_record *r)
 {
@@ -93,10 +121,11 @@ static int push(void *ctx, const struct ioc_record *r)
     int stop = atomic_load_explicit(&p->stop, memory_order_relaxed);
     if (stop != 0)
         return stop;
-    uint8_t flags = 0;
+    uint8_t flags = p->run->rec_hints & IOC_HINT_CANONICAL ? PF_CANONICAL : 0;
     size_t need = PREC_HDR + str_bytes(r->value);
     if (r->category != p->run->cat_clean) {
-        if (p->have_cat && strcmp(r->category, p->last_cat) == 0) {
+        if (p->have_cat &&
+            (same_word(p, 0, r->category) || strcmp(r->category, p->last_cat) == 0)) {
             flags |= PF_CAT_PREV;
         } else {
             flags |= PF_CAT;
@@ -104,7 +133,7 @@ static int push(void *ctx, const struct ioc_record *r)
         }
     }
     if (r->source != p->run->src_clean) {
-        if (p->have_src && strcmp(r->source, p->last_src) == 0) {
+        if (p->have_src && (same_word(p, 1, r->source) || strcmp(r->source, p->last_src) == 0)) {
             flags |= PF_SRC_PREV;
         } else {
             flags |= PF_SRC;
@@ -154,11 +183,13 @@ static int push(void *ctx, const struct ioc_record *r)
         PUT(r->category);
         snprintf(p->last_cat, sizeof(p->last_cat), "%s", r->category);
         p->have_cat = 1;
+        note_word(p, 0, r->category);
     }
     if (flags & PF_SRC) {
         PUT(r->source);
         snprintf(p->last_src, sizeof(p->last_src), "%s", r->source);
         p->have_src = 1;
+        note_word(p, 1, r->source);
     }
     if (flags & PF_FAM)
         PUT(r->family);
@@ -188,11 +219,17 @@ static void *reader_main(void *arg)
     return NULL;
 }
 
-/* Unpacks one batch and calls the caller's callback per record. */
+/* Unpacks one batch and calls the caller's callback per record. Within a
+ * batch a word is one string for all the records that share it, so equal
+ * pointers mean equal words: a record whose words (and confidence and
+ * expiry) are the previous record's says so (IOC_HINT_SAME_WORDS), and the
+ * builder skips comparing them. The first record of a batch never does. */
 static int replay(struct pipe *p, const struct batch *b)
 {
     const uint8_t *data = b->data;
     const char *pcat = p->cat, *psrc = p->src;
+    struct ioc_record prev = {0};
+    int have_prev = 0;
     size_t off = 0, used = b->used;
     while (off + PREC_HDR <= used) {
         const uint8_t *o = data + off;
@@ -223,7 +260,21 @@ static int replay(struct pipe *p, const struct batch *b)
         }
         if (flags & PF_FAM)
             rec.family = s;
-        int r = p->fn(p->ctx, &rec);
+        unsigned hints = flags & PF_CANONICAL ? IOC_HINT_CANONICAL : 0;
+        if (have_prev && rec.category == prev.category && rec.source == prev.source &&
+            rec.family == prev.family && rec.confidence == prev.confidence &&
+            rec.expires == prev.expires)
+            hints |= IOC_HINT_SAME_WORDS;
+        prev = rec;
+        have_prev = 1;
+        int r;
+        if (p->fn == ioc_builder_add_fn) {
+            /* the store builder, told what the reader knows */
+            r = ioc_builder_add_hinted(p->ctx, &rec, hints);
+            r = r == KH_EINVAL ? KH_OK : r;
+        } else {
+            r = p->fn(p->ctx, &rec);
+        }
         if (r != 0)
             return r;
         off += len;

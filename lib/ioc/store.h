@@ -57,6 +57,17 @@ void ioc_builder_free(struct ioc_builder *b); /* NULL-safe */
 int ioc_builder_add(struct ioc_builder *b, const struct ioc_record *r);
 int ioc_builder_add_fn(void *builder, const struct ioc_record *r);
 
+/* What a feed reader already knows about a record, so that the builder may
+ * skip work (0 is always right; the feed readers pass them, see
+ * feed_pipe.c). IOC_HINT_CANONICAL: the value is in the builder's
+ * canonical form already (a domain: lowercase, labels of 1..63 characters
+ * of [a-z0-9_-]). IOC_HINT_SAME_WORDS: category, source, family,
+ * confidence and expiry are those of the previous record given to
+ * ioc_builder_add / _hinted. */
+#define IOC_HINT_CANONICAL  1u
+#define IOC_HINT_SAME_WORDS 2u
+int ioc_builder_add_hinted(struct ioc_builder *b, const struct ioc_record *r, unsigned hints);
+
 /* Adds one allowlist entry: IOC_IP / IOC_CIDR (addresses inside never
  * match), IOC_DOMAIN (the name and every name below it never match),
  * IOC_URL, IOC_JA3, IOC_JA4 (exact). Indicators the entry covers are dropped

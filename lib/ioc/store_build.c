@@ -434,8 +434,12 @@ static int domain_ok(const char *s, char *d, size_t len)
 }
 
 /* Turns (kind, value) into an internal kind and key bytes in out (at least
- * IOC_VALUE_MAX + 1 bytes). Returns the key length or -1. */
-static int parse_value(int kind, int allow, const char *v, uint8_t *out, uint8_t *sk)
+ * IOC_VALUE_MAX + 1 bytes). Returns the key length or -1. With canonical
+ * (the record's IOC_HINT_CANONICAL), a domain is taken as it is, only
+ * its length checked: the feed reader's fast path has lowercased it and
+ * checked its labels as domain_ok would, and checking a name twice was a
+ * tenth of a large build. */
+static int parse_value(int kind, int allow, int canonical, const char *v, uint8_t *out, uint8_t *sk)
 {
     size_t len = strnlen(v, IOC_VALUE_MAX + 1);
     int v6;
@@ -495,6 +499,13 @@ static int parse_value(int kind, int allow, const char *v, uint8_t *out, uint8_t
         return v6 ? 18 : 6;
     }
     case IOC_DOMAIN:
+        if (canonical) {
+            if (len == 0 || len > DOMAIN_MAX)
+                return -1;
+            memcpy(out, v, len);
+            *sk = allow ? SK_ADOMAIN : SK_DOMAIN;
+            return (int)len;
+        }
         if (len > 0 && v[len - 1] == '.')
             len--;
         if (!domain_ok(v, (char *)out, len))
@@ -578,6 +589,7 @@ void ioc_builder_free(struct ioc_builder *b)
     free(b->setidx);
     free(b->settab.slots);
     free(b->rec);
+    free(b->rhash);
     free(b);
 }
 
@@ -678,20 +690,43 @@ int ioc_sb_merge_sets(struct ioc_builder *b, uint32_t a, uint32_t c, uint32_t *o
 
 int ioc_builder_add(struct ioc_builder *b, const struct ioc_record *r)
 {
+    return ioc_builder_add_hinted(b, r, 0);
+}
+
+int ioc_builder_add_hinted(struct ioc_builder *b, const struct ioc_record *r, unsigned hints)
+{
     uint8_t key[IOC_VALUE_MAX + 1];
     uint8_t sk = 0;
     uint32_t tuple;
     int rc;
-    if (b == NULL || r == NULL || r->value == NULL || !word_ok(r->source) ||
-        !word_ok(r->category) || (r->family != NULL && !word_ok(r->family)))
+    if (b == NULL || r == NULL || r->value == NULL)
         return KH_EINVAL;
-    int len = parse_value(r->kind, 0, r->value, key, &sk);
-    if (len < 0)
+    /* The same words as the previous record, which the cache holds: they
+     * were checked then, and its tuple is this one's. */
+    int same = (hints & IOC_HINT_SAME_WORDS) && b->last_is_prev;
+    b->last_is_prev = 0;
+    if (!same && (!word_ok(r->source) || !word_ok(r->category) ||
+                  (r->family != NULL && !word_ok(r->family))))
         return KH_EINVAL;
-    if (b->nrecords >= b->max || b->rlen + REC_HDR + (uint64_t)len > ARENA_MAX)
+    int len = parse_value(r->kind, 0, (hints & IOC_HINT_CANONICAL) != 0, r->value, key, &sk);
+    /* a record refused here leaves the cache as it was: still the previous
+     * record's words when they were this one's too */
+    if (len < 0) {
+        b->last_is_prev = same;
+        return KH_EINVAL;
+    }
+    if (b->nrecords >= b->max || b->rlen + REC_HDR + (uint64_t)len > ARENA_MAX) {
+        b->last_is_prev = same;
         return KH_ELIMIT;
-    if ((rc = record_tuple(b, r, &tuple)) != KH_OK)
+    }
+    if (same)
+        tuple = b->last_tuple;
+    else if ((rc = record_tuple(b, r, &tuple)) != KH_OK)
         return rc;
+    b->last_is_prev = 1;
+    int str = sk >= SK_DOMAIN && sk <= SK_JA4;
+    if (str && grow((void **)&b->rhash, &b->rhcap, b->nrhash + 1, sizeof(*b->rhash)) != KH_OK)
+        return KH_ENOMEM;
     if (b->rlen + REC_HDR + (uint64_t)len > b->rcap) {
         uint64_t c = b->rcap ? b->rcap : 1 << 20;
         while (c < b->rlen + REC_HDR + (uint64_t)len)
@@ -709,6 +744,8 @@ int ioc_builder_add(struct ioc_builder *b, const struct ioc_record *r)
     memcpy(p + 3, &b->last_set, 4); /* record_tuple left the singleton set of `tuple` there */
     memcpy(p + REC_HDR, key, (size_t)len);
     b->rlen += REC_HDR + (uint64_t)len;
+    if (str)
+        b->rhash[b->nrhash++] = store_siphash(b->key, key, (size_t)len);
     b->nrec[sk]++;
     b->sbytes[sk] +=
         1 + store_varint_len((uint64_t)len) + store_varint_len(b->last_set) + (uint64_t)len;
@@ -731,7 +768,7 @@ int ioc_builder_allow(struct ioc_builder *b, const struct ioc_record *r)
     int created;
     if (b == NULL || r == NULL || r->value == NULL)
         return KH_EINVAL;
-    int len = parse_value(r->kind, 1, r->value, key, &sk);
+    int len = parse_value(r->kind, 1, 0, r->value, key, &sk);
     if (len < 0)
         return KH_EINVAL;
     int64_t i = ioc_sb_value_find(b, sk, key, (size_t)len, b->nallow < b->max, &created);

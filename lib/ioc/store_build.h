@@ -74,6 +74,10 @@ struct ioc_builder {
     int64_t last_exp;
     uint32_t last_tuple, last_set;
     int have_last;
+    /* the cache holds the words of the previous record given to
+     * ioc_builder_add, added or not: a record hinted IOC_HINT_SAME_WORDS
+     * then takes the cached tuple without comparing its words */
+    int last_is_prev;
     uint64_t av4_lens;     /* bit l: an IPv4 allow prefix of length l exists */
     uint8_t av6_lens[129]; /* 1: an IPv6 allow prefix of this length exists */
     size_t merged;
@@ -82,6 +86,12 @@ struct ioc_builder {
      * duplicates are found and merged at write time by sorting */
     uint8_t *rec;
     uint64_t rlen, rcap;
+    /* The SipHash of each string record's key (SK_DOMAIN..SK_JA4), in
+     * record order: computed as it is added, on the thread that adds while
+     * another parses, rather than at write time where it was the longest
+     * part of sorting the domains. */
+    uint64_t *rhash;
+    size_t nrhash, rhcap;
     size_t nrec[SK_COUNT], nrecords;
     /* bounds for sizing the file before merging: string-table bytes per
      * kind as added, and IPv4 prefixes of /16 or longer */
