@@ -36,7 +36,8 @@ static const struct command commands[] = {
     {"daemon", cmd_daemon, "Keep a database loaded and scan files named over a UNIX socket"},
     {"server", cmd_server, "Run the central management server and its web dashboard"},
     {"sensor", cmd_sensor, "Find machines that talk to malware command-and-control servers"},
-    {"report", cmd_report, "Produce the quarterly infection report for the Ministry (PDF, CSV, XLSX)"},
+    {"report", cmd_report,
+     "Produce the quarterly infection report for the Ministry (PDF, CSV, XLSX)"},
 };
 
 /* Subcommands that later versions will add. They are listed here only so the

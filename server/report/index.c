@@ -372,8 +372,7 @@ static size_t machine_find(const struct work *w, const char *id)
 {
     struct machine key;
     snprintf(key.id, sizeof(key.id), "%s", id != NULL ? id : "");
-    struct machine *m =
-        w->nm > 0 ? bsearch(&key, w->m, w->nm, sizeof(*w->m), cmp_machine) : NULL;
+    struct machine *m = w->nm > 0 ? bsearch(&key, w->m, w->nm, sizeof(*w->m), cmp_machine) : NULL;
     return m != NULL ? (size_t)(m - w->m) : SIZE_MAX;
 }
 

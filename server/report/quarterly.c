@@ -249,8 +249,7 @@ oom:
 static const char *name_of(const struct names *n, const char *ip)
 {
     struct ipname key = {.ip = (char *)ip};
-    const struct ipname *p =
-        n->n > 0 ? bsearch(&key, n->v, n->n, sizeof(*n->v), cmp_ipname) : NULL;
+    const struct ipname *p = n->n > 0 ? bsearch(&key, n->v, n->n, sizeof(*n->v), cmp_ipname) : NULL;
     return p != NULL ? p->name : "";
 }
 
