@@ -528,10 +528,9 @@ static const char migration_8[] =
     " PRIMARY KEY (child_id, period));\n"
     "CREATE INDEX federation_stats_kind ON federation_stats(child_id, kind, period_start);\n";
 
-
 static const char *const migrations[] = {
-    migration_1, migration_2, migration_3, migration_4, migration_5, migration_6, migration_7,
-    migration_8,
+    migration_1, migration_2, migration_3, migration_4,
+    migration_5, migration_6, migration_7, migration_8,
 };
 
 int store_migration_count(void)
