@@ -54,6 +54,17 @@ extern const char *cli_progname;
 /* Prints "PROGNAME: message\n" on standard error. */
 void cli_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* A subcommand's own subcommands (`khien server init`, `khien report
+ * quarterly`): runs the one argv[1] names with argv shifted by one, prints
+ * usage for -h/--help (to stdout) or no argument (to stderr), and names the
+ * expected words (`expected`, e.g. "init, run or passwd") otherwise. */
+struct cli_sub {
+    const char *name;
+    int (*run)(int argc, char **argv);
+};
+int cli_run_sub(int argc, char **argv, const struct cli_sub *subs, size_t nsubs,
+                void (*usage)(FILE *), const char *what, const char *expected);
+
 /* The version line printed by --version, e.g. "khien 0.1.0 (libkhien 0.1.0)". */
 void cli_print_version(FILE *out);
 

@@ -23,7 +23,7 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "Usage: khien report quarterly --data DIR --quarter YYYYQn [options]\n"
+            "Usage: khien report quarterly --data DIR [--quarter YYYYQn] [options]\n"
             "\n"
             "Produce the quarterly malware infection report to the Ministry from the server's\n"
             "database: a PDF in Vietnamese, and the same tables as CSV and XLSX. Each file is\n"
@@ -174,17 +174,6 @@ out:
 
 int cmd_report(int argc, char **argv)
 {
-    if (argc < 2) {
-        usage(stderr);
-        return CLI_EXIT_ERROR;
-    }
-    const char *sub = argv[1];
-    if (strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0) {
-        usage(stdout);
-        return CLI_EXIT_OK;
-    }
-    if (strcmp(sub, "quarterly") == 0)
-        return quarterly(argc - 1, argv + 1);
-    cli_errorf("unknown report '%s'; expected quarterly", sub);
-    return CLI_EXIT_ERROR;
+    static const struct cli_sub subs[] = {{"quarterly", quarterly}};
+    return cli_run_sub(argc, argv, subs, 1, usage, "report", "quarterly");
 }

@@ -317,21 +317,8 @@ out:
 
 int cmd_server(int argc, char **argv)
 {
-    if (argc < 2) {
-        usage(stderr);
-        return CLI_EXIT_ERROR;
-    }
-    const char *sub = argv[1];
-    if (strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0) {
-        usage(stdout);
-        return CLI_EXIT_OK;
-    }
-    if (strcmp(sub, "init") == 0)
-        return server_init(argc - 1, argv + 1);
-    if (strcmp(sub, "run") == 0)
-        return server_run(argc - 1, argv + 1);
-    if (strcmp(sub, "passwd") == 0)
-        return server_passwd(argc - 1, argv + 1);
-    cli_errorf("unknown server command '%s'; expected init, run or passwd", sub);
-    return CLI_EXIT_ERROR;
+    static const struct cli_sub subs[] = {
+        {"init", server_init}, {"run", server_run}, {"passwd", server_passwd}};
+    return cli_run_sub(argc, argv, subs, sizeof(subs) / sizeof(subs[0]), usage, "server command",
+                       "init, run or passwd");
 }

@@ -390,3 +390,22 @@ out:
     khx_buf_free(&b);
     return j;
 }
+
+int cli_run_sub(int argc, char **argv, const struct cli_sub *subs, size_t nsubs,
+                void (*usage)(FILE *), const char *what, const char *expected)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_EXIT_ERROR;
+    }
+    const char *sub = argv[1];
+    if (strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0) {
+        usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    for (size_t i = 0; i < nsubs; i++)
+        if (strcmp(sub, subs[i].name) == 0)
+            return subs[i].run(argc - 1, argv + 1);
+    cli_errorf("unknown %s '%s'; expected %s", what, sub, expected);
+    return CLI_EXIT_ERROR;
+}
