@@ -374,7 +374,8 @@ static int key_create(struct vault *v, char *err, size_t errlen)
         return KH_EIO;
     }
     crypto_secretstream_xchacha20poly1305_keygen(v->key);
-    if (fchmod(fd, 0600) != 0 || khx_write_all(fd, v->key, sizeof(v->key)) != KH_OK || fsync(fd) != 0) {
+    if (fchmod(fd, 0600) != 0 || khx_write_all(fd, v->key, sizeof(v->key)) != KH_OK ||
+        fsync(fd) != 0) {
         khx_errf(err, errlen, "cannot write the vault key in %s: %s", v->dir, strerror(errno));
         goto out;
     }

@@ -74,7 +74,6 @@ static int path_join(char *out, size_t cap, const char *dir, const char *name)
     return n > 0 && (size_t)n < cap ? 0 : -1;
 }
 
-
 static int make_dir(const char *path)
 {
     return mkdir(path, 0700) == 0 || errno == EEXIST ? 0 : -1;

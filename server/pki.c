@@ -93,7 +93,6 @@ static int file_exists(const char *path)
     return stat(path, &st) == 0;
 }
 
-
 /* Writes a private key as unencrypted PKCS#8 PEM, mode 0600. The PEM text
  * lives in OpenSSL's secure heap and is wiped when the BIO is freed. */
 static int write_key(const char *path, EVP_PKEY *key, char *err, size_t errlen)

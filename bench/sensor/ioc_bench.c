@@ -217,9 +217,8 @@ static int load_list(struct ioc_builder *b, const char *dir, const char *name, i
 {
     char path[4096];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
-    struct ioc_read_opts ro = {.source = name,
-                               .category = kind == IOC_URL ? "distribution" : "c2",
-                               .confidence = 50};
+    struct ioc_read_opts ro = {
+        .source = name, .category = kind == IOC_URL ? "distribution" : "c2", .confidence = 50};
     struct ioc_read_stats st;
     memset(&st, 0, sizeof(st));
     int rc = ioc_read_path(path, IOC_FMT_PLAIN, &ro, ioc_builder_add_fn, b, &st);
