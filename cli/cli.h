@@ -41,8 +41,9 @@ int cmd_sensor(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 
 /* The server's configuration for commands that work on its data folder
- * (`khien server`, `khien report`): DATA/khien-server.conf unless `config`
- * names another file. Prints the error and returns -1 on failure. */
+ * (`khien server`, `khien report`): the folder resolved to an absolute path,
+ * and DATA/khien-server.conf unless `config` names another file. Prints the
+ * error and returns -1 on failure. */
 struct srv_config;
 int cli_server_config(const char *data, const char *config, const char *listen,
                       struct srv_config *cfg);

@@ -107,13 +107,8 @@ static int quarterly(int argc, char **argv)
         cli_errorf("quarterly needs --data DIR; see --help");
         return CLI_EXIT_ERROR;
     }
-    char abs[PATH_MAX];
-    if (realpath(data, abs) == NULL) {
-        cli_errorf("cannot resolve %s: %s", data, strerror(errno));
-        return CLI_EXIT_ERROR;
-    }
     struct srv_config cfg;
-    if (cli_server_config(abs, config, NULL, &cfg) != 0)
+    if (cli_server_config(data, config, NULL, &cfg) != 0)
         return CLI_EXIT_ERROR;
     struct rpt_period q;
     if (quarter == NULL)

@@ -11,6 +11,7 @@
  * prints what a person setting it up needs to see.
  */
 #include <errno.h>
+#include <limits.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,7 +86,12 @@ static int write_config(const char *path, const char *database, const char *list
 int cli_server_config(const char *data, const char *config, const char *listen,
                       struct srv_config *cfg)
 {
-    char path[1024], err[512];
+    char abs[PATH_MAX], path[PATH_MAX + 32], err[512];
+    if (realpath(data, abs) == NULL) {
+        cli_errorf("cannot resolve %s: %s (run 'khien server init' first)", data, strerror(errno));
+        return -1;
+    }
+    data = abs;
     if (config == NULL) {
         snprintf(path, sizeof(path), "%s/khien-server.conf", data);
         if (access(path, F_OK) == 0)
@@ -245,13 +251,8 @@ static int server_run(int argc, char **argv)
         cli_errorf("run needs --data DIR; see --help");
         return CLI_EXIT_ERROR;
     }
-    char abs[1024];
-    if (realpath(data, abs) == NULL) {
-        cli_errorf("cannot resolve %s: %s (run 'khien server init' first)", data, strerror(errno));
-        return CLI_EXIT_ERROR;
-    }
     struct srv_config cfg;
-    if (cli_server_config(abs, config, listen, &cfg) != 0)
+    if (cli_server_config(data, config, listen, &cfg) != 0)
         return CLI_EXIT_ERROR;
     return srv_run(&cfg) == 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
 }
