@@ -314,33 +314,6 @@ int srv_reply_json(struct srv_req *r, unsigned status, json_t *body)
     return srv_reply_bytes(r, status, "application/json", text, strlen(text));
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is not one.
- * Overlong forms, surrogates and code points past U+10FFFF are invalid. */
-static size_t utf8_seq_len(const unsigned char *s)
-{
-    unsigned c = s[0];
-    size_t n;
-    unsigned min, cp;
-    if (c < 0x80)
-        return 1;
-    if ((c & 0xE0) == 0xC0)
-        n = 2, min = 0x80, cp = c & 0x1F;
-    else if ((c & 0xF0) == 0xE0)
-        n = 3, min = 0x800, cp = c & 0x0F;
-    else if ((c & 0xF8) == 0xF0)
-        n = 4, min = 0x10000, cp = c & 0x07;
-    else
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return n;
-}
-
 /* Messages may quote what a client sent (a path, a header), which need not be
  * UTF-8, and vsnprintf may have cut one mid-character: JSON needs valid
  * UTF-8, so every invalid byte becomes '?'. */
@@ -348,7 +321,7 @@ static void utf8_sanitize(char *msg)
 {
     unsigned char *p = (unsigned char *)msg;
     while (*p) {
-        size_t n = utf8_seq_len(p);
+        size_t n = khx_utf8_len(p, 4, NULL);
         if (n == 0) {
             *p++ = '?';
             continue;

@@ -136,6 +136,11 @@ void khx_uuid4(char out[37]);
  * but printable ASCII shown as '?'; returns dst. */
 const char *khx_printable(char *dst, size_t cap, const char *s, size_t n);
 
+/* Length of the valid UTF-8 sequence at s (at most n bytes: 1..4), or 0 if
+ * it is not one: overlong forms, surrogates and code points past U+10FFFF
+ * are invalid. *cp (may be NULL) gets the code point. */
+size_t khx_utf8_len(const unsigned char *s, size_t n, uint32_t *cp);
+
 /* Removes the regular files in `dir` (not recursively) and then `dir`. */
 int khx_remove_flat_dir(const char *dir);
 

@@ -12,10 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <curl/curl.h>
 #include <sodium.h>
 
 #include "khx.h"
+#include "upward.h"
 
 #define TOKEN_FILE_MAX    4096
 #define RESPONSE_MAX      (64 * 1024) /* bytes of the parent's answer we keep */
@@ -78,110 +78,46 @@ static size_t push_periods(int64_t now, int utc_offset, struct rpt_period out[4]
     return 4;
 }
 
-struct response {
-    char data[RESPONSE_MAX + 1];
-    size_t len;
-};
-
-/* Keeps the first RESPONSE_MAX bytes and drops the rest: the parent's
- * answer is a short JSON object and a longer one is not worth memory. */
-static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
-{
-    struct response *resp = ud;
-    size_t n = size * nmemb, room = RESPONSE_MAX - resp->len;
-    size_t take = n < room ? n : room;
-
-    memcpy(resp->data + resp->len, p, take);
-    resp->len += take;
-    resp->data[resp->len] = '\0';
-    return n;
-}
-
-/* The parent's error message from a JSON error reply, else the body's
+/* The parent's error message from a JSON error reply, else the answer's
  * start, made printable for a one-line log. */
-static void describe(const struct response *resp, char *out, size_t outlen)
+static void describe(const char *answer, size_t len, char *out, size_t outlen)
 {
-    json_t *j = json_loadb(resp->data, resp->len, 0, NULL);
+    json_t *j = json_loadb(answer, len, 0, NULL);
     const char *m = json_string_value(json_object_get(j, "message"));
     size_t i = 0;
 
     if (m == NULL)
-        m = resp->data;
+        m = answer;
     for (; m[i] != '\0' && i + 1 < outlen && i < 300; i++)
         out[i] = ((unsigned char)m[i] < 0x20) ? ' ' : m[i];
     out[i] = '\0';
     json_decref(j);
 }
 
+/* POSTs the document to the parent with the province's token. */
 static int post(const struct srv_report_config *rc, const char *token, const char *body, size_t len,
-                long *status, struct response *resp, char *msg, size_t msglen)
+                long *status, char **answer, size_t *alen, char *msg, size_t msglen)
 {
-    CURL *h = curl_easy_init();
-    struct curl_slist *hdr = NULL, *tmp;
-    char url[640], auth[128], errbuf[CURL_ERROR_SIZE] = "";
+    char url[640], auth[128], err[256];
     size_t ulen = strlen(rc->parent_url);
-    CURLcode cc = CURLE_OK;
-    int r = -1;
-
-    if (h == NULL) {
-        snprintf(msg, msglen, "libcurl could not create a handle");
-        goto out;
-    }
     while (ulen > 0 && rc->parent_url[ulen - 1] == '/')
         ulen--;
     snprintf(url, sizeof(url), "%.*s" PUSH_PATH, (int)ulen, rc->parent_url);
     snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
-    if ((tmp = curl_slist_append(hdr, auth)) == NULL)
-        goto nomem;
-    hdr = tmp;
-    if ((tmp = curl_slist_append(hdr, "Content-Type: application/json")) == NULL)
-        goto nomem;
-    hdr = tmp;
-#define SET(opt, val)                                                                              \
-    do {                                                                                           \
-        if (cc == CURLE_OK)                                                                        \
-            cc = curl_easy_setopt(h, opt, val);                                                    \
-    } while (0)
-    SET(CURLOPT_ERRORBUFFER, errbuf);
-    SET(CURLOPT_NOSIGNAL, 1L);
-    SET(CURLOPT_USERAGENT, "khien-server/" KHIEN_VERSION " federation");
-    SET(CURLOPT_URL, url);
-#if LIBCURL_VERSION_NUM >= 0x075500
-    SET(CURLOPT_PROTOCOLS_STR, "https");
-#else
-    SET(CURLOPT_PROTOCOLS, (long)CURLPROTO_HTTPS);
-#endif
-    SET(CURLOPT_FOLLOWLOCATION, 0L);
-    SET(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-    SET(CURLOPT_SSL_VERIFYPEER, 1L);
-    SET(CURLOPT_SSL_VERIFYHOST, 2L);
-    if (rc->parent_ca[0] != '\0')
-        SET(CURLOPT_CAINFO, rc->parent_ca);
-    SET(CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
-    SET(CURLOPT_TIMEOUT, TOTAL_TIMEOUT_S);
-    SET(CURLOPT_HTTPHEADER, hdr);
-    SET(CURLOPT_POSTFIELDS, body);
-    SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    SET(CURLOPT_WRITEFUNCTION, on_body);
-    SET(CURLOPT_WRITEDATA, resp);
-#undef SET
-    if (cc == CURLE_OK)
-        cc = curl_easy_perform(h);
-    if (cc != CURLE_OK) {
-        snprintf(msg, msglen, "cannot push to %s: %s", url,
-                 errbuf[0] ? errbuf : curl_easy_strerror(cc));
-        goto out;
-    }
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
-    r = 0;
-    goto out;
-nomem:
-    snprintf(msg, msglen, "out of memory preparing the push");
-out:
+    const char *const headers[] = {auth, "Content-Type: application/json", NULL};
+    const struct up_request rq = {.url = url,
+                                  .ca = rc->parent_ca,
+                                  .headers = headers,
+                                  .user_agent = "khien-server/" KHIEN_VERSION " federation",
+                                  .body = body,
+                                  .len = len,
+                                  .connect_timeout = CONNECT_TIMEOUT_S,
+                                  .timeout = TOTAL_TIMEOUT_S,
+                                  .answer_max = RESPONSE_MAX};
+    int r = up_post(&rq, status, answer, alen, err, sizeof(err));
     sodium_memzero(auth, sizeof(auth));
-    curl_slist_free_all(hdr);
-    if (h != NULL)
-        curl_easy_cleanup(h);
+    if (r != 0)
+        snprintf(msg, msglen, "cannot push to %s: %s", url, err);
     return r;
 }
 
@@ -190,7 +126,8 @@ int fed_job_push(struct srv *s, struct store_db *db, int64_t now, char *msg, siz
     const struct srv_report_config *rc = &s->cfg.report;
     struct rpt_period periods[4];
     struct idx_table tables[4];
-    struct response *resp = NULL;
+    char *answer = NULL;
+    size_t alen = 0;
     size_t np, nt = 0, len;
     char token[80] = "", err[256] = "", why[320];
     char *body = NULL;
@@ -221,15 +158,10 @@ int fed_job_push(struct srv *s, struct store_db *db, int64_t now, char *msg, siz
         snprintf(msg, msglen, "the federation document is larger than %u bytes", FED_DOC_MAX);
         goto out;
     }
-    resp = calloc(1, sizeof(*resp));
-    if (resp == NULL) {
-        snprintf(msg, msglen, "out of memory");
-        goto out;
-    }
-    if (post(rc, token, body, len, &status, resp, msg, msglen) != 0)
+    if (post(rc, token, body, len, &status, &answer, &alen, msg, msglen) != 0)
         goto out;
     if (status != 200) {
-        describe(resp, why, sizeof(why));
+        describe(answer, alen, why, sizeof(why));
         snprintf(msg, msglen, "the parent refused the push: HTTP %ld: %s", status, why);
         goto out;
     }
@@ -242,7 +174,7 @@ out:
     for (size_t i = 0; i < nt; i++)
         idx_table_free(&tables[i]);
     free(body);
-    free(resp);
+    free(answer);
     json_decref(doc);
     return r;
 }

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "khx.h"
 #include "quarterly.h"
 
 /* What was done about a C&C contact, in the words the Ministry reads. */
@@ -88,41 +89,6 @@ static inline void rnd_offset(int utc_offset, char *buf, size_t n)
     snprintf(buf, n, "UTC%c%02d:%02d", utc_offset < 0 ? '-' : '+', a / 3600, (a % 3600) / 60);
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid.
- * Overlong forms, surrogates and code points past U+10FFFF are invalid. */
-static inline size_t rnd_utf8_len(const unsigned char *s, size_t n, uint32_t *cp)
-{
-    if (n == 0)
-        return 0;
-    unsigned c = s[0];
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    size_t len;
-    uint32_t v, min;
-    if ((c & 0xE0) == 0xC0) {
-        len = 2, v = c & 0x1F, min = 0x80;
-    } else if ((c & 0xF0) == 0xE0) {
-        len = 3, v = c & 0x0F, min = 0x800;
-    } else if ((c & 0xF8) == 0xF0) {
-        len = 4, v = c & 0x07, min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        v = (v << 6) | (s[i] & 0x3F);
-    }
-    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
-        return 0;
-    *cp = v;
-    return len;
-}
-
 /* Copies text from agents and feeds into dst (at most dstlen - 1 bytes,
  * always terminated, never cutting a character): invalid UTF-8 becomes
  * U+FFFD; control characters, U+FFFE and U+FFFF (XML 1.0 forbids them,
@@ -139,7 +105,7 @@ static inline void rnd_clean(const char *src, char *dst, size_t dstlen, int flag
         return;
     while (i < n) {
         uint32_t cp = 0;
-        size_t l = rnd_utf8_len(s + i, n - i, &cp);
+        size_t l = khx_utf8_len(s + i, n - i, &cp);
         const char *rep = NULL;
         size_t rl = 0;
         if (l == 0) {

@@ -18,16 +18,15 @@
  */
 #include "sharing.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <curl/curl.h>
 #include <libxml/tree.h>
 
 #include "edxml.h"
 #include "khx.h"
+#include "upward.h"
 #include "xmldsig.h"
 
 int64_t share_slot(int64_t now, unsigned interval, int utc_offset)
@@ -103,52 +102,15 @@ out:
 /* The POST.                                                                 */
 /* ------------------------------------------------------------------------ */
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_result = CURLE_FAILED_INIT;
-
-static void curl_init(void)
-{
-    curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-struct body {
-    char *data;
-    size_t len;
-};
-
-/* Keeps the first SHARE_RESPONSE_MAX bytes and reads past the rest, so a
- * long answer neither grows memory nor fails the request. */
-static size_t on_body(char *p, size_t size, size_t nmemb, void *arg)
-{
-    struct body *b = arg;
-    size_t n = size * nmemb, keep = n;
-    if (b->len + keep > SHARE_RESPONSE_MAX)
-        keep = SHARE_RESPONSE_MAX - b->len;
-    if (keep > 0) {
-        memcpy(b->data + b->len, p, keep);
-        b->len += keep;
-    }
-    return n;
-}
-
 /* Text fit for a TEXT column on both backends and for JSON: NUL, other
  * control characters (but tab and line ends) and invalid UTF-8 become '?'. */
 static void clean_utf8(char *s, size_t len)
 {
     size_t i = 0;
     while (i < len) {
-        unsigned char c = (unsigned char)s[i];
-        size_t n = c < 0x80             ? 1
-                   : (c & 0xE0) == 0xC0 ? 2
-                   : (c & 0xF0) == 0xE0 ? 3
-                   : (c & 0xF8) == 0xF0 ? 4
-                                        : 0;
-        int ok = n > 0 && i + n <= len;
-        for (size_t k = 1; ok && k < n; k++)
-            ok = ((unsigned char)s[i + k] & 0xC0) == 0x80;
-        if (ok && n == 2 && c < 0xC2)
-            ok = 0; /* overlong */
-        if (!ok) {
+        uint32_t c = 0;
+        size_t n = khx_utf8_len((const unsigned char *)s + i, len - i, &c);
+        if (n == 0) {
             s[i++] = '?';
             continue;
         }
@@ -161,64 +123,30 @@ static void clean_utf8(char *s, size_t len)
 int share_post(const struct srv_report_config *cfg, const char *doc, size_t len, long *http_status,
                char **response, char *err, size_t errlen)
 {
-    struct curl_slist *headers = NULL;
-    struct body b = {0};
-    char curl_err[CURL_ERROR_SIZE] = "";
-    CURL *c = NULL;
-    CURLcode rc;
-    int accepted = 0;
-
-    *http_status = 0;
-    *response = NULL;
-    pthread_once(&curl_once, curl_init);
-    if (curl_init_result != CURLE_OK || (c = curl_easy_init()) == NULL ||
-        (b.data = malloc(SHARE_RESPONSE_MAX + 1)) == NULL) {
-        snprintf(err, errlen, "cannot start libcurl");
-        goto out;
-    }
-    headers = curl_slist_append(headers, "Content-Type: text/xml");
-    headers = curl_slist_append(headers, "Expect:");
-    if (headers == NULL) {
-        snprintf(err, errlen, "out of memory");
-        goto out;
-    }
-    /* HTTPS only (MAL-2), no redirects, no signals (the server has many
-     * threads), bounded time. */
-    curl_easy_setopt(c, CURLOPT_URL, cfg->share_url);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)SHARE_POST_TIMEOUT);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(c, CURLOPT_POST, 1L);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, doc);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "Khien-AVReport/1");
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curl_err);
-    if (cfg->share_ca[0] != '\0')
-        curl_easy_setopt(c, CURLOPT_CAINFO, cfg->share_ca);
-    rc = curl_easy_perform(c);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, http_status);
-    b.data[b.len] = '\0';
-    clean_utf8(b.data, b.len);
-    if (rc != CURLE_OK) {
-        snprintf(err, errlen, "%s", curl_err[0] != '\0' ? curl_err : curl_easy_strerror(rc));
-    } else if (*http_status != 200) {
+    /* HTTPS only (MAL-2), through the server's client for sending upward. */
+    static const char *const headers[] = {"Content-Type: text/xml", NULL};
+    const struct up_request rq = {.url = cfg->share_url,
+                                  .ca = cfg->share_ca,
+                                  .headers = headers,
+                                  .user_agent = "Khien-AVReport/1",
+                                  .body = doc,
+                                  .len = len,
+                                  .connect_timeout = 30,
+                                  .timeout = SHARE_POST_TIMEOUT,
+                                  .answer_max = SHARE_RESPONSE_MAX};
+    size_t alen = 0;
+    if (up_post(&rq, http_status, response, &alen, err, errlen) != 0)
+        return 0;
+    clean_utf8(*response, alen);
+    if (*http_status != 200) {
         snprintf(err, errlen, "the receiver answered HTTP %ld", *http_status);
-    } else if (cfg->share_reject_text[0] != '\0' && strstr(b.data, cfg->share_reject_text)) {
-        snprintf(err, errlen, "the receiver's answer contains \"%s\"", cfg->share_reject_text);
-    } else {
-        accepted = 1;
+        return 0;
     }
-    *response = b.data;
-    b.data = NULL;
-out:
-    free(b.data);
-    curl_slist_free_all(headers);
-    curl_easy_cleanup(c);
-    return accepted;
+    if (cfg->share_reject_text[0] != '\0' && strstr(*response, cfg->share_reject_text)) {
+        snprintf(err, errlen, "the receiver's answer contains \"%s\"", cfg->share_reject_text);
+        return 0;
+    }
+    return 1;
 }
 
 /* ------------------------------------------------------------------------ */
