@@ -52,12 +52,28 @@ static unsigned retry_delay(int64_t failures, unsigned interval)
 static int run_one(struct srv *s, struct store_db *db, const struct srv_job *j, unsigned interval,
                    const char *owner, int64_t now)
 {
-    int64_t changes = 0;
-    int r = store_execf(
-        db, NULL, "INSERT INTO jobs (name, next_run) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-        "ti", j->name, now);
-    if (r != 0)
+    int64_t changes = 0, failures = 0;
+    struct store_stmt *st = NULL;
+    /* A read first: most looks find nothing due, and they must not take
+     * the write lock that ingestion needs. */
+    int r = store_queryf(
+        db, &st, "SELECT next_run, lease_until, failures FROM jobs WHERE name = $1", "t", j->name);
+    if (r < 0)
         return r;
+    if (r == STORE_DONE) {
+        r = store_execf(
+            db, NULL,
+            "INSERT INTO jobs (name, next_run) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", "ti",
+            j->name, now);
+    } else if (store_col_int(st, 0) > now || store_col_int(st, 1) >= now) {
+        r = 1; /* not due, or another server holds it */
+    } else {
+        failures = store_col_int(st, 2);
+        r = 0;
+    }
+    store_finalize(st);
+    if (r != 0)
+        return r < 0 ? r : 0;
     r = store_execf(db, &changes,
                     "UPDATE jobs SET lease_owner = $1, lease_until = $2, last_start = $3"
                     " WHERE name = $4 AND next_run <= $3 AND lease_until < $3",
@@ -71,11 +87,7 @@ static int run_one(struct srv *s, struct store_db *db, const struct srv_job *j, 
     int64_t end = (int64_t)time(NULL);
     if (end < now)
         end = now;
-    int64_t failures = 0;
-    if (!ok) {
-        store_query_int(db, &failures, "SELECT failures FROM jobs WHERE name = $1", "t", j->name);
-        failures++;
-    }
+    failures = ok ? 0 : failures + 1;
     int64_t next = ok ? now + interval : end + retry_delay(failures, interval);
     srv_log("job %s: %s%s", j->name, ok ? "" : "failed: ", msg);
     r = store_execf(
