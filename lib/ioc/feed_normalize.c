@@ -490,6 +490,12 @@ static int classify(int kind, const char *s, size_t n, char *out, const char *sh
                         return -1;
                     }
                     if (pfx < 0) {
+                        /* A full-length prefix is the address itself, and
+                         * refused as the bare address would be. */
+                        if (strcmp(addr, "0.0.0.0") == 0 || strcmp(addr, "::") == 0) {
+                            khx_errf(err, errlen, "'%s' is the unspecified address", show);
+                            return -1;
+                        }
                         strcpy(out, addr);
                         return IOC_IP;
                     }

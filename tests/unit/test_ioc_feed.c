@@ -154,6 +154,8 @@ static void feed_normalize_gives_canonical_forms_and_undoes_defanging(void **sta
             "t13d1516h2_8daaf6152771_e5627efa2ab1");
     norm_refused(-1, "localhost");
     norm_refused(-1, "0.0.0.0");
+    norm_refused(-1, "0.0.0.0/32");
+    norm_refused(IOC_IP, "::/128");
     norm_refused(-1, "203.0.113.0/0");
     norm_refused(-1, "evil example");
     norm_refused(-1, "");
